@@ -1,0 +1,35 @@
+# Set-up is part of every target: a fresh machine needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.jq-installed
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torchvision 0.29.1 needs torch 2.14.1; both wheels lie on this machine's disk.
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -q -e ".[torch,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+demo: install
+	$(PY) examples/digits_ptq.py
+
+bench: install
+	$(PY) benchmarks/bench_search.py
+	$(PY) benchmarks/bench_convert.py
+	$(PY) benchmarks/bench_ptq.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""jq_torch: PyTorch models into jq's graph form, and jq graphs back into PyTorch modules.
+
+- ``from_torch(model, example_inputs) -> (graph, params)``: convert with ``torch.export``.
+- ``to_torch(graph, params) -> torch.nn.Module``: run a jq graph (e.g. a quantized one) with
+  torch ops.
+- ``register_converter`` (ATen op -> jq nodes) and ``register_torch_op`` (jq op -> torch) extend
+  the two op tables.
+
+torch is imported here and only here; ``import jq`` never imports it.
+"""
+
+from . import _aten  # noqa: F401  (fills the converter table)
+from ._convert import ConvertContext as ConvertContext
+from ._convert import Unconvertible as Unconvertible
+from ._convert import from_torch as from_torch
+from ._convert import register_converter as register_converter
+from ._errors import DynamicControlFlowError as DynamicControlFlowError
+from ._errors import ExportError as ExportError
+from ._errors import Unsupported as Unsupported
+from ._errors import UnsupportedOpError as UnsupportedOpError
+from ._to_torch import JQModule as JQModule
+from ._to_torch import register_torch_op as register_torch_op
+from ._to_torch import to_torch as to_torch
+
+__all__ = [
+    "ConvertContext",
+    "DynamicControlFlowError",
+    "ExportError",
+    "JQModule",
+    "Unconvertible",
+    "Unsupported",
+    "UnsupportedOpError",
+    "from_torch",
+    "register_converter",
+    "register_torch_op",
+    "to_torch",
+]

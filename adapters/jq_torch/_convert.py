@@ -1,0 +1,442 @@
+"""``from_torch``: a PyTorch module into jq's graph form.
+
+Why ``torch.export`` (and not ``torch.fx.symbolic_trace``): export traces with fake tensors
+through the dispatcher, so it sees every op a forward really runs, whatever Python it is written
+in (functional calls, ``x + y``, methods, ``nn.MultiheadAttention``'s internals), records each
+node's output shape and module path (``nn_module_stack``) and lifts parameters and buffers with
+their fully-qualified names. ``symbolic_trace`` works on Python source: it records
+``torch.nn.functional`` calls and tensor methods unnormalized (many spellings per op), has no
+shapes, and silently bakes data-dependent branches in or fails on them. Export instead refuses
+data-dependent control flow with a clear error, which we wrap.
+
+We then call ``run_decompositions({})``: with an empty table it only functionalizes (in-place
+ops become out-of-place, eval-mode dropout disappears) and keeps the high-level ATen ops we want
+to see (``conv2d``, ``linear``, ``layer_norm``, ``scaled_dot_product_attention``) instead of
+lowering them to core ATen (``addmm``, ``native_layer_norm`` pieces).
+
+The converters live in ``_aten.py``, one per ATen op family, registered with
+:func:`register_converter`; an op without one is reported (all of them, at once) in an
+:class:`UnsupportedOpError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import torch
+from torch import fx
+
+from jq._apply import apply
+from jq._graph import Graph, Node
+
+from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
+
+Converter = Callable[..., Any]
+_CONVERTERS: dict[Any, Converter] = {}
+
+# Hints for ops we know we do not convert; the default hint says how to add a converter.
+_HINTS = {
+    "aten.index.Tensor": "advanced (tensor) indexing is not supported; use slicing or "
+    "torch.index_select on constant indices",
+    "aten._native_batch_norm_legit_functional.default": "batch norm in training mode; call "
+    "model.eval() before converting",
+    "higher_order.cond": "torch.cond control flow is not supported; a jq graph is static",
+    "aten.item.default": "reading tensor values in Python (.item()) is data-dependent",
+    "aten.max_pool2d_with_indices.default": "pooling indices are not supported; use "
+    "return_indices=False",
+}
+
+
+class Unconvertible(Exception):
+    """Raised by a converter for arguments it cannot handle; the message is the hint."""
+
+
+class _Skip(Exception):
+    """An input of this node failed to convert (already reported)."""
+
+
+_FAILED = object()
+
+
+def register_converter(*targets: Any, override: bool = False) -> Callable[[Converter], Converter]:
+    """Decorator registering ``fn(ctx, **args) -> value`` for ATen ops (``torch.ops.aten.relu``
+    covers every overload; ``torch.ops.aten.add.Tensor`` one overload; ``operator.getitem``).
+
+    ``args`` are the op's schema arguments by name, defaults filled in. ``ctx`` (a
+    :class:`ConvertContext`) turns fx arguments into jq values and emits jq nodes. The
+    returned value is a jq value name, a tuple of them (multi-output ops), or ``None``.
+    """
+
+    def decorate(fn: Converter) -> Converter:
+        for t in targets:
+            if t in _CONVERTERS and not override:
+                raise ValueError(f"register_converter: {t} already has a converter")
+            _CONVERTERS[t] = fn
+        return fn
+
+    return decorate
+
+
+def _lookup(target: Any) -> Converter | None:
+    fn = _CONVERTERS.get(target)
+    if fn is None and isinstance(target, torch._ops.OpOverload):
+        fn = _CONVERTERS.get(target.overloadpacket)
+    return fn
+
+
+def _op_name(target: Any) -> str:
+    """``"aten.conv2d.default"``, ``"higher_order.cond"``, ``"getitem"``."""
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        return f"higher_order.{target.name()}"
+    return getattr(target, "__name__", str(target))
+
+
+def _short_name(target: Any) -> str:
+    """``"conv2d"`` for ``aten.conv2d.default``: used to name unconverted nodes."""
+    parts = _op_name(target).split(".")
+    return parts[1] if len(parts) > 2 else parts[-1]
+
+
+def _bind(target: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Schema arguments by name, with defaults."""
+    out = {}
+    for i, a in enumerate(target._schema.arguments):
+        if i < len(args) and not a.kwarg_only:
+            out[a.name] = args[i]
+        elif a.name in kwargs:
+            out[a.name] = kwargs[a.name]
+        elif a.has_default_value():
+            out[a.name] = a.default_value
+        else:
+            out[a.name] = None
+    return out
+
+
+def _where(node: fx.Node) -> str:
+    trace = node.meta.get("stack_trace") or ""
+    lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-2:]) if lines else ""
+
+
+class ConvertContext:
+    """State of one conversion, handed to converters."""
+
+    def __init__(self, ep: torch.export.ExportedProgram, model: torch.nn.Module):
+        sig = ep.graph_signature
+        self._fqn: dict[str, str] = {
+            **sig.inputs_to_parameters,
+            **sig.inputs_to_buffers,
+            **sig.inputs_to_lifted_tensor_constants,
+        }
+        self._tensors = {**ep.state_dict, **ep.constants}
+        self._modules = dict(model.named_modules())
+        self.nodes: list[Node] = []
+        self.params: dict[str, dict[str, torch.Tensor]] = {}
+        self.torch_shapes: dict[str, tuple[int, ...]] = {}
+        self._taken: set[str] = set(sig.user_inputs)
+        self._env: dict[fx.Node, Any] = {}
+        self._consts: dict[fx.Node, str] = {}
+        self._folded: dict[fx.Node, tuple[Any, str, bool]] = {}
+        self.current: fx.Node | None = None
+
+    # -- arguments ------------------------------------------------------------------------
+
+    def _const(self, arg: fx.Node) -> tuple[torch.Tensor, str, bool] | None:
+        """``(tensor, name, is_fqn)`` if ``arg`` is a parameter, buffer, lifted constant or a
+        value computed from those alone (folded at conversion); ``None`` otherwise."""
+        if arg in self._folded:
+            return self._folded[arg]
+        if arg.op == "placeholder" and arg.name in self._fqn:
+            fqn = self._fqn[arg.name]
+            return self._tensors[fqn], fqn, True
+        return None
+
+    def value(self, arg: Any) -> Any:
+        """The jq value name of an fx tensor argument (lists map elementwise); parameters and
+        constants become ``constant`` nodes."""
+        if isinstance(arg, (list, tuple)):
+            return [self.value(a) for a in arg]
+        if not isinstance(arg, fx.Node):
+            return arg
+        const = self._const(arg)
+        if const is not None:
+            return self._constant(arg, const)
+        v = self._env[arg]
+        if v is _FAILED:
+            raise _Skip
+        return v
+
+    def is_tensor(self, arg: Any) -> bool:
+        return isinstance(arg, fx.Node)
+
+    def param(self, arg: fx.Node, what: str) -> tuple[torch.Tensor, str | None]:
+        """``(tensor, fully-qualified name or None)`` of a parameter/buffer/constant argument."""
+        const = self._const(arg) if isinstance(arg, fx.Node) else None
+        if const is None or not isinstance(const[0], torch.Tensor):
+            raise Unconvertible(
+                f"{what} must be a parameter, buffer or constant of the model, not computed "
+                "from the inputs"
+            )
+        tensor, name, is_fqn = const
+        return tensor, name if is_fqn else None
+
+    def shape(self, arg: fx.Node | None = None) -> tuple[int, ...]:
+        """Static shape of an fx value (default: the node being converted)."""
+        val = (arg if arg is not None else self.current).meta["val"]
+        return tuple(int(d) for d in val.shape)
+
+    # -- emitting -------------------------------------------------------------------------
+
+    def _unique(self, base: str) -> str:
+        name, i = base, 0
+        while name in self._taken:
+            i += 1
+            name = f"{base}_{i}"
+        self._taken.add(name)
+        return name
+
+    def _base_name(self, op: str, fqn: str | None) -> str:
+        if fqn is not None:  # a layer: name it after its weight's owner
+            head, _, last = fqn.rpartition(".")
+            if last.endswith("_weight") and last != "_weight":
+                return f"{head}.{last[: -len('_weight')]}" if head else last[: -len("_weight")]
+            return head or last
+        stack = self.current.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack.values()))[0] if stack else ""
+        module = self._modules.get(path)
+        if path and module is not None and not any(True for _ in module.children()):
+            return path  # a leaf module such as nn.ReLU
+        return f"{path}.{op}" if path else op
+
+    def emit(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        attrs: dict[str, Any] | None = None,
+        params: dict[str, fx.Node | None] | None = None,
+    ) -> str:
+        """Append a jq node; ``params`` maps param names to parameter/buffer fx arguments
+        (``None`` entries are skipped). Returns the node's name."""
+        tensors, fqn = {}, None
+        for pname, arg in (params or {}).items():
+            if arg is None:
+                continue
+            t, f = self.param(arg, f"{op} {pname}")
+            tensors[pname] = t
+            fqn = fqn or f
+        name = self._unique(self._base_name(op, fqn))
+        self.nodes.append(Node(name, op, tuple(inputs), attrs or {}))
+        if tensors:
+            self.params[name] = tensors
+        return name
+
+    def _constant(self, arg: fx.Node, const: tuple[torch.Tensor, str, bool]) -> str:
+        if arg not in self._consts:
+            tensor, base, _ = const
+            if not isinstance(tensor, torch.Tensor):
+                raise Unconvertible(f"a constant {type(tensor).__name__} used as a tensor")
+            name = self._unique(base)
+            self.nodes.append(Node(name, "constant"))
+            self.params[name] = {"value": tensor}
+            self._consts[arg] = name
+        return self._consts[arg]
+
+    def _fold(self, node: fx.Node) -> bool:
+        """Evaluate ``node`` now if it reads only parameters and constants (e.g. a mask built
+        with ``torch.ones(...).tril()``, or ``self.w.t()``)."""
+
+        def const(a: fx.Node) -> Any:
+            c = self._const(a)
+            if c is None:
+                raise _Skip
+            return c[0]
+
+        try:
+            args = fx.node.map_arg(node.args, const)
+            kwargs = fx.node.map_arg(node.kwargs, const)
+        except _Skip:
+            return False
+        try:
+            with torch.no_grad():
+                value = node.target(*args, **kwargs)
+        except Exception:  # not evaluable eagerly: convert it like any other node
+            return False
+        self._folded[node] = (value, self._base_name(_short_name(node.target), None), False)
+        return True
+
+    # -- driving --------------------------------------------------------------------------
+
+    def run(self, ep: torch.export.ExportedProgram) -> list[Unsupported]:
+        problems: list[Unsupported] = []
+        user_inputs = set(ep.graph_signature.user_inputs)
+        for node in ep.graph.nodes:
+            if node.op == "placeholder" and node.name in user_inputs:
+                self._env[node] = node.name
+            if node.op != "call_function":
+                continue
+            self.current = node
+            if self._fold(node):
+                continue
+            fn = _lookup(node.target)
+            try:
+                if fn is None:
+                    hint = _HINTS.get(
+                        _op_name(node.target),
+                        "no converter; add one with @jq_torch.register_converter (and a jq op "
+                        "with jq register_op if the vocabulary lacks it)",
+                    )
+                    raise Unconvertible(hint)
+                if hasattr(node.target, "_schema"):
+                    out = fn(self, **_bind(node.target, node.args, node.kwargs))
+                else:
+                    out = fn(self, *node.args, **node.kwargs)
+            except _Skip:
+                out = _FAILED
+            except Unconvertible as e:
+                base = self._base_name(_short_name(node.target), None)
+                problems.append(Unsupported(base, _op_name(node.target), str(e), _where(node)))
+                out = _FAILED
+            self._env[node] = out
+            if isinstance(out, str) and self.nodes and self.nodes[-1].name == out:
+                val = node.meta.get("val")
+                if isinstance(val, torch.Tensor):
+                    self.torch_shapes[out] = tuple(int(d) for d in val.shape)
+        return problems
+
+
+def _prune(nodes: list[Node], outputs: Sequence[str]) -> list[Node]:
+    """Drop nodes whose values no output needs (e.g. unused pieces of a split)."""
+    live = set(outputs)
+    kept = []
+    for node in reversed(nodes):
+        if node.name in live:
+            kept.append(node)
+            live.update(node.inputs)
+    return kept[::-1]
+
+
+def _to_jax(t: torch.Tensor) -> jax.Array:
+    return jnp.asarray(t.detach().cpu().contiguous().numpy())
+
+
+def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
+    name = type(model).__name__
+    try:
+        ep = torch.export.export(model, args)
+    except Exception as e:
+        reason = "\n".join(str(e).strip().splitlines()[:12])
+        if isinstance(e, GuardOnDataDependentSymNode) or "data-dependent" in str(e):
+            raise DynamicControlFlowError(
+                f"from_torch: {name} has data-dependent control flow or shapes (a Python branch "
+                "or size that depends on tensor values), which a static jq graph cannot "
+                "represent. Make the branch static, or compute both sides and select with "
+                f"torch.where. torch.export says:\n{reason}"
+            ) from e
+        raise ExportError(
+            f"from_torch: torch.export could not capture {name} ({type(e).__name__}). "
+            f"torch says:\n{reason}"
+        ) from e
+    return ep.run_decompositions({})
+
+
+def from_torch(
+    model: torch.nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor]
+) -> tuple[Graph, dict[str, dict[str, jax.Array]]]:
+    """Convert a PyTorch module (in eval mode) into a jq graph and params.
+
+    Args:
+      model: the ``torch.nn.Module``; must be in eval mode (``model.eval()``).
+      example_inputs: a tensor or a sequence of tensors, as ``model(*example_inputs)`` takes
+        them. Shapes are specialized: the graph runs on inputs of these shapes.
+
+    Returns:
+      ``(graph, params)``: the :class:`jq.Graph` (nodes named after the modules they come
+      from; outputs flattened) and ``{node: {param: jax.Array}}`` in PyTorch layouts.
+
+    Raises:
+      TypeError: ``model`` or ``example_inputs`` of the wrong type.
+      ValueError: the model is in training mode.
+      UnsupportedOpError: ops without a converter (all of them, each with node name and hint).
+      DynamicControlFlowError: data-dependent control flow.
+      ExportError: ``torch.export`` failed for another reason (its message included).
+
+    Example::
+
+        graph, params = jq_torch.from_torch(torchvision.models.resnet18().eval(), x)
+        y = jax.jit(jq.apply, static_argnums=0)(graph, params, x.numpy())
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"from_torch: model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    args = tuple(example_inputs)
+    if not all(isinstance(a, torch.Tensor) for a in args):
+        raise TypeError(
+            "from_torch: example_inputs must be a tensor or a sequence of tensors, got "
+            f"{[type(a).__name__ for a in args]}"
+        )
+    mode_dependent = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.dropout._DropoutNd)
+    if any(m.training and isinstance(m, mode_dependent) for m in model.modules()):
+        raise ValueError(
+            f"from_torch: {type(model).__name__} is in training mode; call model.eval() first "
+            "(batch norm and dropout convert in their inference form)"
+        )
+
+    ep = _export(model, args)
+    ctx = ConvertContext(ep, model)
+    problems = ctx.run(ep)
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    user_outputs = set(ep.graph_signature.user_outputs)  # not buffer mutations
+    outputs = []
+    for i, arg in enumerate(a for a in out_node.args[0] if getattr(a, "name", a) in user_outputs):
+        try:
+            v = ctx.value(arg)
+        except _Skip:
+            continue
+        if not isinstance(v, str):
+            problems.append(Unsupported(f"output {i}", "output", "outputs must be tensors"))
+        outputs.append(v)
+    if problems:
+        raise UnsupportedOpError(f"from_torch({type(model).__name__})", problems)
+
+    inputs = tuple(ep.graph_signature.user_inputs)
+    nodes = _prune(ctx.nodes, outputs)
+    params = {
+        n.name: {k: _to_jax(t) for k, t in ctx.params[n.name].items()}
+        for n in nodes
+        if n.name in ctx.params
+    }
+    graph = Graph(inputs, tuple(nodes), tuple(outputs), input_shapes=[a.shape for a in args])
+    return _record_shapes(graph, params, args, ctx.torch_shapes), params
+
+
+def _record_shapes(graph: Graph, params, args, torch_shapes) -> Graph:
+    """Trace the graph abstractly (``jax.eval_shape``) to record every node's output shape,
+    and check it against the shape torch recorded: a mismatch is a converter bug."""
+    specs = [
+        jax.ShapeDtypeStruct(
+            tuple(a.shape), jax.dtypes.canonicalize_dtype(a.detach().reshape(-1)[:0].numpy().dtype)
+        )
+        for a in args
+    ]
+    names = tuple(n.name for n in graph.nodes)
+    _, acts = jax.eval_shape(lambda p, *xs: apply(graph, p, *xs, capture=names), params, *specs)
+    nodes = []
+    for node in graph.nodes:
+        shape = acts[node.name].shape
+        expected = torch_shapes.get(node.name)
+        if expected is not None and tuple(expected) != tuple(shape):
+            raise RuntimeError(
+                f"jq_torch internal error: node {node.name!r} ({node.op}) has shape {shape} in "
+                f"JAX but {expected} in torch; please report it"
+            )
+        pshapes = {k: v.shape for k, v in params.get(node.name, {}).items()}
+        nodes.append(node.replace(shape=shape, param_shapes=pshapes))
+    return graph.replace(nodes=nodes)

@@ -1,0 +1,292 @@
+"""``to_torch``: run a jq graph as a ``torch.nn.Module``.
+
+The PTQ pipeline exports quantized graphs (with ``fake_quant`` nodes and replaced params) back
+to PyTorch with it. Each jq op has a torch implementation in a table filled by
+:func:`register_torch_op`, the mirror of jq's ``register_op``: a pipeline that adds a jq op
+registers its torch twin the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jq._graph import Graph
+
+from ._errors import Unsupported, UnsupportedOpError
+
+TorchOp = Callable[..., torch.Tensor]
+_TORCH_OPS: dict[str, TorchOp] = {}
+
+
+def register_torch_op(name: str, *, override: bool = False) -> Callable[[TorchOp], TorchOp]:
+    """Decorator adding ``fn(params, *inputs, **attrs) -> Tensor`` as the torch form of jq op
+    ``name`` (same arguments as the JAX op; ``params`` holds torch tensors)."""
+
+    def decorate(fn: TorchOp) -> TorchOp:
+        if name in _TORCH_OPS and not override:
+            raise ValueError(f"register_torch_op: op {name!r} is already registered")
+        _TORCH_OPS[name] = fn
+        return fn
+
+    return decorate
+
+
+class JQModule(torch.nn.Module):
+    """A jq graph run with torch ops; params are buffers (``state_dict`` keys are the node
+    names with ``.`` replaced by ``_``, then ``__`` and the param name)."""
+
+    def __init__(self, graph: Graph, params: Mapping[str, Mapping[str, Any]]):
+        super().__init__()
+        missing = [
+            Unsupported(n.name, n.op, "no torch implementation; add one with register_torch_op")
+            for n in graph.nodes
+            if n.op not in _TORCH_OPS
+        ]
+        if missing:
+            raise UnsupportedOpError("to_torch", missing)
+        self.graph = graph
+        self._keys: dict[str, dict[str, str]] = {}
+        for node in graph.nodes:
+            for pname, value in params.get(node.name, {}).items():
+                key = f"{node.name.replace('.', '_')}__{pname}"
+                while hasattr(self, key):
+                    key += "_"
+                self.register_buffer(key, torch.from_numpy(np.array(value)))
+                self._keys.setdefault(node.name, {})[pname] = key
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        graph = self.graph
+        if len(inputs) != len(graph.inputs):
+            raise TypeError(f"JQModule: expected {len(graph.inputs)} inputs, got {len(inputs)}")
+        env = dict(zip(graph.inputs, inputs, strict=True))
+        for node in graph.nodes:
+            params = {p: getattr(self, k) for p, k in self._keys.get(node.name, {}).items()}
+            args = [env[s] for s in node.inputs]
+            env[node.name] = _TORCH_OPS[node.op](params, *args, **dict(node.attrs))
+        outs = tuple(env[n] for n in graph.outputs)
+        return outs[0] if len(outs) == 1 else outs
+
+
+def to_torch(graph: Graph, params: Mapping[str, Mapping[str, Any]]) -> JQModule:
+    """A ``torch.nn.Module`` computing ``jq.apply(graph, params, *inputs)`` with torch ops.
+
+    Args:
+      graph: a jq graph (e.g. from ``from_torch``, possibly rewritten or quantized).
+      params: its params pytree (JAX or NumPy arrays); copied into buffers.
+
+    Returns:
+      A :class:`JQModule` in eval mode; call it with torch tensors.
+
+    Raises:
+      UnsupportedOpError: ops without a torch implementation (all listed).
+    """
+    return JQModule(graph, params).eval()
+
+
+# --- the torch op table ------------------------------------------------------------------
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+@register_torch_op("constant")
+def _constant(params):
+    return params["value"]
+
+
+@register_torch_op("conv")
+def _conv(params, x, *, stride, padding, dilation, groups):
+    w = params["weight"]
+    nd = w.ndim - 2
+    if all(lo == hi for lo, hi in padding):
+        pad: Any = tuple(lo for lo, _ in padding)
+    else:  # asymmetric: pad explicitly (F.pad takes the last dim first)
+        x = F.pad(x, [p for lo_hi in reversed(padding) for p in lo_hi])
+        pad = 0
+    return _CONV[nd](x, w, params.get("bias"), stride, pad, dilation, groups)
+
+
+@register_torch_op("conv_transpose")
+def _conv_transpose(params, x, *, stride, padding, output_padding, dilation, groups):
+    w = params["weight"]
+    fn = _CONV_T[w.ndim - 2]
+    return fn(x, w, params.get("bias"), stride, padding, output_padding, groups, dilation)
+
+
+@register_torch_op("linear")
+def _linear(params, x):
+    return F.linear(x, params["weight"], params.get("bias"))
+
+
+@register_torch_op("matmul")
+def _matmul(params, a, b):
+    return torch.matmul(a, b)
+
+
+@register_torch_op("embedding")
+def _embedding(params, indices):
+    return F.embedding(indices, params["weight"])
+
+
+@register_torch_op("batch_norm")
+def _batch_norm(params, x, *, eps):
+    p = params
+    return F.batch_norm(
+        x, p["running_mean"], p["running_var"], p.get("weight"), p.get("bias"), False, 0.0, eps
+    )
+
+
+@register_torch_op("layer_norm")
+def _layer_norm(params, x, *, normalized_shape, eps):
+    return F.layer_norm(x, normalized_shape, params.get("weight"), params.get("bias"), eps)
+
+
+@register_torch_op("group_norm")
+def _group_norm(params, x, *, num_groups, eps):
+    return F.group_norm(x, num_groups, params.get("weight"), params.get("bias"), eps)
+
+
+for _name, _fn in (
+    ("relu", F.relu),
+    ("relu6", F.relu6),
+    ("silu", F.silu),
+    ("hardswish", F.hardswish),
+    ("hardsigmoid", F.hardsigmoid),
+    ("sigmoid", torch.sigmoid),
+    ("tanh", torch.tanh),
+):
+    register_torch_op(_name)(lambda params, x, _fn=_fn: _fn(x))
+del _name, _fn
+
+
+@register_torch_op("hardtanh")
+def _hardtanh(params, x, *, min_val, max_val):
+    return F.hardtanh(x, min_val, max_val)
+
+
+@register_torch_op("leaky_relu")
+def _leaky_relu(params, x, *, negative_slope):
+    return F.leaky_relu(x, negative_slope)
+
+
+@register_torch_op("gelu")
+def _gelu(params, x, *, approximate="none"):
+    return F.gelu(x, approximate=approximate)
+
+
+@register_torch_op("softmax")
+def _softmax(params, x, *, axis):
+    return torch.softmax(x, axis)
+
+
+@register_torch_op("max_pool")
+def _max_pool(params, x, *, kernel_size, stride, padding, dilation, ceil_mode):
+    fn = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[len(kernel_size)]
+    return fn(x, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+
+
+@register_torch_op("avg_pool")
+def _avg_pool(
+    params, x, *, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
+    nd = len(kernel_size)
+    if nd == 1:
+        if divisor_override:
+            raise NotImplementedError("to_torch: avg_pool 1-d with divisor_override")
+        return F.avg_pool1d(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
+    fn = {2: F.avg_pool2d, 3: F.avg_pool3d}[nd]
+    return fn(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+@register_torch_op("adaptive_avg_pool")
+def _adaptive_avg_pool(params, x, *, output_size):
+    fn = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}
+    return fn[len(output_size)](x, output_size)
+
+
+def _binary(fn):
+    def op(params, x, y=None, *, scalar=None, reverse=False):
+        if y is None:
+            return fn(scalar, x) if reverse else fn(x, scalar)
+        return fn(x, y)
+
+    return op
+
+
+for _name, _fn in (
+    ("add", lambda a, b: a + b),
+    ("sub", lambda a, b: a - b),
+    ("mul", lambda a, b: a * b),
+    ("div", lambda a, b: a / b),
+):
+    register_torch_op(_name)(_binary(_fn))
+del _name, _fn
+
+
+@register_torch_op("cat")
+def _cat(params, *xs, axis):
+    return torch.cat(xs, axis)
+
+
+@register_torch_op("reshape")
+def _reshape(params, x, *, shape):
+    return x.reshape(shape)
+
+
+@register_torch_op("permute")
+def _permute(params, x, *, dims):
+    return x.permute(dims)
+
+
+@register_torch_op("expand")
+def _expand(params, x, *, shape):
+    return x.expand(shape)
+
+
+@register_torch_op("slice")
+def _slice(params, x, *, axis, start, stop, step):
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, stop, step)
+    return x[tuple(index)]
+
+
+@register_torch_op("select")
+def _select(params, x, *, axis, index):
+    return x.select(axis, index)
+
+
+@register_torch_op("mean")
+def _mean(params, x, *, axis, keepdims):
+    return x.mean(dim=axis, keepdim=keepdims)
+
+
+@register_torch_op("cast")
+def _cast(params, x, *, dtype):
+    return x.to(getattr(torch, dtype))
+
+
+@register_torch_op("scaled_dot_product_attention")
+def _sdpa(params, q, k, v, mask=None, *, is_causal=False, scale=None):
+    return F.scaled_dot_product_attention(q, k, v, mask, is_causal=is_causal, scale=scale)
+
+
+@register_torch_op("fake_quant")
+def _fake_quant(params, x, *, n_bits):
+    """Torch twin of jq's ``fake_quant`` (``uniform_quantize``), same order of operations."""
+    a, b = params["range_min"], params["range_max"]
+    levels = 2**n_bits - 1
+    # zero_align (jq._quantizers): shift [a, b] so that 0 is a grid point
+    scale = (b - a) / levels
+    a_adj = scale * torch.round(a / scale)
+    b_adj = b - a + a_adj
+    mid = ~(a > 0) & ~(b < 0)
+    a2 = a_adj * mid + (b < 0) * a
+    b2 = b_adj * mid + (a > 0) * b
+    delta = (b2 - a2) / levels
+    level = torch.round((torch.clamp(x, a2, b2) - a2) / delta)
+    return delta * level + a2

@@ -1,0 +1,311 @@
+"""PTQ of a small CNN on scikit-learn's digits with every error method, jq beside MCT.
+
+Trains a CNN on the 8x8 digits that ship with scikit-learn (nothing downloads) in a few
+seconds, then quantizes it with MCT's documented call
+(``jq.ptq.pytorch_post_training_quantization``) once per error method, for activations
+(weights MSE) and for weights (activations MSE), at 8 and 4 bits. Prints test accuracy,
+output SQNR against the float model (dB) and wall time per run. When
+model-compression-toolkit is importable, the same runs go through
+``mct.ptq.pytorch_post_training_quantization`` and MCT's figures are printed beside jq's.
+
+Run: ``make demo`` or ``PYTHONPATH=.:adapters python examples/digits_ptq.py [--no-mct]
+[--mct-kl] [--bits 8 4]``.
+
+Notes: jq times include JIT compilation (the first run of a method compiles its search; later
+runs of the same shapes reuse it). MCT's KL search on kernels is very slow (about 280 s for
+this small CNN), so MCT's weights-KL runs are skipped unless ``--mct-kl``; MCT cannot use HMSE
+for weights without GPTQ, so that cell is "n/a".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+sys.path[:0] = [
+    os.path.join(os.path.dirname(__file__), ".."),
+    os.path.join(os.path.dirname(__file__), "..", "adapters"),
+]
+
+import jq  # noqa: E402
+import jq.core  # noqa: E402
+import jq.ptq  # noqa: E402
+
+METHODS = ("noclipping", "mse", "mae", "kl", "lp", "hmse")
+BATCH = 64
+
+
+class DigitsCNN(torch.nn.Module):
+    """conv-bn-relu x2, max-pool, conv-bn-relu, linear-relu, linear (about 12 k params)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+        self.conv2 = torch.nn.Conv2d(8, 16, 3, padding=1)
+        self.bn2 = torch.nn.BatchNorm2d(16)
+        self.conv3 = torch.nn.Conv2d(16, 16, 3, padding=1)
+        self.bn3 = torch.nn.BatchNorm2d(16)
+        self.fc1 = torch.nn.Linear(16 * 4 * 4, 32)
+        self.fc2 = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        x = torch.nn.functional.max_pool2d(x, 2)
+        x = torch.relu(self.bn3(self.conv3(x)))
+        x = torch.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(x)
+
+
+def load_data(seed: int = 0):
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 16.0 - 0.3) / 0.4
+    x = x[:, None]
+    y = d.target.astype(np.int64)
+    idx = np.random.default_rng(seed).permutation(len(x))
+    tr, te = idx[:1280], idx[1280:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def train(xtr, ytr, *, epochs: int = 12, seed: int = 0) -> DigitsCNN:
+    torch.manual_seed(seed)
+    model = DigitsCNN()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        for i in range(0, len(xt), BATCH):
+            b = perm[i : i + BATCH]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xt[b]), yt[b]).backward()
+            opt.step()
+    return model.eval()
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """Logits in batches of ``BATCH`` (jq's exported module is specialised to that batch size;
+    the last batch is padded)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), BATCH):
+            b = x[i : i + BATCH]
+            n = len(b)
+            if n < BATCH:
+                b = np.concatenate([b, np.zeros((BATCH - n,) + b.shape[1:], b.dtype)])
+            y = model(torch.from_numpy(b))
+            out.append(np.asarray(y.detach().cpu().numpy())[:n])
+    return np.concatenate(out)
+
+
+def sqnr_db(ref: np.ndarray, q: np.ndarray) -> float:
+    noise = np.sum((ref.astype(np.float64) - q) ** 2)
+    return (
+        float("inf")
+        if noise == 0
+        else float(10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / noise))
+    )
+
+
+def representative(xcal: np.ndarray):
+    def gen():
+        for i in range(0, len(xcal), BATCH):
+            yield [torch.from_numpy(xcal[i : i + BATCH])]
+
+    return gen
+
+
+# -- jq --------------------------------------------------------------------------------------
+
+
+def run_jq(model, gen, bits: int, act: str, wgt: str, *, compat: bool = False):
+    qc = jq.core.QuantizationConfig(
+        activation_error_method=act, weights_error_method=wgt, mct_compat=compat
+    )
+    core = jq.core.CoreConfig(quantization_config=qc, progress=False)
+    tp = jq.core.TargetPlatform(weights_n_bits=bits, activation_n_bits=bits)
+    t = time.perf_counter()
+    qmodel, info = jq.ptq.pytorch_post_training_quantization(
+        model, gen, core_config=core, target_platform_capabilities=tp
+    )
+    return qmodel, info, time.perf_counter() - t
+
+
+# -- MCT -------------------------------------------------------------------------------------
+
+
+def mct_available() -> bool:
+    try:
+        import model_compression_toolkit  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def mct_tpc(bits: int):
+    from model_compression_toolkit.target_platform_capabilities.tpc_models.imx500_tpc.v1_0 import (
+        tpc as imx,
+    )
+
+    base, _, default = imx.get_op_quantization_configs()
+    edit = dict(activation_n_bits=bits, supported_input_activation_n_bits=(bits,))
+    base = base.clone_and_edit(attr_to_edit={"kernel_attr": {"weights_n_bits": bits}}, **edit)
+    default = default.clone_and_edit(**edit)
+    return imx.generate_tpc(
+        default_config=default, base_config=base, mixed_precision_cfg_list=[base], name="imx"
+    )
+
+
+def run_mct(model, gen, bits: int, act: str, wgt: str):
+    import model_compression_toolkit as mct
+
+    em = mct.core.QuantizationErrorMethod
+    qc = mct.core.QuantizationConfig(
+        activation_error_method=em[act.upper()], weights_error_method=em[wgt.upper()]
+    )
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        qmodel, _ = mct.ptq.pytorch_post_training_quantization(
+            model,
+            gen,
+            core_config=mct.core.CoreConfig(quantization_config=qc),
+            target_platform_capabilities=mct_tpc(bits),
+        )
+    return qmodel.eval(), time.perf_counter() - t
+
+
+def mct_thresholds(qmodel):
+    """(activation thresholds, [kernel thresholds per layer]) of an MCT-exported model."""
+    acts, wgts = [], []
+    for m in qmodel.modules():
+        hq = getattr(m, "activation_holder_quantizer", None)
+        if hq is not None and hasattr(hq, "threshold_np"):
+            acts.append(float(np.asarray(hq.threshold_np).ravel()[0]))
+        wq = getattr(m, "weights_quantizers", None)
+        if wq and "weight" in wq and hasattr(wq["weight"], "threshold_np"):
+            wgts.append(np.asarray(wq["weight"].threshold_np, np.float64).ravel())
+    return acts, wgts
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bits", type=int, nargs="+", default=[8, 4])
+    ap.add_argument("--no-mct", action="store_true", help="skip MCT even if installed")
+    ap.add_argument("--mct-kl", action="store_true", help="also run MCT's (slow) KL searches")
+    ap.add_argument("--calib", type=int, default=256, help="calibration images")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared box
+    warnings.filterwarnings("ignore")
+    logging.getLogger("Model Compression Toolkit").setLevel(logging.ERROR)
+
+    t0 = time.perf_counter()
+    xtr, ytr, xte, yte = load_data()
+    model = train(xtr, ytr)
+    f_logits = predict(model, xte)
+    f_acc = 100 * np.mean(f_logits.argmax(1) == yte)
+    print(
+        f"digits: {len(xtr)} train / {len(xte)} test images; float CNN trained in "
+        f"{time.perf_counter() - t0:.1f} s; float test accuracy {f_acc:.2f} %"
+    )
+    gen = representative(xtr[: args.calib])
+    use_mct = not args.no_mct and mct_available()
+    if not use_mct:
+        print("(MCT not run: --no-mct or model-compression-toolkit not importable)")
+
+    header = f"{'bits':>4}  {'kind':<10} {'method':<10} | {'jq acc':>7} {'SQNR':>6} {'time':>6}"
+    if use_mct:
+        header += f" | {'MCT acc':>7} {'SQNR':>6} {'time':>6}"
+    print()
+    print(header)
+    print("-" * len(header))
+    rows = []
+    cache = {}
+    for bits in args.bits:
+        for kind in ("activation", "weights"):
+            for method in METHODS:
+                act, wgt = (method, "mse") if kind == "activation" else ("mse", method)
+                key = (bits, act, wgt)
+                if key not in cache:
+                    qm, info, dt = run_jq(model, gen, bits, act, wgt)
+                    lg = predict(qm, xte)
+                    cache[key] = (100 * np.mean(lg.argmax(1) == yte), sqnr_db(f_logits, lg), dt)
+                acc, sq, dt = cache[key]
+                line = f"{bits:>4}  {kind:<10} {method:<10} | {acc:7.2f} {sq:6.1f} {dt:6.2f}"
+                mct_cell = None
+                if use_mct:
+                    if kind == "weights" and method == "hmse":
+                        line += f" | {'n/a (needs GPTQ)':>22}"
+                    elif kind == "weights" and method == "kl" and not args.mct_kl:
+                        line += f" | {'skipped (slow)':>22}"
+                    else:
+                        mkey = ("mct",) + key
+                        if mkey not in cache:
+                            qm, dt = run_mct(model, gen, bits, act, wgt)
+                            lg = predict(qm, xte)
+                            cache[mkey] = (
+                                100 * np.mean(lg.argmax(1) == yte),
+                                sqnr_db(f_logits, lg),
+                                dt,
+                            )
+                        mct_cell = cache[mkey]
+                        line += f" | {mct_cell[0]:7.2f} {mct_cell[1]:6.1f} {mct_cell[2]:6.2f}"
+                print(line, flush=True)
+                rows.append((bits, kind, method, acc, mct_cell))
+
+    print()
+    print(
+        f"float accuracy {f_acc:.2f} %; accuracy and output SQNR (dB, logits vs float) on the "
+        "test set; time = wall seconds of the whole PTQ call (jq: incl. JIT compilation)."
+    )
+    for bits in args.bits:
+        worst = min(r[3] for r in rows if r[0] == bits)
+        print(
+            f"  {bits}-bit: worst jq accuracy {worst:.2f} % "
+            f"({f_acc - worst:.2f} points below float)"
+        )
+    if use_mct:
+        behind = [r for r in rows if r[4] is not None and r[3] < r[4][0]]
+        print(
+            f"  jq below MCT in {len(behind)} of {sum(r[4] is not None for r in rows)} "
+            "compared runs" + (f": {[(r[0], r[1], r[2]) for r in behind]}" if behind else "")
+        )
+        # Compat mode: jq's thresholds against MCT's on the same model and data.
+        qm_mct, _ = run_mct(model, gen, 8, "mse", "mse")
+        _, info, _ = run_jq(model, gen, 8, "mse", "mse", compat=True)
+        m_act, m_w = mct_thresholds(qm_mct)
+        j_act = [li.threshold for li in info.layers if li.kind == "activation"]
+        j_w = [np.asarray(li.threshold) for li in info.layers if li.kind == "weights"]
+        act_ok = sorted(m_act) == sorted(j_act)
+        w_dev = max(
+            (
+                float(np.max(np.abs(a - b) / b))
+                for a, b in zip(j_w, m_w, strict=False)
+                if a.shape == b.shape
+            ),
+            default=float("nan"),
+        )
+        print(
+            f"  mct_compat=True, 8-bit MSE: activation thresholds equal MCT's: {act_ok} "
+            f"({len(j_act)} jq / {len(m_act)} MCT); kernel thresholds max relative "
+            f"difference {w_dev:.2e} over {len(j_w)} layers"
+        )
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

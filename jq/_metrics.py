@@ -1,0 +1,89 @@
+"""Error metrics between float values and their quantized candidates (reference §2.1, §2.2).
+
+Each metric reduces over the last axis, so it serves one row ``(N,)`` or a batch of channel rows
+``(C, N)``; the search ``vmap``s it over candidates. Metrics know nothing about quantizers.
+``exact=True`` (``mct_compat``) sums in NumPy's order, bit for bit (see ``_npsum``).
+KL lives in ``_kl.py``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from . import _npsum
+
+
+def _mean(v: jax.Array, exact: bool) -> jax.Array:
+    return _npsum.mean(v) if exact else jnp.mean(v, axis=-1)
+
+
+def _sum(v: jax.Array, exact: bool) -> jax.Array:
+    return _npsum.pairwise_sum(v) if exact else jnp.sum(v, axis=-1)
+
+
+def _pow(d: jax.Array, p: jax.Array) -> jax.Array:
+    """``d ** p`` with NumPy's exact square for ``p == 2`` (a general ``pow`` may differ)."""
+    return jnp.where(p == 2, d * d, d**p)
+
+
+def mse(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
+    """``mean((x - q)^2)`` over the last axis. ``x``, ``q``: ``(..., N)`` -> ``(...)``."""
+    return _mean((x - q) ** 2, exact)
+
+
+def mae(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
+    """``mean(|x - q|)`` over the last axis."""
+    return _mean(jnp.abs(x - q), exact)
+
+
+def lp(x: jax.Array, q: jax.Array, p: jax.Array, *, exact: bool = False) -> jax.Array:
+    """``mean(|x - q|^p)`` over the last axis."""
+    return _mean(_pow(jnp.abs(x - q), p), exact)
+
+
+def hmse(x: jax.Array, q: jax.Array, w: jax.Array, *, exact: bool = False) -> jax.Array:
+    """Hessian-weighted MSE ``mean((w (x - q))^2)``, ``w = sqrt(scores)``, over the last axis.
+
+    MCT's form (the square of the weighted difference); ``w = 1`` gives :func:`mse` bit for bit.
+    """
+    return _mean((w * (x - q)) ** 2, exact)
+
+
+def hmse_global_normalised(x: jax.Array, q: jax.Array, w: jax.Array) -> jax.Array:
+    """MCT <= 2.6.1's per-channel HMSE [quirk, §2.1]: one scalar for the whole tensor.
+
+    ``mean((w (x - q))^2) / mean(x^2)`` over all elements (``x``, ``q``, ``w``: ``(C, N)``,
+    ``w`` paired in the caller's order), in NumPy's summation order. ``mct_compat`` only.
+    """
+    x, q, w = x.reshape(-1), q.reshape(-1), w.reshape(-1)
+    return _npsum.mean((w * (x - q)) ** 2) / _npsum.mean(x**2)
+
+
+def hist_mse(
+    edges: jax.Array, q_edges: jax.Array, counts: jax.Array, *, exact: bool = False
+) -> jax.Array:
+    """Histogram MSE, each bin represented by its left edge: ``sum c (qe - e)^2 / sum c``.
+
+    Args:
+      edges, q_edges: ``(B+1,)`` bin edges and their quantized values.
+      counts: ``(B,)``.
+    """
+    d = (q_edges - edges)[:-1]
+    return _sum(d * d * counts, exact) / _sum(counts, exact)
+
+
+def hist_mae(
+    edges: jax.Array, q_edges: jax.Array, counts: jax.Array, *, exact: bool = False
+) -> jax.Array:
+    """Histogram MAE: ``sum c |qe - e| / sum c`` over left edges."""
+    d = (q_edges - edges)[:-1]
+    return _sum(jnp.abs(d) * counts, exact) / _sum(counts, exact)
+
+
+def hist_lp(
+    edges: jax.Array, q_edges: jax.Array, counts: jax.Array, p: jax.Array, *, exact: bool = False
+) -> jax.Array:
+    """Histogram Lp: ``sum c |qe - e|^p / sum c`` over left edges."""
+    d = (q_edges - edges)[:-1]
+    return _sum(_pow(jnp.abs(d), p) * counts, exact) / _sum(counts, exact)

@@ -1,0 +1,555 @@
+"""Post-training quantization of a jq graph: MCT's PTQ pipeline (reference §5), framework-neutral.
+
+fold batch norms -> place quantizers (default target platform, fusing) -> statistics (one jitted
+forward per batch) -> select every kernel's parameters with one ``weights_qparams_batch`` call
+and every activation's with one ``activation_qparams_batch`` call -> bias correction -> the
+quantized graph: fake-quantized kernels in the params and a ``fake_quant`` node after every
+quantized value. The result runs with ``jq.apply`` (jit-able) and exports with
+``jq_torch.to_torch``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._activations import activation_qparams_batch
+from ._apply import apply
+from ._calibrate import check_batch, check_shapes, collect_statistics
+from ._config import CoreConfig, TargetPlatform
+from ._enums import ErrorMethod, QuantizationMethod
+from ._fold import fold_batch_norm
+from ._graph import Graph, Node
+from ._placement import BOUNDED_OPS, Plan, plan_quantization
+from ._quant_info import LayerInfo, QuantizationInfo
+from ._quantizers import pot, threshold_quantize, threshold_range, uniform_quantize
+from ._types import QParams
+from ._weights import weights_qparams_batch
+
+ACT_QUANT_SUFFIX = ".act_quant"
+SQNR_BATCHES = 4  # batches kept (inputs only) to measure per-layer SQNR after quantization
+SNC_OPS = frozenset({"silu", "hardswish", "gelu"})  # MCT: PReLU/ELU/Hardswish/SiLU/GELU
+_SNC_PASS = frozenset({"reshape", "avg_pool", "adaptive_avg_pool"})
+
+
+class PTQResult(NamedTuple):
+    """Output of :func:`quantize_graph`.
+
+    Attributes:
+      graph: the quantized graph (``fake_quant`` nodes after quantized values).
+      params: its params (fake-quantized kernels, corrected biases, quantizer ranges).
+      info: :class:`QuantizationInfo`.
+      float_graph, float_params: the float graph after batch-norm folding (the reference the
+        SQNR figures compare against).
+    """
+
+    graph: Graph
+    params: dict
+    info: QuantizationInfo
+    float_graph: Graph
+    float_params: dict
+
+
+def _batches(
+    first: tuple[np.ndarray, ...],
+    rest: Iterator,
+    n_inputs: int,
+    fn: str,
+    keep: list,
+    samples: list,
+    n_samples: int,
+):
+    ref_shapes = [a.shape for a in first]
+    ref_kinds = [a.dtype.kind for a in first]
+    i = 0
+    arrays = first
+    while True:
+        if len(keep) < SQNR_BATCHES and [a.shape for a in arrays] == ref_shapes:
+            keep.append(arrays)
+        have = len(samples[0]) if samples else 0
+        if have < n_samples:
+            take = min(n_samples - have, arrays[0].shape[0])
+            for j, a in enumerate(arrays):
+                samples[j].extend(a[k : k + 1] for k in range(take))
+        yield arrays
+        i += 1
+        try:
+            batch = next(rest)
+        except StopIteration:
+            return
+        arrays = check_batch(batch, i, n_inputs, fn)
+        check_shapes(arrays, ref_shapes, i, fn)
+        for j, (a, k) in enumerate(zip(arrays, ref_kinds, strict=True)):
+            if a.dtype.kind != k:
+                raise TypeError(
+                    f"{fn}: representative batch {i}, input {j} has dtype {a.dtype}; the first "
+                    f"batch had {first[j].dtype}"
+                )
+
+
+def _bias_correction(op: str, w, wq, bias, mean, groups: int) -> np.ndarray:
+    """``bias - correction``, ``correction[o] = sum_i sum_k (Wq - W)[o, i, k] * mean[i]`` per
+    group (reference §5 step 9)."""
+    eps = np.asarray(wq, np.float64) - np.asarray(w, np.float64)
+    mean = np.asarray(mean, np.float64)
+    if op == "linear":
+        corr = eps @ mean
+    elif op == "conv":
+        es = eps.reshape(eps.shape[0], eps.shape[1], -1).sum(-1)  # (O, I/g)
+        out = es.shape[0]
+        mg = mean.reshape(groups, -1)  # (g, I/g)
+        corr = np.sum(es * mg[np.arange(out) // (out // groups)], axis=1)
+    else:  # conv_transpose: weight (I, O/g, *k)
+        es = eps.reshape(eps.shape[0], eps.shape[1], -1).sum(-1)  # (I, O/g)
+        eg = es.reshape(groups, -1, es.shape[1])  # (g, I/g, O/g)
+        corr = np.einsum("gij,gi->gj", eg, mean.reshape(groups, -1)).reshape(-1)
+    b = np.zeros(corr.shape) if bias is None else np.asarray(bias, np.float64)
+    return (b - corr).astype(np.float32)
+
+
+def _act_range(qp: QParams, i: int, n_bits: int, method: QuantizationMethod):
+    signed = bool(np.asarray(qp.signed)[i])
+    if method is QuantizationMethod.UNIFORM:
+        a = min(float(np.asarray(qp.range_min)[i]), 0.0)
+        b = max(float(np.asarray(qp.range_max)[i]), 0.0)
+        if b <= a:
+            b = a + 2.0**-16
+        return signed, None, (a, b)
+    t = float(np.asarray(qp.threshold)[i])
+    a, b = threshold_range(jnp.float32(t), n_bits, signed)
+    return signed, t, (float(a), float(b))
+
+
+def _bounded_qparams(op: str, method: QuantizationMethod, min_threshold: float):
+    lo, hi = BOUNDED_OPS[op]
+    signed = lo < 0
+    if method is QuantizationMethod.POWER_OF_TWO:
+        t = float(pot(jnp.float32(abs(hi)), min_threshold))
+    elif method is QuantizationMethod.SYMMETRIC:
+        t = max(abs(hi), min_threshold)
+    else:
+        return QParams(
+            range_min=np.array([lo]), range_max=np.array([hi]), signed=np.array([signed])
+        )
+    return QParams(threshold=np.array([t]), signed=np.array([signed]))
+
+
+def _snc_candidates(graph: Graph, plan: Plan, stats, thresholds: dict) -> list[str]:
+    """Values where MCT's shift-negative correction would apply (for the notes)."""
+    found = []
+    for n in graph.nodes:
+        if n.op not in SNC_OPS or n.name not in thresholds:
+            continue
+        readers = list(graph.consumers(n.name))
+        while readers and readers[0].op in _SNC_PASS and len(readers) == 1:
+            readers = list(graph.consumers(readers[0].name))
+        if any(r.op in ("conv", "linear") for r in readers) and stats.minimum[n.name] < 0:
+            found.append(n.name)
+    return found
+
+
+def _sqnr_sums(fparams, qparams, inputs, *, fgraph, qgraph, pairs):
+    fnames = tuple(dict.fromkeys(f for f, _ in pairs))
+    qnames = tuple(dict.fromkeys(q for _, q in pairs))
+    _, fa = apply(fgraph, fparams, *inputs, capture=fnames)
+    _, qa = apply(qgraph, qparams, *inputs, capture=qnames)
+    sig = jnp.stack([jnp.sum(jnp.square(fa[f])) for f, _ in pairs])
+    noise = jnp.stack([jnp.sum(jnp.square(fa[f] - qa[q])) for f, q in pairs])
+    return sig, noise
+
+
+_sqnr_sums_jit = jax.jit(_sqnr_sums, static_argnames=("fgraph", "qgraph", "pairs"))
+
+
+@functools.partial(jax.jit, static_argnames=("n_bits", "uniform"))
+def _quantize_kernels(ws, qps, *, n_bits: int, uniform: bool):
+    """Fake-quantize every kernel in one compiled call (``jq.fake_quant``'s arithmetic)."""
+    out = []
+    for w, qp in zip(ws, qps, strict=True):
+        if uniform:
+            a = jnp.minimum(qp.range_min.astype(w.dtype), 0)
+            b = jnp.maximum(qp.range_max.astype(w.dtype), 0)
+            out.append(uniform_quantize(w, a, b, n_bits)[0])
+        else:
+            out.append(threshold_quantize(w, qp.threshold.astype(w.dtype), n_bits, True))
+    return out
+
+
+def _db(sig: float, noise: float) -> float:
+    if noise <= 0:
+        return float("inf")
+    if sig <= 0:
+        return float("-inf")
+    return float(10.0 * np.log10(sig / noise))
+
+
+def quantize_graph(
+    graph: Graph,
+    params,
+    representative_data_gen: Callable[[], Any],
+    *,
+    core_config: CoreConfig | None = None,
+    target_platform: TargetPlatform | None = None,
+    graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph] | None = None,
+    fn: str = "jq.ptq.post_training_quantization",
+) -> PTQResult:
+    """Quantize a float jq graph after training, as MCT's PTQ does (reference §5).
+
+    Args:
+      graph: the float graph (from ``jq_torch.from_torch`` or built by hand).
+      params: its params pytree.
+      representative_data_gen: a callable returning an iterable of batches; a batch is a list
+        or tuple with one array per graph input (MCT's convention) or a single array. Batches
+        may differ in batch size only.
+      core_config: :class:`jq.core.CoreConfig` (default: MCT's defaults).
+      target_platform: :class:`jq.core.TargetPlatform` (default: MCT's default platform).
+      graph_for: returns the float graph for other input shapes (graphs converted from torch
+        bake the batch size into reshapes). Default: ``graph`` for any shape.
+      fn: the name used in error messages.
+
+    Returns:
+      :class:`PTQResult` ``(graph, params, info, float_graph, float_params)``.
+
+    Raises:
+      TypeError / ValueError: bad config, a data generator that yields nothing, batches of
+      the wrong number, shape or dtype, NaN/inf data or activations. Nothing is returned on
+      error.
+
+    Example::
+
+        res = quantize_graph(graph, params, lambda: ([x] for x in batches))
+        y = jax.jit(jq.apply, static_argnums=0)(res.graph, res.params, x)
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    core_config = CoreConfig() if core_config is None else core_config
+    if not isinstance(core_config, CoreConfig):
+        raise TypeError(
+            f"{fn}: core_config must be a jq.core.CoreConfig, got {type(core_config).__name__}"
+        )
+    tp = TargetPlatform() if target_platform is None else target_platform
+    if not isinstance(tp, TargetPlatform):
+        raise TypeError(
+            f"{fn}: target_platform_capabilities must be None or a jq.core.TargetPlatform, got "
+            f"{type(tp).__name__}"
+        )
+    if not isinstance(graph, Graph):
+        raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
+    qc = core_config.quantization_config
+    compat = qc.mct_compat
+    progress = core_config.progress
+    if not callable(representative_data_gen):
+        raise TypeError(
+            f"{fn}: representative_data_gen must be a callable returning an iterable of batches, "
+            f"got {type(representative_data_gen).__name__}"
+        )
+    try:
+        it = iter(representative_data_gen())
+    except TypeError as e:
+        raise TypeError(f"{fn}: representative_data_gen() did not return an iterable") from e
+    n_inputs = len(graph.inputs)
+    try:
+        first_batch = next(it)
+    except StopIteration:
+        raise ValueError(f"{fn}: representative_data_gen yielded no batch") from None
+    first = check_batch(first_batch, 0, n_inputs, fn)
+    ref_shapes = tuple(a.shape for a in first)
+    if graph.input_shapes:
+        check_shapes(first, graph.input_shapes, 0, fn)
+
+    # -- graph preparation -------------------------------------------------------------
+    t0 = time.perf_counter()
+    fgraph, fparams, folded = fold_batch_norm(graph, params, include_linear=not compat)
+    cache: dict[tuple, Graph] = {ref_shapes: fgraph}
+
+    def folded_for(shapes):
+        if shapes not in cache:
+            if graph_for is None:
+                if graph.input_shapes and tuple(map(tuple, graph.input_shapes)) != shapes:
+                    raise ValueError(
+                        f"{fn}: a batch has shapes {shapes} but the graph was built for "
+                        f"{graph.input_shapes}; give every batch the same shape"
+                    )
+                cache[shapes] = fgraph
+            else:
+                g = graph_for(shapes)
+                cache[shapes] = fold_batch_norm(g, params, include_linear=not compat)[0]
+        return cache[shapes]
+
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in first]
+    names = tuple(n.name for n in fgraph.nodes)
+    try:
+        _, shapes = jax.eval_shape(
+            lambda p, *xs: apply(fgraph, p, *xs, capture=names), fparams, *specs
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{fn}: the model does not run on the first batch (input shapes {ref_shapes}, dtypes "
+            f"{[str(a.dtype) for a in first]}): {str(e).splitlines()[0]}"
+        ) from e
+    float_values = {i for i, a in zip(fgraph.inputs, first, strict=True) if a.dtype.kind == "f"}
+    float_values |= {n for n, s in shapes.items() if jnp.issubdtype(s.dtype, jnp.floating)}
+    plan = plan_quantization(
+        fgraph, float_values=frozenset(float_values), quantize_inputs=tp.quantize_inputs
+    )
+    layer_ops = {n.name: n for n in fgraph.nodes}
+    mean_specs = ()
+    if qc.weights_bias_correction:
+        mean_specs = tuple(
+            (k, (layer_ops[k].inputs[0], -1 if layer_ops[k].op == "linear" else 1))
+            for k, _ in plan.kernels
+        )
+    timings["prepare"] = time.perf_counter() - t0
+
+    # -- statistics ------------------------------------------------------------------
+    t0 = time.perf_counter()
+    keep: list = []
+    n_samples = 16 if qc.weights_error_method is ErrorMethod.HMSE else 0
+    samples: list[list] = [[] for _ in range(n_inputs)]
+    stats = collect_statistics(
+        folded_for,
+        fparams,
+        _batches(first, it, n_inputs, fn, keep, samples, n_samples),
+        hist_names=plan.activations,
+        mean_specs=mean_specs,
+        hmse=qc.activation_error_method is ErrorMethod.HMSE,
+        mct_compat=compat,
+        progress=progress,
+        fn=fn,
+    )
+    timings["statistics"] = time.perf_counter() - t0
+
+    # -- weights ---------------------------------------------------------------------
+    t0 = time.perf_counter()
+    kernel_names = [k for k, _ in plan.kernels]
+    wqp: list[QParams] = []
+    if kernel_names:
+        hessians = None
+        if qc.weights_error_method is ErrorMethod.HMSE:
+            from ._hessian import weight_scores
+
+            g1 = folded_for(tuple((1,) + tuple(s[1:]) for s in ref_shapes))
+            xs = [np.stack(s) for s in samples]  # (S, 1, ...): S samples of batch 1
+            scores = weight_scores(g1, fparams, xs, kernel_names, progress=progress)
+            hessians = [scores[k] for k in kernel_names]
+            timings["hessian"] = time.perf_counter() - t0
+        wqp = weights_qparams_batch(
+            [fparams[k]["weight"] for k in kernel_names],
+            n_bits=tp.weights_n_bits,
+            method=tp.weights_quantization_method,
+            error_method=qc.weights_error_method,
+            per_channel=tp.weights_per_channel_threshold,
+            channel_axis=[a for _, a in plan.kernels],
+            p=qc.l_p_value,
+            hessians=hessians,
+            mct_compat=compat,
+            min_threshold=qc.min_threshold,
+        )
+    timings["weights"] = time.perf_counter() - t0
+
+    # -- activations -----------------------------------------------------------------
+    t0 = time.perf_counter()
+
+    def op_of(v: str) -> str:
+        return layer_ops[v].op if v in layer_ops else "input"
+
+    searched = [v for v in plan.activations if op_of(v) not in BOUNDED_OPS]
+    act_qp: dict[str, tuple[QParams, int, str]] = {}
+    if searched:
+        bins = np.stack([stats.histograms[v][0] for v in searched])
+        counts = np.stack([stats.histograms[v][1] for v in searched])
+        batch_qp = activation_qparams_batch(
+            bins,
+            counts,
+            n_bits=tp.activation_n_bits,
+            method=tp.activation_quantization_method,
+            error_method=qc.activation_error_method,
+            p=qc.l_p_value,
+            mct_compat=compat,
+            min_threshold=qc.min_threshold,
+            z_threshold=qc.z_threshold,
+        )
+        batch_qp = jax.device_get(batch_qp)
+        for i, v in enumerate(searched):
+            act_qp[v] = (batch_qp, i, qc.activation_error_method.value)
+    for v in plan.activations:
+        if op_of(v) in BOUNDED_OPS:
+            qp = _bounded_qparams(op_of(v), tp.activation_quantization_method, qc.min_threshold)
+            act_qp[v] = (qp, 0, "minmax")
+    timings["activations"] = time.perf_counter() - t0
+
+    # -- quantized params: kernels, bias correction, quantizer ranges ------------------
+    t0 = time.perf_counter()
+    qparams = {k: dict(v) for k, v in fparams.items()}
+    n_corrected = 0
+    wqs = []
+    if kernel_names:
+        slim = [QParams(qp.threshold, qp.range_min, qp.range_max, True) for qp in wqp]
+        wqs = _quantize_kernels(
+            [fparams[k]["weight"] for k in kernel_names],
+            slim,
+            n_bits=tp.weights_n_bits,
+            uniform=tp.weights_quantization_method is QuantizationMethod.UNIFORM,
+        )
+    for k, wq in zip(kernel_names, wqs, strict=True):
+        w = fparams[k]["weight"]
+        qparams[k]["weight"] = wq
+        if qc.weights_bias_correction:
+            node = layer_ops[k]
+            qparams[k]["bias"] = jnp.asarray(
+                _bias_correction(
+                    node.op, w, wq, fparams[k].get("bias"), stats.means[k], node.attr("groups", 1)
+                )
+            )
+            n_corrected += 1
+
+    ranges: dict[str, tuple[bool, float | None, tuple[float, float]]] = {}
+    for v in plan.activations:
+        qp, i, _ = act_qp[v]
+        ranges[v] = _act_range(qp, i, tp.activation_n_bits, tp.activation_quantization_method)
+
+    taken = set(fgraph.inputs) | set(layer_ops)
+    qname: dict[str, str] = {}
+    for v in plan.activations:
+        name = v + ACT_QUANT_SUFFIX
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        qname[v] = name
+        _, _, (a, b) = ranges[v]
+        qparams[name] = {
+            "range_min": jnp.asarray(a, jnp.float32),
+            "range_max": jnp.asarray(b, jnp.float32),
+        }
+
+    def quantizer(v: str) -> Node:
+        return Node(qname[v], "fake_quant", (v,), {"n_bits": tp.activation_n_bits}, shape=None)
+
+    nodes: list[Node] = [quantizer(i) for i in fgraph.inputs if i in qname]
+    for n in fgraph.nodes:
+        if any(i in qname for i in n.inputs):
+            n = n.replace(inputs=tuple(qname.get(i, i) for i in n.inputs))
+        if n.name in kernel_names:
+            n = n.replace(param_shapes={p: tuple(a.shape) for p, a in qparams[n.name].items()})
+        nodes.append(n)
+        if n.name in qname:
+            nodes.append(quantizer(n.name).replace(shape=n.shape))
+    qgraph = fgraph.replace(
+        nodes=tuple(nodes), outputs=tuple(qname.get(o, o) for o in fgraph.outputs)
+    )
+    timings["build"] = time.perf_counter() - t0
+
+    # -- SQNR per layer and of the outputs ---------------------------------------------
+    t0 = time.perf_counter()
+    pairs = [(v, qname[v]) for v in plan.activations]
+    pairs += [(k, k) for k in kernel_names if k not in qname]
+    out_pairs = [
+        (f, q) for f, q in zip(fgraph.outputs, qgraph.outputs, strict=True) if f in float_values
+    ]
+    all_pairs = tuple(pairs + out_pairs)
+    sig = np.zeros(len(all_pairs))
+    noise = np.zeros(len(all_pairs))
+    if all_pairs:
+        for arrays in keep:
+            s, e = _sqnr_sums_jit(
+                fparams,
+                qparams,
+                tuple(jnp.asarray(a) for a in arrays),
+                fgraph=fgraph,
+                qgraph=qgraph,
+                pairs=all_pairs,
+            )
+            sig += np.asarray(s, np.float64)
+            noise += np.asarray(e, np.float64)
+    db = {p: _db(s, e) for p, s, e in zip(all_pairs, sig, noise, strict=True)}
+    out_db = None
+    if out_pairs:
+        out_db = _db(
+            float(sum(sig[len(pairs) :])),
+            float(sum(noise[len(pairs) :])),
+        )
+    timings["sqnr"] = time.perf_counter() - t0
+
+    # -- info ---------------------------------------------------------------------------
+    layers: list[LayerInfo] = []
+    for (k, axis), qp in zip(plan.kernels, wqp, strict=True):
+        uniform = qp.threshold is None
+        layers.append(
+            LayerInfo(
+                name=k,
+                kind="weights",
+                op=layer_ops[k].op,
+                n_bits=tp.weights_n_bits,
+                method=tp.weights_quantization_method.value,
+                error_method=qc.weights_error_method.value,
+                signed=True,
+                threshold=None if uniform else np.asarray(qp.threshold).ravel().tolist(),
+                range_min=np.asarray(qp.range_min).ravel().tolist() if uniform else None,
+                range_max=np.asarray(qp.range_max).ravel().tolist() if uniform else None,
+                channel_axis=axis if tp.weights_per_channel_threshold else None,
+                sqnr_db=db.get((k, qname.get(k, k))),
+            )
+        )
+    for v in plan.activations:
+        signed, t, (a, b) = ranges[v]
+        uniform = t is None
+        layers.append(
+            LayerInfo(
+                name=v,
+                kind="activation",
+                op=op_of(v),
+                n_bits=tp.activation_n_bits,
+                method=tp.activation_quantization_method.value,
+                error_method=act_qp[v][2],
+                signed=signed,
+                threshold=t,
+                range_min=a if uniform else None,
+                range_max=b if uniform else None,
+                sqnr_db=db.get((v, qname[v])),
+            )
+        )
+    notes = [
+        f"batch norms folded: {len(folded)}",
+        f"layer+activation fused (no quantizer between): {len(plan.fused)}",
+        f"bias correction: {n_corrected} layers"
+        if qc.weights_bias_correction
+        else "bias correction: off",
+        f"statistics: {stats.n_batches} batches; SQNR on the first {len(keep)}",
+    ]
+    if qc.shift_negative_activation_correction:
+        snc = _snc_candidates(fgraph, plan, stats, ranges)
+        if snc:
+            notes.append(
+                f"shift-negative correction is not implemented in jq; MCT would apply it to {snc}"
+            )
+    if compat and not folded and any(n.op == "batch_norm" for n in fgraph.nodes):
+        notes.append("batch norms left unfolded (no preceding conv with a single reader)")
+    timings["total"] = time.perf_counter() - t_start
+    config = {
+        "activation_error_method": qc.activation_error_method.value,
+        "weights_error_method": qc.weights_error_method.value,
+        "weights_n_bits": tp.weights_n_bits,
+        "activation_n_bits": tp.activation_n_bits,
+        "weights_method": tp.weights_quantization_method.value,
+        "activation_method": tp.activation_quantization_method.value,
+        "per_channel": tp.weights_per_channel_threshold,
+        "weights_bias_correction": qc.weights_bias_correction,
+        "l_p_value": float(qc.l_p_value),
+        "z_threshold": float(qc.z_threshold),
+        "min_threshold": float(qc.min_threshold),
+        "mct_compat": compat,
+    }
+    info = QuantizationInfo(
+        layers=tuple(layers),
+        output_sqnr_db=out_db,
+        config=config,
+        timings=timings,
+        notes=tuple(notes),
+    )
+    return PTQResult(qgraph, qparams, info, fgraph, fparams)

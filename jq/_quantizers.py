@@ -1,0 +1,104 @@
+"""Quantize-dequantize functions (reference §1). Pure, elementwise, broadcasting.
+
+The arithmetic follows MCT's order of operations (offset form, masks blended arithmetically) so
+that float64 results match it bit for bit; see ``shared/reference/threshold-selection.md`` §1.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._npsum import div, mul, mul_add
+
+MIN_THRESHOLD = 2.0**-16
+
+
+def zero_align(a: jax.Array, b: jax.Array, n_bits: int) -> tuple[jax.Array, jax.Array]:
+    """Shift ``[a, b]`` so that 0 is a grid point of the ``n_bits`` uniform grid (§1.1).
+
+    Args:
+      a, b: range bounds, broadcastable against each other.
+      n_bits: bit width (static).
+
+    Returns:
+      ``(a', b')`` with the broadcast shape. As in MCT the three cases are blended with 0/1
+      masks, so a zero-width range (``a == b``) gives NaN; callers that must not see NaN guard
+      against it first.
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    min_positive = a > 0
+    max_negative = b < 0
+    scale = div(b - a, 2**n_bits - 1)
+    a_adj = mul(scale, jnp.round(a / scale))
+    b_adj = b - a + a_adj
+    mid = jnp.logical_and(~min_positive, ~max_negative)
+    # MCT blends with 0/1 masks, so a NaN in the middle branch leaks through every branch.
+    leak = jnp.isnan(a_adj) | jnp.isnan(b_adj)
+    a_adj = jnp.where(leak, jnp.nan, jnp.where(mid, a_adj, jnp.where(max_negative, a, 0.0)))
+    b_adj = jnp.where(leak, jnp.nan, jnp.where(mid, b_adj, jnp.where(min_positive, b, 0.0)))
+    return a_adj, b_adj
+
+
+def uniform_quantize(
+    x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int
+) -> tuple[jax.Array, jax.Array]:
+    """Uniform quantize-dequantize on the zero-aligned grid of ``[a, b]`` (§1.2).
+
+    Args:
+      x: values, any shape.
+      a, b: range, broadcastable against ``x``.
+      n_bits: bit width (static).
+
+    Returns:
+      ``(q, level)``: dequantized values (``x``'s shape and dtype) and the integer grid level
+      ``round((clip(x) - a') / delta)`` as float (equal values of ``q`` share a level).
+    """
+    a, b = zero_align(a, b, n_bits)
+    delta = div(b - a, 2**n_bits - 1)
+    level = jnp.round((jnp.clip(x, a, b) - a) / delta)
+    return mul_add(delta, level, a), level
+
+
+def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.Array]:
+    """The ``[a, b]`` range of the threshold grid: ``[-t*signed, t - t/2^(n-signed)]`` (§1.3)."""
+    # Python powers of two keep delta exact (a traced ``2.0 ** k`` may go through exp/log).
+    delta = jnp.where(signed, t / 2.0 ** (n_bits - 1), t / 2.0**n_bits)
+    return jnp.where(signed, -t, jnp.zeros_like(t)), t - delta
+
+
+def threshold_quantize(x: jax.Array, t: jax.Array, n_bits: int, signed) -> jax.Array:
+    """Threshold (power-of-two / symmetric) quantize-dequantize, ``Q(x; t, n, signed)`` (§1.3).
+
+    Args:
+      x: values, any shape.
+      t: threshold, broadcastable against ``x``.
+      n_bits: bit width (static).
+      signed: bool (may be traced).
+
+    Returns:
+      Dequantized values, ``x``'s shape.
+    """
+    a, b = threshold_range(t, n_bits, signed)
+    return uniform_quantize(x, a, b, n_bits)[0]
+
+
+def pot(v: jax.Array, min_threshold: float = MIN_THRESHOLD) -> jax.Array:
+    """Smallest power of two ``>= max(v, min_threshold)``: ``2^ceil(log2(max(v, m)))``.
+
+    Computed exactly with ``frexp`` (``v = f * 2^e``, ``f`` in ``[0.5, 1)``) rather than through a
+    floating ``log2``, which may land a hair above an exact power of two.
+    """
+    v = jnp.maximum(v, min_threshold)
+    f, e = jnp.frexp(v)
+    e = jnp.where(f == 0.5, e - 1, e)
+    return jnp.ldexp(jnp.ones_like(v), e)
+
+
+def absmax_factor(n_bits: int, uniform: bool) -> float:
+    """Expansion factor of the positive maximum (§3.1): ``2^(n-1)/(2^(n-1)-1)``, 1 for uniform."""
+    if uniform:
+        return 1.0
+    if n_bits == 1:
+        return 0.0
+    return 2 ** (n_bits - 1) / (2 ** (n_bits - 1) - 1)

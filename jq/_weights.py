@@ -1,0 +1,395 @@
+"""Threshold / range selection for weight tensors (reference §3.2)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _metrics
+from ._enums import ErrorMethod, QuantizationMethod, parse_error_method, parse_method
+from ._histogram import histogram
+from ._kl import kl_tensor_from_hist
+from ._quantizers import MIN_THRESHOLD, absmax_factor, pot, threshold_quantize, uniform_quantize
+from ._search import SearchResult, pot_search, symmetric_search, uniform_search
+from ._types import QParams
+from ._validate import as_float_array, check_axis, check_min_threshold, check_n_bits, check_p
+
+KL_BINS = 2048
+POT_CANDIDATES = 10
+SYMMETRIC_ROUNDS = {False: (40, 5), True: (15, 3)}  # per_channel -> (rounds, decrement freq)
+UNIFORM_ROUNDS = {False: 30, True: 10}
+UNIFORM_GRID = 8
+MCT_UNIFORM_KL_BITS = 8  # [quirk] MCT never forwards n_bits to the uniform-weights KL
+
+
+def _x64(compat: bool):
+    return jax.enable_x64(True) if compat else jax.enable_x64(jax.config.jax_enable_x64)
+
+
+def _absmax(x2d: jax.Array, n_bits: int, uniform: bool) -> jax.Array:
+    """``max(-min, f * max)`` per row (§3.1). ``x2d``: ``(C, N)`` -> ``(C,)``."""
+    return jnp.maximum(-jnp.min(x2d, axis=1), jnp.max(x2d, axis=1) * absmax_factor(n_bits, uniform))
+
+
+def _loss_fn(x2d, w2d, p, *, method, error_method, n_bits, per_channel, compat):
+    """Per-candidate loss ``params -> (C,)`` for a ``(C, N)`` tensor (§2.1)."""
+    uniform = method is QuantizationMethod.UNIFORM
+    if error_method is ErrorMethod.KL:
+        edges, counts = jax.vmap(lambda row: histogram(row, n_bins=KL_BINS))(x2d)
+        kl_bits = MCT_UNIFORM_KL_BITS if (uniform and compat) else n_bits
+        kl_rows = jax.vmap(
+            functools.partial(kl_tensor_from_hist, n_bits=kl_bits, mct_compat=compat)
+        )
+        if uniform:
+            return lambda r: kl_rows(edges, counts, r[:, 0], r[:, 1])
+        if compat and method is QuantizationMethod.POWER_OF_TWO and not per_channel:
+            # [quirk] MCT histograms the *quantized* candidate here (swapped arguments).
+            def swapped(t):
+                q = threshold_quantize(x2d, t[:, None], n_bits, True)
+                e, c = jax.vmap(lambda row: histogram(row, n_bins=KL_BINS))(q)
+                return kl_rows(e, c, -t, t)
+
+            return swapped
+        return lambda t: kl_rows(edges, counts, -t, t)
+
+    def metric(x, q):
+        if error_method is ErrorMethod.MAE:
+            return _metrics.mae(x, q, exact=compat)
+        if error_method is ErrorMethod.LP:
+            return _metrics.lp(x, q, p, exact=compat)
+        if error_method is ErrorMethod.HMSE:
+            if compat and per_channel:  # [quirk] one global, normalised scalar
+                return jnp.broadcast_to(_metrics.hmse_global_normalised(x, q, w2d), x.shape[:1])
+            return _metrics.hmse(x, q, w2d, exact=compat)
+        return _metrics.mse(x, q, exact=compat)
+
+    if uniform:
+
+        def uniform_loss(r):
+            q = uniform_quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits)[0]
+            loss = metric(x2d, q)
+            if not compat:  # a zero-width candidate range has no grid
+                loss = jnp.where(r[:, 0] == r[:, 1], jnp.inf, loss)
+            return loss
+
+        return uniform_loss
+    return lambda t: metric(x2d, threshold_quantize(x2d, t[:, None], n_bits, True))
+
+
+def _search_weights(
+    x2d, w2d, p, min_threshold, *, method, error_method, n_bits, per_channel, compat, f32_start
+) -> SearchResult:
+    """Search one ``(C, N)`` tensor; returns ``(C,)`` thresholds or ``(C, 2)`` ranges.
+
+    ``f32_start`` (compat, float32 weights): MCT's uniform start ``[min, max]`` stays float32,
+    so its loss is computed in float32 arithmetic [quirk]; the rest of the search is float64.
+    """
+    options = dict(
+        method=method,
+        error_method=error_method,
+        n_bits=n_bits,
+        per_channel=per_channel,
+        compat=compat,
+    )
+    loss_fn = _loss_fn(x2d, w2d, p, **options)
+    dtype = x2d.dtype
+    empty = jnp.zeros((0,) + (x2d.shape[0],), dtype)
+    if method is QuantizationMethod.UNIFORM:
+        start = jnp.stack([jnp.min(x2d, axis=1), _absmax(x2d, n_bits, True)], axis=1)
+        if error_method is ErrorMethod.NOCLIPPING:
+            return SearchResult(start, jnp.zeros(start.shape[:1], dtype), empty, empty)
+        loss0 = None
+        if f32_start:
+            x32 = x2d.astype(jnp.float32)
+            w32 = None if w2d is None else w2d.astype(jnp.float32)
+            loss_fn32 = _loss_fn(x32, w32, p.astype(jnp.float32), **options)
+            loss0 = loss_fn32(start.astype(jnp.float32)).astype(dtype)
+        return uniform_search(
+            loss_fn,
+            start,
+            grid=UNIFORM_GRID,
+            rounds=UNIFORM_ROUNDS[per_channel],
+            per_channel=per_channel,
+            compat=compat,
+            loss0=loss0,
+        )
+    absmax = _absmax(x2d, n_bits, False)
+    if method is QuantizationMethod.POWER_OF_TWO:
+        if error_method is ErrorMethod.NOCLIPPING:
+            return SearchResult(pot(absmax, min_threshold), jnp.zeros_like(absmax), empty, empty)
+        t0 = 2 * pot(absmax, min_threshold)
+        res = pot_search(loss_fn, t0, n_cand=POT_CANDIDATES, compat=compat)
+        return res._replace(param=jnp.maximum(res.param, min_threshold))
+    x0 = jnp.maximum(absmax, min_threshold)
+    if error_method is ErrorMethod.NOCLIPPING:
+        return SearchResult(x0, jnp.zeros_like(x0), empty, empty)
+    rounds, freq = SYMMETRIC_ROUNDS[per_channel]
+    res = symmetric_search(
+        loss_fn, x0, rounds=rounds, dec_freq=freq, per_channel=per_channel, compat=compat
+    )
+    return res._replace(param=jnp.maximum(res.param, min_threshold))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("method", "error_method", "n_bits", "per_channel", "compat", "f32_start"),
+)
+def _search_weights_batch(
+    xs, ws, p, min_threshold, *, method, error_method, n_bits, per_channel, compat, f32_start
+) -> SearchResult:
+    """:func:`_search_weights` over a stack of same-shape tensors ``xs[T, C, N]`` (``ws`` alike)."""
+    search = functools.partial(
+        _search_weights,
+        method=method,
+        error_method=error_method,
+        n_bits=n_bits,
+        per_channel=per_channel,
+        compat=compat,
+        f32_start=f32_start,
+    )
+    in_axes = (0, None if ws is None else 0, None, None)
+    return jax.vmap(search, in_axes=in_axes)(xs, ws, p, min_threshold)
+
+
+class _Prepared:
+    """A validated tensor in the ``(C, N)`` search layout."""
+
+    def __init__(self, tensor, hessian, *, per_channel, channel_axis, error_method, compat, fn):
+        x = as_float_array(tensor, "tensor", fn)
+        self.shape = tuple(x.shape)
+        self.dtype = np.dtype(x.dtype)
+        ndim = max(len(self.shape), 1)
+        x = np.asarray(x).reshape(self.shape or (1,))
+        self.axis = check_axis(channel_axis, ndim, "channel_axis", fn) if per_channel else None
+        if per_channel:
+            x = np.moveaxis(x, self.axis, 0)
+        self.x2d = x.reshape(x.shape[0] if per_channel else 1, -1)
+        self.w2d = None
+        if error_method is ErrorMethod.HMSE:
+            if hessian is None:
+                raise ValueError(
+                    f"{fn}: error_method='hmse' needs hessian= (per-element scores, the "
+                    "tensor's shape)"
+                )
+            h = np.asarray(as_float_array(hessian, "hessian", fn))
+            if tuple(h.shape) != self.shape:
+                raise ValueError(
+                    f"{fn}: hessian shape {tuple(h.shape)} does not match the tensor's shape "
+                    f"{self.shape}"
+                )
+            if np.any(h < 0):
+                raise ValueError(f"{fn}: hessian scores must be >= 0, found negative scores")
+            h = h.reshape(self.shape or (1,))
+            if per_channel and not compat:
+                h = np.moveaxis(h, self.axis, 0)
+            # compat: [quirk] MCT pairs scores in their original order (reshaped along axis 0).
+            self.w2d = np.sqrt(h.astype(np.float64 if compat else np.float32)).reshape(
+                self.x2d.shape
+            )
+
+    def out_shape(self, per_channel: bool) -> tuple[int, ...]:
+        if not per_channel:
+            return ()
+        shape = [1] * len(self.shape)
+        shape[self.axis] = -1
+        return tuple(shape)
+
+
+def _finish(
+    res: SearchResult, prep: _Prepared, *, method, error_method, per_channel, compat, return_errors
+):
+    """Reshape a search result to the tensor's layout and apply the final range rules."""
+    shape = prep.out_shape(per_channel)
+    param = np.asarray(res.param)
+    extra = {}
+    if return_errors:
+        extra = dict(errors=jnp.asarray(res.errors), candidates=jnp.asarray(res.candidates))
+    if method is not QuantizationMethod.UNIFORM:
+        t = param.reshape(shape) if per_channel else param.reshape(())
+        return QParams(threshold=jnp.asarray(t), signed=True, **extra)
+    a, b = param[:, 0].copy(), param[:, 1].copy()
+    if compat:
+        # [quirk] MCT's per-tensor NOCLIPPING range is a pair of scalars, for which the rule is
+        # applied unconditionally; for arrays only where the range has zero width.
+        same = (a == a) if (error_method is ErrorMethod.NOCLIPPING and not per_channel) else a == b
+        a[same & (a > 0)] = 0
+        b[same & (b < 0)] = 0
+    else:
+        # A zero-width range has no grid: widen it to include 0 (all-zero: [0, 2^-16]).
+        same = a == b
+        a[same] = np.minimum(a[same], 0)
+        b[same] = np.maximum(b[same], 0)
+        b = np.where(a == b, a + MIN_THRESHOLD, b)
+    if not per_channel:
+        a, b = a.reshape(()), b.reshape(())
+    else:
+        a, b = a.reshape(shape), b.reshape(shape)
+    return QParams(range_min=jnp.asarray(a), range_max=jnp.asarray(b), signed=True, **extra)
+
+
+def _options(n_bits, method, error_method, p, min_threshold, fn):
+    return (
+        check_n_bits(n_bits, fn),
+        parse_method(method, fn),
+        parse_error_method(error_method, fn),
+        check_p(p, fn),
+        check_min_threshold(min_threshold, fn),
+    )
+
+
+def weights_qparams(
+    tensor,
+    *,
+    n_bits: int = 8,
+    method="symmetric",
+    error_method="mse",
+    per_channel: bool = True,
+    channel_axis: int = 0,
+    p: float = 2.0,
+    hessian=None,
+    mct_compat: bool = False,
+    min_threshold: float = MIN_THRESHOLD,
+    return_errors: bool = False,
+) -> QParams:
+    """Choose the quantization parameters of a weight tensor by minimising an error metric.
+
+    Args:
+      tensor: float array, any rank (torch layout: output channels on axis 0 for conv/linear).
+      n_bits: bit width, 1..16.
+      method: ``QuantizationMethod`` or its name: ``"power_of_two"``, ``"symmetric"``,
+        ``"uniform"``.
+      error_method: ``ErrorMethod`` or its name: ``"noclipping"``, ``"mse"``, ``"mae"``,
+        ``"kl"``, ``"lp"``, ``"hmse"``.
+      per_channel: one parameter per slice along ``channel_axis`` (else one for the tensor).
+      channel_axis: the channel axis (``per_channel`` only).
+      p: exponent of ``"lp"``.
+      hessian: per-element Hessian scores, ``tensor``'s shape, ``>= 0`` (``"hmse"`` only).
+        HMSE minimises ``mean(hessian * (x - q)^2)`` (per channel when ``per_channel``).
+      mct_compat: reproduce MCT 2.6.1 exactly, quirks included, in float64.
+      min_threshold: floor of every threshold.
+      return_errors: also return every candidate's error (``QParams.errors``/``candidates``).
+
+    Returns:
+      ``QParams``: ``threshold`` (power-of-two, symmetric) or ``range_min``/``range_max``
+      (uniform), shaped ``(1, .., C, .., 1)`` per channel or ``()`` per tensor; ``signed=True``.
+
+    Raises:
+      ValueError / TypeError: bad input, naming the argument.
+
+    Example:
+      >>> qp = jq.weights_qparams(w, method="symmetric", error_method="mse")
+      >>> wq = jq.fake_quant(w, qp, n_bits=8)
+
+    Reference: MCT 2.6.1 ``*_selection_tensor`` (shared/reference/threshold-selection.md §3.2).
+    """
+    return weights_qparams_batch(
+        [tensor],
+        n_bits=n_bits,
+        method=method,
+        error_method=error_method,
+        per_channel=per_channel,
+        channel_axis=channel_axis,
+        p=p,
+        hessians=None if hessian is None else [hessian],
+        mct_compat=mct_compat,
+        min_threshold=min_threshold,
+        return_errors=return_errors,
+        _fn="weights_qparams",
+    )[0]
+
+
+def weights_qparams_batch(
+    tensors: Sequence,
+    *,
+    n_bits: int = 8,
+    method="symmetric",
+    error_method="mse",
+    per_channel: bool = True,
+    channel_axis: int | Sequence[int] = 0,
+    p: float = 2.0,
+    hessians: Sequence | None = None,
+    mct_compat: bool = False,
+    min_threshold: float = MIN_THRESHOLD,
+    return_errors: bool = False,
+    _fn: str = "weights_qparams_batch",
+) -> list[QParams]:
+    """:func:`weights_qparams` for many tensors in one compiled call per ``(C, N)`` shape.
+
+    Tensors of the same search layout are stacked and searched together under ``jax.vmap``
+    (no Python loop over tensors in traced code); results equal the single calls.
+
+    Args:
+      tensors: list of float arrays.
+      channel_axis: one axis for all, or one per tensor.
+      hessians: ``None`` or one score array per tensor (``"hmse"``).
+      Other arguments as in :func:`weights_qparams`.
+
+    Returns:
+      One ``QParams`` per tensor, in order.
+    """
+    fn = _fn
+    n_bits, method, error_method, p, min_threshold = _options(
+        n_bits, method, error_method, p, min_threshold, fn
+    )
+    if isinstance(tensors, (np.ndarray, jax.Array)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"{fn}: tensors must be a list of arrays, got {type(tensors).__name__}")
+    axes = channel_axis if isinstance(channel_axis, Sequence) else [channel_axis] * len(tensors)
+    hess = hessians if hessians is not None else [None] * len(tensors)
+    if len(axes) != len(tensors) or len(hess) != len(tensors):
+        raise ValueError(f"{fn}: channel_axis / hessians must have one entry per tensor")
+    preps = [
+        _Prepared(
+            t,
+            h,
+            per_channel=per_channel,
+            channel_axis=a,
+            error_method=error_method,
+            compat=mct_compat,
+            fn=fn,
+        )
+        for t, h, a in zip(tensors, hess, axes)
+    ]
+    dtype = np.float64 if mct_compat else np.float32
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, prep in enumerate(preps):
+        f32_start = bool(mct_compat and prep.dtype == np.float32)
+        groups.setdefault((prep.x2d.shape, f32_start), []).append(i)
+    results: list[QParams | None] = [None] * len(preps)
+    static = dict(
+        method=method,
+        error_method=error_method,
+        n_bits=n_bits,
+        per_channel=per_channel,
+        compat=mct_compat,
+    )
+    with _x64(mct_compat):
+        for (_, f32_start), idx in groups.items():
+            xs = jnp.asarray(np.stack([preps[i].x2d for i in idx]), dtype)
+            ws = None
+            if error_method is ErrorMethod.HMSE:
+                ws = jnp.asarray(np.stack([preps[i].w2d for i in idx]), dtype)
+            res = _search_weights_batch(
+                xs,
+                ws,
+                jnp.asarray(p, dtype),
+                jnp.asarray(min_threshold, dtype),
+                f32_start=f32_start,
+                **static,
+            )
+            res = jax.device_get(res)
+            for j, i in enumerate(idx):
+                one = jax.tree_util.tree_map(lambda a, j=j: a[j], res)
+                results[i] = _finish(
+                    one,
+                    preps[i],
+                    method=method,
+                    error_method=error_method,
+                    per_channel=per_channel,
+                    compat=mct_compat,
+                    return_errors=return_errors,
+                )
+    return results
