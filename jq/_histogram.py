@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from . import _npsum
+
 _NP_BLOCK = 65536  # np.histogram's block size (weights are summed per block, then added)
 _OVERSAMPLE = 8  # fine bins per output bin in the default-mode state
 _E_MIN = -120  # smallest fine-bin exponent: bins never narrower than 2**-120
@@ -99,35 +101,6 @@ def _check_values(x: jax.Array, fn: str, name: str, *, nonnegative: bool = False
 # NumPy-rule building blocks (traceable)
 
 
-def _add_no_fma(product: jax.Array, c: jax.Array) -> jax.Array:
-    """``product + c`` rounded twice, as NumPy does: XLA contracts ``a * b + c`` into an FMA.
-
-    A second use of the product (the NaN test, a no-op for finite values) keeps LLVM from fusing
-    the multiply into the add; ``optimization_barrier`` is removed before fusion on CPU.
-    """
-    return jnp.where(jnp.isnan(product), product, product + c)
-
-
-def np_linspace(first: jax.Array, last: jax.Array, num: int) -> jax.Array:
-    """``np.linspace(first, last, num)`` with NumPy's arithmetic (``i * step + first``, exact end).
-
-    Args:
-      first, last: scalars (the dtype of the result).
-      num: number of points (static, >= 2).
-
-    Returns:
-      ``(num,)`` points; ``[-1]`` is exactly ``last``.
-    """
-    delta = last - first
-    # A traced divisor: XLA would rewrite ``delta / constant`` as ``delta * (1 / constant)``.
-    div = jax.lax.optimization_barrier(jnp.asarray(num - 1, delta.dtype))
-    step = delta / div
-    i = jnp.arange(num, dtype=delta.dtype)
-    # NumPy's denormal branch (step == 0): i / div * delta.
-    y = _add_no_fma(jnp.where(step == 0, (i / div) * delta, i * step), first)
-    return y.at[-1].set(last)
-
-
 def _outer_edges(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     first, last = jnp.min(x), jnp.max(x)
     same = first == last
@@ -147,7 +120,7 @@ def _bin_index(x: jax.Array, edges: jax.Array, first, last, n_bins: int) -> jax.
 def _histogram_impl(x: jax.Array, weights: jax.Array | None, n_bins: int):
     x = x.ravel()
     first, last = _outer_edges(x)
-    edges = np_linspace(first, last, n_bins + 1)
+    edges = _npsum.linspace(first, last, n_bins + 1)
     idx = _bin_index(x, edges, first, last, n_bins)
     if weights is None:
         counts = jax.ops.segment_sum(jnp.ones(idx.shape, jnp.int32), idx, n_bins)
@@ -336,7 +309,7 @@ def _state_finalize(state: HistogramState, n_bins: int):
     same = lo == hi
     first = jnp.where(same, lo - 0.5, lo)
     last = jnp.where(same, hi + 0.5, hi)
-    edges = np_linspace(first, last, n_bins + 1)
+    edges = _npsum.linspace(first, last, n_bins + 1)
     n_fine = state.counts.shape[0]
     width = _pow2(state.exponent, lo.dtype)
     fine_edges = (state.offset + jnp.arange(n_fine + 1, dtype=jnp.int32)).astype(lo.dtype) * width
@@ -364,7 +337,7 @@ def _interp_numpy(x: jax.Array, xp: jax.Array, fp: jax.Array) -> jax.Array:
     j = jnp.searchsorted(xp, x, side="right") - 1  # xp[j] <= x < xp[j + 1]
     jc = jnp.clip(j, 0, n - 2)
     slope = (fp[jc + 1] - fp[jc]) / (xp[jc + 1] - xp[jc])
-    inner = _add_no_fma(slope * (x - xp[jc]), fp[jc])
+    inner = _npsum.mul(slope, x - xp[jc]) + fp[jc]
     inner = jnp.where(xp[jc] == x, fp[jc], inner)
     return jnp.where(j < 0, fp[0], jnp.where(j >= n - 1, fp[-1], inner))
 
@@ -388,7 +361,7 @@ def _mct_cumulative(c: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("n_bins",))
 def _mct_merge(bins: jax.Array, cums: jax.Array, n_bins: int):
-    merged_bins = np_linspace(jnp.min(bins), jnp.max(bins), n_bins + 1)
+    merged_bins = _npsum.linspace(jnp.min(bins), jnp.max(bins), n_bins + 1)
 
     def rebin(b, cum):
         return jnp.diff(_interp_numpy(merged_bins, b, cum))

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from . import _npsum
 from ._histogram import _histogram_impl
 from ._quantizers import uniform_quantize
 
@@ -264,16 +265,6 @@ def kl_hist(
     return _kl_default(q_level, edges, counts, lo, hi, n_levels)
 
 
-def _div_exact(a: jax.Array, s: jax.Array) -> jax.Array:
-    """``a / s`` for a scalar ``s``, correctly rounded per element.
-
-    XLA rewrites ``a / broadcast(s)`` as ``a * (1 / s)`` (two roundings; ~1 % of results move by
-    an ulp). An elementwise divisor (equal to ``s`` except where ``a`` is NaN, where the quotient
-    is NaN either way) is not a broadcast, so the division stays a division.
-    """
-    return a / jnp.where(jnp.isnan(a), jnp.ones_like(s), s)
-
-
 def _slice(edges, lo, hi):
     """Validity, ``i0``, ``i1`` of steps 1-2 (edges sorted)."""
     valid = jnp.any(edges >= lo) & jnp.any(edges < hi)
@@ -299,7 +290,7 @@ def _kl_compat(q_level, edges, counts, lo, hi, n_levels):
     right = np_sum(counts, i1, n_bins - i1)
     acc = c + jnp.where(k == i0, left, 0.0)
     acc = acc + jnp.where(k == i1 - 1, right, 0.0)
-    p = _div_exact(acc, np_sum(acc, i0, length))
+    p = _npsum.div(acc, np_sum(acc, i0, length))
 
     # Step 7: each positive bin of a group gets m_u / (z_u + 1e-6); the +1e-6 is float32.
     ids, n_seg = _group_ids(q_level, n_bins, n_levels)
@@ -308,7 +299,7 @@ def _kl_compat(q_level, edges, counts, lo, hi, n_levels):
     n_pos = jax.ops.segment_sum(positive.astype(f64), ids, n_seg)  # exact small integers
     share = mass / _rp32(n_pos + float(np.float32(1e-6)))
     qbc = jnp.where(positive, share[ids], 0.0)
-    q = _div_exact(qbc, np_sum(qbc, i0, length))
+    q = _npsum.div(qbc, np_sum(qbc, i0, length))
 
     def smooth(dist):
         nonzero = inside & (dist != 0)

@@ -43,13 +43,39 @@ def mul_add(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
     return mul(a, b) + c
 
 
-def div(a: jax.Array, n: float) -> jax.Array:
+def div(a: jax.Array, n) -> jax.Array:
     """``a / n`` as a true division, rounded on its own.
 
     XLA rewrites ``x / const`` as ``x * (1 / const)`` and ``y / (x / c)`` as ``y * c / x``; a
     guarded divisor stops the first, an optimisation barrier around the quotient the second.
     """
-    return jax.lax.optimization_barrier(a / jnp.where(jnp.isnan(a), 1.0, n).astype(a.dtype))
+    n = jnp.asarray(n, a.dtype)
+    return jax.lax.optimization_barrier(a / jnp.where(jnp.isnan(a), jnp.ones_like(n), n))
+
+
+def linspace(first: jax.Array, last: jax.Array, num: int) -> jax.Array:
+    """``np.linspace(first, last, num)`` with NumPy's arithmetic, for array ends too.
+
+    ``k * step + first`` rounded twice, NumPy's ``k / div * delta`` branch when any step is 0,
+    and an exact last point.
+
+    Args:
+      first, last: arrays of one shape ``S`` (or scalars).
+      num: number of points (static, >= 2).
+
+    Returns:
+      ``(num, *S)``.
+    """
+    first, last = jnp.asarray(first), jnp.asarray(last)
+    delta = last - first
+    step = div(delta, num - 1)
+    k = jnp.arange(num, dtype=delta.dtype).reshape((-1,) + (1,) * delta.ndim)
+    y = jnp.where(
+        jnp.any(step == 0),
+        mul(div(k, num - 1), delta[None]),
+        mul(k, step[None]),
+    )
+    return (y + first[None]).at[-1].set(last)
 
 
 @functools.lru_cache(maxsize=256)

@@ -35,6 +35,7 @@ Add an op with ``@register_op("name")``; the name must be new unless ``override=
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -132,6 +133,33 @@ def _spatial_dn(nd: int) -> tuple[str, str, str]:
     return ("NC" + sp, "OI" + sp, "NC" + sp)
 
 
+def _depthwise(x, w, stride, padding, dilation):
+    """Depthwise convolution (one filter per channel) as a sum over kernel taps of strided
+    slices times per-channel weights.
+
+    XLA:CPU lowers feature-grouped convolutions poorly: 210 ms against torch's 5.5 ms for a
+    3x3 depthwise conv on (8, 144, 56, 56), one thread; this form fuses into one loop and takes
+    5.5 ms. The loop is over the (static, small) kernel taps, not over channels.
+    """
+    nd = w.ndim - 2
+    xp = lax.pad(
+        x, jnp.array(0, x.dtype), ((0, 0, 0), (0, 0, 0)) + tuple((lo, hi, 0) for lo, hi in padding)
+    )
+    kernel = w.shape[2:]
+    out = [
+        (n - d * (k - 1) - 1) // s + 1
+        for n, k, s, d in zip(xp.shape[2:], kernel, stride, dilation, strict=True)
+    ]
+    y = None
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        start = [t * d for t, d in zip(tap, dilation, strict=True)]
+        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, stride, strict=True)]
+        window = lax.slice(xp, [0, 0, *start], [*xp.shape[:2], *limit], [1, 1, *stride])
+        term = window * jnp.reshape(w[(slice(None), 0, *tap)], (1, -1) + (1,) * nd)
+        y = term if y is None else y + term
+    return y
+
+
 @register_op("conv")
 def conv(params, x, *, stride, padding, dilation, groups):
     """N-d convolution (cross-correlation), PyTorch semantics.
@@ -147,15 +175,18 @@ def conv(params, x, *, stride, padding, dilation, groups):
       (N, out, *spatial_out).
     """
     w = params["weight"]
-    y = lax.conv_general_dilated(
-        x,
-        w,
-        window_strides=tuple(stride),
-        padding=tuple(tuple(p) for p in padding),
-        rhs_dilation=tuple(dilation),
-        feature_group_count=groups,
-        dimension_numbers=_spatial_dn(w.ndim - 2),
-    )
+    if groups > 1 and groups == x.shape[1] == w.shape[0] and w.shape[1] == 1:
+        y = _depthwise(x, w, stride, padding, dilation)
+    else:
+        y = lax.conv_general_dilated(
+            x,
+            w,
+            window_strides=tuple(stride),
+            padding=tuple(tuple(p) for p in padding),
+            rhs_dilation=tuple(dilation),
+            feature_group_count=groups,
+            dimension_numbers=_spatial_dn(w.ndim - 2),
+        )
     if "bias" in params:
         y = y + _per_channel(params["bias"], y.ndim)
     return y

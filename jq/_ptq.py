@@ -33,7 +33,7 @@ from ._types import QParams
 from ._weights import weights_qparams_batch
 
 ACT_QUANT_SUFFIX = ".act_quant"
-SQNR_BATCHES = 4  # batches kept (inputs only) to measure per-layer SQNR after quantization
+SQNR_BATCHES = 1  # batches kept (inputs only) to measure per-layer SQNR after quantization
 SNC_OPS = frozenset({"silu", "hardswish", "gelu"})  # MCT: PReLU/ELU/Hardswish/SiLU/GELU
 _SNC_PASS = frozenset({"reshape", "avg_pool", "adaptive_avg_pool"})
 
@@ -526,7 +526,8 @@ def quantize_graph(
         snc = _snc_candidates(fgraph, plan, stats, ranges)
         if snc:
             notes.append(
-                f"shift-negative correction is not implemented in jq; MCT would apply it to {snc}"
+                "shift-negative correction is not implemented in jq; MCT may apply it to "
+                f"{snc} (negative outputs of silu/hardswish/gelu feeding a conv/linear)"
             )
     if compat and not folded and any(n.op == "batch_norm" for n in fgraph.nodes):
         notes.append("batch norms left unfolded (no preceding conv with a single reader)")

@@ -107,13 +107,6 @@ def pick(cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool
     return _take(cands, idx), _take(losses, idx)
 
 
-def _linspace(start: jax.Array, stop: jax.Array, num: int) -> jax.Array:
-    """``np.linspace(start, stop, num)`` with NumPy's arithmetic (``k * step + start``, exact end)."""
-    k = jnp.arange(num, dtype=start.dtype).reshape((-1,) + (1,) * start.ndim)
-    y = _npsum.mul_add(k, _npsum.div(stop - start, num - 1)[None], start[None])
-    return y.at[-1].set(stop)
-
-
 def pot_search(loss_fn: LossFn, t0: jax.Array, *, n_cand: int, compat: bool) -> SearchResult:
     """Power-of-two search: candidates ``t0 / 2^i``, ``i = 0..n_cand-1`` (§3.2, §3.3).
 
@@ -216,7 +209,7 @@ def symmetric_search(
     """
 
     def make_cands(centre, scale):
-        return _linspace(_npsum.mul(centre, scale[0]), _npsum.mul(centre, scale[1]), n_cand)
+        return _npsum.linspace(_npsum.mul(centre, scale[0]), _npsum.mul(centre, scale[1]), n_cand)
 
     return _iterate(
         loss_fn,

@@ -69,7 +69,7 @@ def check_axis(axis, ndim: int, name: str, fn: str) -> int:
 
 
 def check_histogram(bins, counts, fn: str):
-    """Check a histogram: ``bins`` sorted edges of length ``len(counts) + 1``, counts >= 0, not all 0.
+    """Check a histogram: sorted ``bins`` of ``len(counts) + 1`` edges, counts >= 0, not all 0.
 
     Accepts a leading batch axis (``bins[L, B+1]``, ``counts[L, B]``).
     """

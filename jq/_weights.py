@@ -351,7 +351,7 @@ def weights_qparams_batch(
             compat=mct_compat,
             fn=fn,
         )
-        for t, h, a in zip(tensors, hess, axes)
+        for t, h, a in zip(tensors, hess, axes, strict=True)
     ]
     dtype = np.float64 if mct_compat else np.float32
     groups: dict[tuple[int, int], list[int]] = {}

@@ -29,7 +29,9 @@ def test_import_resolves_to_this_repository():
 
 def test_enums_and_strings_are_equivalent(rng):
     w = conv_weight(rng)
-    a = jq.weights_qparams(w, method=jq.QuantizationMethod.SYMMETRIC, error_method=jq.ErrorMethod.MSE)
+    a = jq.weights_qparams(
+        w, method=jq.QuantizationMethod.SYMMETRIC, error_method=jq.ErrorMethod.MSE
+    )
     b = jq.weights_qparams(w, method="Symmetric", error_method="mse")
     np.testing.assert_array_equal(a.threshold, b.threshold)
 
@@ -48,7 +50,9 @@ def test_weights_shapes_and_grid(rng, method, error_method):
     assert max(per_channel_levels) <= 16
     if method == "power_of_two":
         assert np.all(np.log2(field) == np.round(np.log2(field)))
-    qt = jq.weights_qparams(w, n_bits=4, method=method, error_method=error_method, per_channel=False)
+    qt = jq.weights_qparams(
+        w, n_bits=4, method=method, error_method=error_method, per_channel=False
+    )
     assert (qt.range_max if method == "uniform" else qt.threshold).shape == ()
 
 
@@ -215,7 +219,7 @@ def test_constant_weights_are_finite(method, error_method, value):
     wq = np.asarray(jq.fake_quant(w, qp, n_bits=8))
     assert np.all(np.isfinite(wq))
     if value != 0.0:  # a constant is represented within one step
-        step = (np.ravel(fields[-1])[0] - (np.ravel(fields[0])[0] if method == "uniform" else 0))
+        step = np.ravel(fields[-1])[0] - (np.ravel(fields[0])[0] if method == "uniform" else 0)
         assert np.max(np.abs(wq - w)) <= abs(step) / 64 + 1e-6
 
 

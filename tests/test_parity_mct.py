@@ -543,6 +543,7 @@ def main(argv=None) -> int:
     ap.add_argument("--errors", help="comma list of error labels, e.g. kl,mse")
     ap.add_argument("--mct-only", action="store_true", help="only compute/cache MCT answers")
     ap.add_argument("--default-mode", action="store_true", help="also count jq default mode")
+    ap.add_argument("--verbose", action="store_true", help="print every case as it is checked")
     args = ap.parse_args(argv)
     full = args.full or FULL
     if args.mct_cache and os.path.exists(args.mct_cache):
@@ -576,6 +577,8 @@ def main(argv=None) -> int:
             if args.mct_only:
                 continue
             o = check(s)
+            if args.verbose:
+                print(f"  {i} {s} {o.status} {o.detail}", file=sys.stderr, flush=True)
             rows.setdefault((s.method, s.label), []).append(o)
             if o.status == "mismatch":
                 mismatches.append((s, o))

@@ -140,9 +140,7 @@ def test_histogram_metrics_match_loop_and_numpy(rng, kind):
 
 def test_hmse_with_unit_scores_equals_mse(rng):
     x, q = rng.normal(size=(2, 5, 64)).astype(np.float32)
-    np.testing.assert_array_equal(
-        _metrics.hmse(x, q, np.ones_like(x)), _metrics.mse(x, q)
-    )
+    np.testing.assert_array_equal(_metrics.hmse(x, q, np.ones_like(x)), _metrics.mse(x, q))
 
 
 @pytest.mark.parametrize("a,b", list(itertools.product([-2.0, 0.0, 0.3], [0.5, 2.0])))

@@ -57,6 +57,11 @@ torch.manual_seed(0)
 _add("conv", nn.Conv1d(4, 6, 3, stride=2, padding=1), _x(2, 4, 11))
 _add("conv", nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2), _x(2, 4, 9, 10))
 _add("conv", nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False), _x(1, 4, 7, 7))
+# depthwise convs take a separate path (``_depthwise``): strides, dilation, asymmetric padding
+_add("conv", nn.Conv2d(4, 4, 3, stride=2, padding=2, dilation=2, groups=4), _x(2, 4, 9, 10))
+_add("conv", nn.Conv2d(4, 4, (4, 3), padding="same", groups=4), _x(1, 4, 8, 7))
+_add("conv", nn.Conv1d(3, 3, 5, stride=3, padding=1, groups=3), _x(1, 3, 13))
+_add("conv", nn.Conv2d(4, 8, 3, padding=1, groups=4), _x(1, 4, 6, 6))  # multiplier 2: XLA path
 _add("conv", nn.Conv2d(4, 6, (3, 2), padding="same"), _x(1, 4, 8, 7))
 _add("conv", nn.Conv2d(4, 6, 4, padding="same", dilation=2), _x(1, 4, 9, 9))
 _add("conv", nn.Conv2d(4, 6, 3, padding="valid", stride=(2, 1)), _x(1, 4, 9, 9))
