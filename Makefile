@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jq-installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-all lint demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: install
 
 test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-all: lint
+	$(PY) -m pytest -q -n 2 --dist loadfile -m ""
 
 demo: install
 	$(PY) examples/digits_ptq.py

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._apply import apply
-from ._grad_ops import differentiable_graph
 from ._graph import Graph, Node
 from ._histogram import (
     MCTHistogramState,
@@ -80,7 +79,7 @@ def perturbed_graph(graph: Graph, targets: Sequence[str]) -> Graph:
         nodes.append(n)
         if n.name in tset:
             nodes.append(hook(n.name))
-    return differentiable_graph(graph.replace(nodes=tuple(nodes)))
+    return graph.replace(nodes=tuple(nodes))
 
 
 def _channel_mean(x: jax.Array, axis: int) -> jax.Array:

@@ -24,7 +24,6 @@ import numpy as np
 from jax import lax
 
 from ._apply import apply
-from ._grad_ops import differentiable_graph
 from ._graph import Graph
 
 MAX_ITER = 100  # MCT HESSIAN_NUM_ITERATIONS
@@ -130,7 +129,6 @@ def weight_scores(
     if not xs or xs[0].shape[0] == 0:
         raise ValueError(f"{fn}: no samples")
     n = xs[0].shape[0]
-    graph = differentiable_graph(graph)
     ws = {name: params[name]["weight"] for name in layers}
     state = _State(
         scores={k: jnp.zeros((n,) + w.shape, w.dtype) for k, w in ws.items()},
@@ -175,6 +173,5 @@ def exact_weight_diag(graph: Graph, params, x: Sequence[jax.Array], layer: str) 
       The kernel's shape: ``sum_d (d y_d / d W)^2``.
     """
     w = params[layer]["weight"]
-    graph = differentiable_graph(graph)
     jac = jax.jacrev(lambda w: _outputs_flat(graph, params, (layer,), {layer: w}, tuple(x)))(w)
     return jnp.sum(jnp.square(jac), axis=0)

@@ -376,10 +376,11 @@ def _pool_pads(size, kernel, stride, padding, dilation, ceil_mode):
 def max_pool(params, x, *, kernel_size, stride, padding, dilation, ceil_mode):
     """N-d max pooling of x (N, C, *spatial); padding is -inf; torch ``ceil_mode`` rule."""
     pads = _pool_pads(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode)
-    init = -jnp.inf if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
+    # A Python scalar init lets JAX pick reduce_window_max, which has a VJP (HMSE scores).
+    init = -float("inf") if jnp.issubdtype(x.dtype, jnp.floating) else int(jnp.iinfo(x.dtype).min)
     return lax.reduce_window(
         x,
-        jnp.array(init, x.dtype),
+        init,
         lax.max,
         (1, 1) + tuple(kernel_size),
         (1, 1) + tuple(stride),
@@ -409,7 +410,7 @@ def avg_pool(
     pads = _pool_pads(x.shape[2:], kernel_size, stride, padding, (1,) * nd, ceil_mode)
     total = lax.reduce_window(
         x,
-        jnp.array(0, x.dtype),
+        0.0 if jnp.issubdtype(x.dtype, jnp.floating) else 0,
         lax.add,
         (1, 1) + tuple(kernel_size),
         (1, 1) + tuple(stride),

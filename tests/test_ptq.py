@@ -324,9 +324,7 @@ def test_bad_inputs_raise_clear_errors():
         quantize_graph(g, p, lambda: iter([[xs[0][:, :, :4]]]), core_config=QUIET)
 
 
-def test_differentiable_pooling_twins_match_and_have_gradients():
-    from jq._grad_ops import differentiable_graph
-
+def test_pooling_has_gradients_under_jit():
     pool = dict(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True)
     g = Graph(
         ("x",),
@@ -342,8 +340,5 @@ def test_differentiable_pooling_twins_match_and_have_gradients():
         ("ap",),
     )
     x = jnp.asarray(_rng(7).normal(size=(2, 3, 7, 7)), jnp.float32)
-    dg = differentiable_graph(g)
-    assert [n.op for n in dg.nodes] == ["ptq_grad_max_pool", "ptq_grad_avg_pool"]
-    np.testing.assert_allclose(apply(dg, {}, x), apply(g, {}, x), rtol=1e-6, atol=1e-6)
-    grad = jax.jit(jax.grad(lambda x: jnp.sum(apply(dg, {}, x) ** 2)))(x)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(apply(g, {}, x) ** 2)))(x)
     assert np.isfinite(np.asarray(grad)).all() and np.any(np.asarray(grad) != 0)

@@ -116,3 +116,6 @@ def test_config_field_names_and_defaults_match_mct():
     # MCT's own enum members are accepted.
     qc = jq.core.QuantizationConfig(activation_error_method=mct.core.QuantizationErrorMethod.KL)
     assert qc.activation_error_method is jq.core.QuantizationErrorMethod.KL
+    # An MCT target platform object is read (its default activation and conv kernel configs).
+    tpc = mct.get_target_platform_capabilities(tpc_version="1.0", device_type="imx500")
+    assert jq.ptq._platform(tpc) == jq.core.TargetPlatform()
