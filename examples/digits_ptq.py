@@ -3,13 +3,15 @@
 Trains a CNN on the 8x8 digits that ship with scikit-learn (nothing downloads) in a few
 seconds, then quantizes it with MCT's documented call
 (``jq.ptq.pytorch_post_training_quantization``) once per error method, for activations
-(weights MSE) and for weights (activations MSE), at 8 and 4 bits. Prints test accuracy,
+(weights MSE) and for weights (activations MSE), at 8 and 4 bits, and with jq's ``"auto"``
+(per layer, the method whose parameters give the best layer-output SQNR; for one kind, then
+for both). Prints test accuracy,
 output SQNR against the float model (dB) and wall time per run. When
 model-compression-toolkit is importable, the same runs go through
 ``mct.ptq.pytorch_post_training_quantization`` and MCT's figures are printed beside jq's.
 
 Run: ``make demo`` or ``PYTHONPATH=.:adapters python examples/digits_ptq.py [--no-mct]
-[--mct-kl] [--bits 8 4]``.
+[--mct-kl] [--bits 8 4] [--report PREFIX]``.
 
 Notes: jq times include JIT compilation (the first run of a method compiles its search; later
 runs of the same shapes reuse it). MCT's KL search on kernels is very slow (about 280 s for
@@ -40,8 +42,10 @@ sys.path[:0] = [
 import jq  # noqa: E402
 import jq.core  # noqa: E402
 import jq.ptq  # noqa: E402
+from jq._report import report  # noqa: E402  (public as jq.report once __init__ exports it)
 
 METHODS = ("noclipping", "mse", "mae", "kl", "lp", "hmse")
+AUTO = "auto"  # jq only: per layer, the method with the best layer-output SQNR
 BATCH = 64
 
 
@@ -208,6 +212,12 @@ def main(argv=None) -> None:
     ap.add_argument("--no-mct", action="store_true", help="skip MCT even if installed")
     ap.add_argument("--mct-kl", action="store_true", help="also run MCT's (slow) KL searches")
     ap.add_argument("--calib", type=int, default=256, help="calibration images")
+    ap.add_argument(
+        "--report",
+        metavar="PREFIX",
+        default=None,
+        help="write the HTML report of each AUTO run to PREFIX_<bits>bit.html (jq.report)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared box
     warnings.filterwarnings("ignore")
@@ -235,9 +245,10 @@ def main(argv=None) -> None:
     print("-" * len(header))
     rows = []
     cache = {}
+    auto_infos = {}
     for bits in args.bits:
         for kind in ("activation", "weights"):
-            for method in METHODS:
+            for method in METHODS + (AUTO,):
                 act, wgt = (method, "mse") if kind == "activation" else ("mse", method)
                 key = (bits, act, wgt)
                 if key not in cache:
@@ -250,7 +261,9 @@ def main(argv=None) -> None:
                 line = f"{bits:>4}  {kind:<10} {method:<10} | {acc:7.2f} {sq:6.1f} {dt:>10}"
                 mct_cell = None
                 if use_mct:
-                    if kind == "weights" and method == "hmse":
+                    if method == AUTO:
+                        line += f" | {'n/a (jq only)':>22}"
+                    elif kind == "weights" and method == "hmse":
                         line += f" | {'n/a (needs GPTQ)':>22}"
                     elif kind == "weights" and method == "kl" and not args.mct_kl:
                         line += f" | {'skipped (slow)':>22}"
@@ -268,6 +281,17 @@ def main(argv=None) -> None:
                         line += f" | {mct_cell[0]:7.2f} {mct_cell[1]:6.1f} {mct_cell[2]:6.2f}"
                 print(line, flush=True)
                 rows.append((bits, kind, method, acc, mct_cell, sq))
+        # AUTO for both kinds at once.
+        key = (bits, AUTO, AUTO)
+        qm, info, dt = run_jq(model, gen, bits, AUTO, AUTO)
+        _, _, dt2 = run_jq(model, gen, bits, AUTO, AUTO)
+        lg = predict(qm, xte)
+        acc, sq = 100 * np.mean(lg.argmax(1) == yte), sqnr_db(f_logits, lg)
+        cache[key] = (acc, sq, f"{dt:5.1f}/{dt2:4.1f}")
+        auto_infos[bits] = info
+        line = f"{bits:>4}  {'both':<10} {AUTO:<10} | {acc:7.2f} {sq:6.1f} {cache[key][2]:>10}"
+        print(line + (f" | {'n/a (jq only)':>22}" if use_mct else ""), flush=True)
+        rows.append((bits, "both", AUTO, acc, None, sq))
 
     print()
     print(
@@ -276,7 +300,25 @@ def main(argv=None) -> None:
         "compilation / second call reusing the compiled code; both include torch.export)."
     )
     for bits in args.bits:
-        worst = min(r[3] for r in rows if r[0] == bits)
+        for kind in ("activation", "weights"):
+            single = [r for r in rows if r[:2] == (bits, kind) and r[2] != AUTO]
+            auto = next(r for r in rows if r[:3] == (bits, kind, AUTO))
+            best_acc = max(single, key=lambda r: r[3])
+            best_sq = max(single, key=lambda r: r[5])
+            print(
+                f"  {bits}-bit {kind} AUTO: accuracy {auto[3]:.2f} % (best single method "
+                f"{best_acc[2]} {best_acc[3]:.2f} %), output SQNR {auto[5]:.2f} dB (best single "
+                f"{best_sq[2]} {best_sq[5]:.2f} dB)"
+            )
+        chosen = [li.error_method for li in auto_infos[bits].layers if li.analysis]
+        tally = ", ".join(f"{m} {chosen.count(m)}" for m in dict.fromkeys(chosen))
+        print(f"  {bits}-bit AUTO (both kinds) chose per layer: {tally}")
+    if args.report:
+        for bits, info in auto_infos.items():
+            html_path, md_path = report(info, f"{args.report}_{bits}bit.html")
+            print(f"  report of the {bits}-bit AUTO run: {html_path} (summary {md_path})")
+    for bits in args.bits:
+        worst = min(r[3] for r in rows if r[0] == bits and r[2] != AUTO)
         print(
             f"  {bits}-bit: worst jq accuracy {worst:.2f} % "
             f"({f_acc - worst:.2f} points below float)"

@@ -16,6 +16,7 @@ import dataclasses
 import math
 from typing import Any
 
+from ._auto import AutoErrorMethod, is_auto
 from ._enums import ErrorMethod, QuantizationMethod, parse_error_method, parse_method
 from ._quantizers import MIN_THRESHOLD
 
@@ -34,6 +35,16 @@ _UNSUPPORTED = {
     "activation_bias_correction": False,
     "custom_tpc_opset_to_layer": None,
 }
+
+
+def _parse_error_method_or_auto(value, fn: str):
+    """An :class:`ErrorMethod`, or :attr:`AutoErrorMethod.AUTO` for ``"auto"`` (per layer)."""
+    if is_auto(value):
+        return AutoErrorMethod.AUTO
+    try:
+        return parse_error_method(value, fn)
+    except ValueError as e:
+        raise ValueError(f"{e}, or 'auto' (choose per layer)") from None
 
 
 def _check_bool(obj: Any, field: str) -> None:
@@ -85,6 +96,9 @@ class QuantizationConfig:
         (:class:`QuantizationErrorMethod`, MCT's enum member, or a name such as ``"kl"``).
       weights_error_method: error method of kernel thresholds. ``HMSE`` works in plain PTQ
         (MCT requires GPTQ for it): scores come from JAX autodiff (``jq/_hessian.py``).
+        Both error-method fields also accept ``"auto"`` (jq only): every candidate method's
+        parameters are computed and, per layer, the one with the best layer-output SQNR on the
+        calibration data is kept (``jq/_auto.py``; one extra compiled pass over the data).
       relu_bound_to_power_of_2: not implemented; must be False.
       weights_bias_correction: correct each quantized kernel layer's bias for the mean shift
         of its output (reference §5 step 9).
@@ -115,8 +129,8 @@ class QuantizationConfig:
             activation_error_method=jq.core.QuantizationErrorMethod.NOCLIPPING)
     """
 
-    activation_error_method: ErrorMethod = ErrorMethod.MSE
-    weights_error_method: ErrorMethod = ErrorMethod.MSE
+    activation_error_method: ErrorMethod | AutoErrorMethod = ErrorMethod.MSE
+    weights_error_method: ErrorMethod | AutoErrorMethod = ErrorMethod.MSE
     relu_bound_to_power_of_2: bool = False
     weights_bias_correction: bool = True
     weights_second_moment_correction: bool = False
@@ -139,8 +153,8 @@ class QuantizationConfig:
     mct_compat: bool = False
 
     def __post_init__(self) -> None:
-        _enum_field(self, "activation_error_method", parse_error_method)
-        _enum_field(self, "weights_error_method", parse_error_method)
+        _enum_field(self, "activation_error_method", _parse_error_method_or_auto)
+        _enum_field(self, "weights_error_method", _parse_error_method_or_auto)
         for f in dataclasses.fields(self):
             if f.type in ("bool", bool):
                 _check_bool(self, f.name)

@@ -21,7 +21,17 @@ import numpy as np
 
 from ._activations import activation_qparams_batch
 from ._apply import apply
-from ._calibrate import check_batch, check_shapes, collect_statistics
+from ._auto import (
+    AutoErrorMethod,
+    KernelSpec,
+    auto_sqnr,
+    candidate_methods,
+    choose,
+    error_curve,
+    layer_analysis,
+    params_dict,
+)
+from ._calibrate import _progress, check_batch, check_shapes, collect_statistics
 from ._config import CoreConfig, TargetPlatform
 from ._enums import ErrorMethod, QuantizationMethod
 from ._fold import fold_batch_norm
@@ -181,6 +191,26 @@ def _quantize_kernels(ws, qps, *, n_bits: int, uniform: bool):
     return out
 
 
+def _out_channels(op: str, w, groups: int) -> int:
+    return int(w.shape[1]) * groups if op == "conv_transpose" else int(w.shape[0])
+
+
+def _scale(qp: QParams, i: int | None = None) -> np.ndarray:
+    """No-clipping scale per channel (threshold or range width) of a NOCLIPPING result."""
+    if qp.threshold is not None:
+        t = np.asarray(qp.threshold, np.float64)
+        return (t if i is None else t[i]).ravel()
+    a, b = np.asarray(qp.range_min, np.float64), np.asarray(qp.range_max, np.float64)
+    return (b - a if i is None else b[i] - a[i]).ravel()
+
+
+def _curve(qp: QParams, ref: np.ndarray, i: int | None = None):
+    if qp.errors is None:
+        return [], []
+    e, c = np.asarray(qp.errors), np.asarray(qp.candidates)
+    return error_curve(e if i is None else e[i], c if i is None else c[i], ref)
+
+
 def _db(sig: float, noise: float) -> float:
     if noise <= 0:
         return float("inf")
@@ -244,6 +274,8 @@ def quantize_graph(
     qc = core_config.quantization_config
     compat = qc.mct_compat
     progress = core_config.progress
+    act_auto = qc.activation_error_method is AutoErrorMethod.AUTO
+    w_auto = qc.weights_error_method is AutoErrorMethod.AUTO
     if not callable(representative_data_gen):
         raise TypeError(
             f"{fn}: representative_data_gen must be a callable returning an iterable of batches, "
@@ -310,7 +342,7 @@ def quantize_graph(
     # -- statistics ------------------------------------------------------------------
     t0 = time.perf_counter()
     keep: list = []
-    n_samples = 16 if qc.weights_error_method is ErrorMethod.HMSE else 0
+    n_samples = 16 if qc.weights_error_method is ErrorMethod.HMSE or w_auto else 0
     samples: list[list] = [[] for _ in range(n_inputs)]
     stats = collect_statistics(
         folded_for,
@@ -329,9 +361,11 @@ def quantize_graph(
     t0 = time.perf_counter()
     kernel_names = [k for k, _ in plan.kernels]
     wqp: list[QParams] = []
+    w_methods = (qc.weights_error_method,)
+    w_cands: list[list[QParams]] = []
     if kernel_names:
         hessians = None
-        if qc.weights_error_method is ErrorMethod.HMSE:
+        if qc.weights_error_method is ErrorMethod.HMSE or w_auto:
             from ._hessian import weight_scores
 
             g1 = folded_for(tuple((1,) + tuple(s[1:]) for s in ref_shapes))
@@ -339,18 +373,27 @@ def quantize_graph(
             scores = weight_scores(g1, fparams, xs, kernel_names, progress=progress)
             hessians = [scores[k] for k in kernel_names]
             timings["hessian"] = time.perf_counter() - t0
-        wqp = weights_qparams_batch(
-            [fparams[k]["weight"] for k in kernel_names],
-            n_bits=tp.weights_n_bits,
-            method=tp.weights_quantization_method,
-            error_method=qc.weights_error_method,
-            per_channel=tp.weights_per_channel_threshold,
-            channel_axis=[a for _, a in plan.kernels],
-            p=qc.l_p_value,
-            hessians=hessians,
-            mct_compat=compat,
-            min_threshold=qc.min_threshold,
-        )
+        if w_auto:
+            w_methods = candidate_methods("weights", hessian=hessians is not None)
+        # AUTO: one compiled batch search per candidate method (each vmapped over layers).
+        for m in w_methods:
+            w_cands.append(
+                weights_qparams_batch(
+                    [fparams[k]["weight"] for k in kernel_names],
+                    n_bits=tp.weights_n_bits,
+                    method=tp.weights_quantization_method,
+                    error_method=m,
+                    per_channel=tp.weights_per_channel_threshold,
+                    channel_axis=[a for _, a in plan.kernels],
+                    p=qc.l_p_value,
+                    hessians=hessians if m is ErrorMethod.HMSE else None,
+                    mct_compat=compat,
+                    min_threshold=qc.min_threshold,
+                    return_errors=w_auto,
+                )
+            )
+        wqp = w_cands[0]
+    w_chosen = [w_methods[0].value] * len(kernel_names)
     timings["weights"] = time.perf_counter() - t0
 
     # -- activations -----------------------------------------------------------------
@@ -361,28 +404,59 @@ def quantize_graph(
 
     searched = [v for v in plan.activations if op_of(v) not in BOUNDED_OPS]
     act_qp: dict[str, tuple[QParams, int, str]] = {}
+    a_methods = candidate_methods("activation") if act_auto else (qc.activation_error_method,)
+    a_cands: list[QParams] = []
     if searched:
         bins = np.stack([stats.histograms[v][0] for v in searched])
         counts = np.stack([stats.histograms[v][1] for v in searched])
-        batch_qp = activation_qparams_batch(
-            bins,
-            counts,
-            n_bits=tp.activation_n_bits,
-            method=tp.activation_quantization_method,
-            error_method=qc.activation_error_method,
-            p=qc.l_p_value,
-            mct_compat=compat,
-            min_threshold=qc.min_threshold,
-            z_threshold=qc.z_threshold,
-        )
-        batch_qp = jax.device_get(batch_qp)
+        for m in a_methods:  # AUTO: one compiled batch search per candidate method
+            batch_qp = activation_qparams_batch(
+                bins,
+                counts,
+                n_bits=tp.activation_n_bits,
+                method=tp.activation_quantization_method,
+                error_method=m,
+                p=qc.l_p_value,
+                mct_compat=compat,
+                min_threshold=qc.min_threshold,
+                z_threshold=qc.z_threshold,
+                return_errors=act_auto,
+            )
+            a_cands.append(jax.device_get(batch_qp))
         for i, v in enumerate(searched):
-            act_qp[v] = (batch_qp, i, qc.activation_error_method.value)
+            act_qp[v] = (a_cands[0], i, a_methods[0].value)
     for v in plan.activations:
         if op_of(v) in BOUNDED_OPS:
             qp = _bounded_qparams(op_of(v), tp.activation_quantization_method, qc.min_threshold)
             act_qp[v] = (qp, 0, "minmax")
     timings["activations"] = time.perf_counter() - t0
+
+    # -- AUTO: one extra compiled pass, every method's layer-output SQNR ----------------
+    analysis: dict[tuple[str, str], dict] = {}
+    if (act_auto and searched) or (w_auto and kernel_names):
+        t0 = time.perf_counter()
+        analysis, auto_wqp, auto_chosen = _auto_select(
+            folded_for,
+            fparams,
+            representative_data_gen,
+            n_inputs,
+            fn,
+            progress=progress,
+            stats=stats,
+            layer_ops=layer_ops,
+            kernel_names=kernel_names if w_auto else [],
+            w_methods=w_methods,
+            w_cands=w_cands,
+            searched=searched if act_auto else [],
+            a_methods=a_methods,
+            a_cands=a_cands,
+            act_qp=act_qp,
+            tp=tp,
+            bias_correction=qc.weights_bias_correction,
+        )
+        if w_auto and kernel_names:
+            wqp, w_chosen = auto_wqp, auto_chosen
+        timings["auto"] = time.perf_counter() - t0
 
     # -- quantized params: kernels, bias correction, quantizer ranges ------------------
     t0 = time.perf_counter()
@@ -487,13 +561,14 @@ def quantize_graph(
                 op=layer_ops[k].op,
                 n_bits=tp.weights_n_bits,
                 method=tp.weights_quantization_method.value,
-                error_method=qc.weights_error_method.value,
+                error_method=w_chosen[len(layers)],
                 signed=True,
                 threshold=None if uniform else np.asarray(qp.threshold).ravel().tolist(),
                 range_min=np.asarray(qp.range_min).ravel().tolist() if uniform else None,
                 range_max=np.asarray(qp.range_max).ravel().tolist() if uniform else None,
                 channel_axis=axis if tp.weights_per_channel_threshold else None,
                 sqnr_db=db.get((k, qname.get(k, k))),
+                analysis=analysis.get((k, "weights")),
             )
         )
     for v in plan.activations:
@@ -512,6 +587,7 @@ def quantize_graph(
                 range_min=a if uniform else None,
                 range_max=b if uniform else None,
                 sqnr_db=db.get((v, qname[v])),
+                analysis=analysis.get((v, "activation")),
             )
         )
     notes = [
@@ -529,6 +605,11 @@ def quantize_graph(
                 "shift-negative correction is not implemented in jq; MCT may apply it to "
                 f"{snc} (negative outputs of silu/hardswish/gelu feeding a conv/linear)"
             )
+    for kind in ("weights", "activation"):
+        chosen = [a["chosen"] for (_, k), a in analysis.items() if k == kind]
+        if chosen:
+            tally = ", ".join(f"{m} {chosen.count(m)}" for m in dict.fromkeys(chosen))
+            notes.append(f"auto ({kind}): chosen per layer by layer-output SQNR: {tally}")
     if compat and not folded and any(n.op == "batch_norm" for n in fgraph.nodes):
         notes.append("batch norms left unfolded (no preceding conv with a single reader)")
     timings["total"] = time.perf_counter() - t_start
@@ -554,3 +635,131 @@ def quantize_graph(
         notes=tuple(notes),
     )
     return PTQResult(qgraph, qparams, info, fgraph, fparams)
+
+
+def _auto_select(
+    folded_for,
+    fparams,
+    representative_data_gen,
+    n_inputs: int,
+    fn: str,
+    *,
+    progress: bool,
+    stats,
+    layer_ops: dict,
+    kernel_names: list[str],
+    w_methods,
+    w_cands: list[list[QParams]],
+    searched: list[str],
+    a_methods,
+    a_cands: list[QParams],
+    act_qp: dict,
+    tp: TargetPlatform,
+    bias_correction: bool,
+):
+    """AUTO (``jq/_auto.py``): evaluate every candidate method of every layer in one compiled
+    pass over ``representative_data_gen()`` and keep the best per layer.
+
+    Updates ``act_qp`` in place for the searched activations; returns ``(analysis, wqp,
+    w_chosen)``: the ``LayerInfo.analysis`` records keyed by ``(name, kind)``, the chosen
+    kernel ``QParams`` and the chosen kernel method names (empty lists without weights AUTO).
+    """
+    n_a = tp.activation_n_bits
+    a_method = tp.activation_quantization_method
+    act_ranges = np.array(
+        [[_act_range(qp, i, n_a, a_method)[2] for qp in a_cands] for i in range(len(searched))],
+        np.float32,
+    ).reshape(len(searched), len(a_cands), 2)
+    kernels, kernel_w, kernel_b = [], [], []
+    if kernel_names:
+        uniform = tp.weights_quantization_method is QuantizationMethod.UNIFORM
+        per_method = [
+            _quantize_kernels(
+                [fparams[k]["weight"] for k in kernel_names],
+                [QParams(q.threshold, q.range_min, q.range_max, True) for q in qps],
+                n_bits=tp.weights_n_bits,
+                uniform=uniform,
+            )
+            for qps in w_cands
+        ]
+        for j, k in enumerate(kernel_names):
+            node = layer_ops[k]
+            w = fparams[k]["weight"]
+            groups = node.attr("groups", 1)
+            bias = fparams[k].get("bias")
+            biases = []
+            for wqs in per_method:
+                if bias_correction:
+                    biases.append(
+                        _bias_correction(node.op, w, wqs[j], bias, stats.means[k], groups)
+                    )
+                elif bias is not None:
+                    biases.append(np.asarray(bias, np.float32))
+                else:
+                    biases.append(np.zeros(_out_channels(node.op, w, groups), np.float32))
+            kernels.append(KernelSpec(k, node.op, node.inputs[0], node.attrs))
+            kernel_w.append(jnp.stack([wqs[j] for wqs in per_method]))
+            kernel_b.append(np.stack(biases))
+
+    def batches():
+        for i, b in enumerate(_progress(representative_data_gen(), progress, "jq auto")):
+            yield check_batch(b, i, n_inputs, fn)
+
+    sums = auto_sqnr(
+        folded_for,
+        fparams,
+        batches(),
+        act_values=tuple(searched),
+        act_ranges=act_ranges,
+        n_bits=n_a,
+        kernels=kernels,
+        kernel_weights=kernel_w,
+        kernel_biases=kernel_b,
+        fn=fn,
+    )
+    analysis: dict[tuple[str, str], dict] = {}
+    if searched:
+        choice, db = choose(sums.act_signal, sums.act_noise)
+        noclip = a_cands[a_methods.index(ErrorMethod.NOCLIPPING)]
+        for i, v in enumerate(searched):
+            c = int(choice[i])
+            act_qp[v] = (a_cands[c], i, a_methods[c].value)
+            ref = _scale(noclip, i)
+            params = []
+            for qp in a_cands:
+                signed, t, (a, b) = _act_range(qp, i, n_a, a_method)
+                params.append(
+                    params_dict(threshold=t, signed=signed)
+                    if t is not None
+                    else params_dict(range_min=a, range_max=b, signed=signed)
+                )
+            analysis[(v, "activation")] = layer_analysis(
+                a_methods,
+                db[i],
+                c,
+                params=params,
+                curves=[_curve(qp, ref, i) for qp in a_cands],
+                histogram=stats.histograms[v],
+            )
+    wqp, w_chosen = [], []
+    if kernel_names:
+        choice, db = choose(sums.kernel_signal, sums.kernel_noise)
+        noclip = w_cands[w_methods.index(ErrorMethod.NOCLIPPING)]
+        for j, k in enumerate(kernel_names):
+            c = int(choice[j])
+            wqp.append(w_cands[c][j])
+            w_chosen.append(w_methods[c].value)
+            ref = _scale(noclip[j])
+            analysis[(k, "weights")] = layer_analysis(
+                w_methods,
+                db[j],
+                c,
+                params=[
+                    params_dict(threshold=q[j].threshold)
+                    if q[j].threshold is not None
+                    else params_dict(range_min=q[j].range_min, range_max=q[j].range_max)
+                    for q in w_cands
+                ],
+                curves=[_curve(q[j], ref) for q in w_cands],
+            )
+    return analysis, wqp, w_chosen

@@ -37,6 +37,9 @@ class LayerInfo:
       sqnr_db: signal-to-quantization-noise ratio of the layer's output in the quantized model
         against the float model, on the calibration data (``10 log10(sum x^2 / sum (x-xq)^2)``);
         ``inf`` if identical.
+      analysis: with the error method ``"auto"``: every candidate method's parameters, layer
+        output SQNR and normalised error curve, the choice, and (activations) the histogram,
+        as built by ``jq._auto.layer_analysis``; what ``jq.report`` draws. ``None`` otherwise.
     """
 
     name: str
@@ -51,6 +54,7 @@ class LayerInfo:
     range_max: Any = None
     channel_axis: int | None = None
     sqnr_db: float | None = None
+    analysis: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

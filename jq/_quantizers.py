@@ -83,6 +83,26 @@ def threshold_quantize(x: jax.Array, t: jax.Array, n_bits: int, signed) -> jax.A
     return uniform_quantize(x, a, b, n_bits)[0]
 
 
+def threshold_quantize_fast(x: jax.Array, t: jax.Array, n_bits: int) -> jax.Array:
+    """Signed threshold quantize-dequantize as ``clip(round(x * 2^(n-1) / t)) * t / 2^(n-1)``.
+
+    The same grid as :func:`threshold_quantize` (signed), in the form deployed quantizers use;
+    multiplying by the reciprocal step is ~2x cheaper than MCT's offset form and may differ from
+    it by an ulp at rounding ties. Default mode's weight search uses it; compat mode never does.
+    """
+    levels = 2.0 ** (n_bits - 1)
+    q = jnp.clip(jnp.round(x * (levels / t)), -levels, levels - 1)
+    return q * (t / levels)
+
+
+def uniform_quantize_fast(x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int) -> jax.Array:
+    """:func:`uniform_quantize` with a reciprocal step (default-mode search; see above)."""
+    a, b = zero_align(a, b, n_bits)
+    steps = 2**n_bits - 1
+    inv = steps / (b - a)
+    return jnp.clip(jnp.round((x - a) * inv), 0, steps) * ((b - a) / steps) + a
+
+
 def pot(v: jax.Array, min_threshold: float = MIN_THRESHOLD) -> jax.Array:
     """Smallest power of two ``>= max(v, min_threshold)``: ``2^ceil(log2(max(v, m)))``.
 

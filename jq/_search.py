@@ -43,6 +43,19 @@ class SearchResult(NamedTuple):
     candidates: jax.Array
 
 
+def evaluate(loss_fn: LossFn, cands: jax.Array, batch_size: int | None) -> jax.Array:
+    """Losses of all candidates ``cands[K, ...] -> (K, C)``.
+
+    ``batch_size=None`` vmaps over all ``K`` at once (cheap losses: histograms). For losses over
+    large tensors ``lax.map`` with a small ``batch_size`` is several times faster on CPU: a
+    vmap over candidates materialises ``(K, C, N)`` intermediates instead of one fused pass per
+    candidate (7x measured on a 512 x 4608 kernel).
+    """
+    if batch_size is None:
+        return jax.vmap(loss_fn)(cands)
+    return lax.map(loss_fn, cands, batch_size=batch_size)
+
+
 def argmin_first(losses: jax.Array, *, compat: bool) -> jax.Array:
     """Index of the minimum along axis 0; ties go to the first.
 
@@ -107,20 +120,23 @@ def pick(cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool
     return _take(cands, idx), _take(losses, idx)
 
 
-def pot_search(loss_fn: LossFn, t0: jax.Array, *, n_cand: int, compat: bool) -> SearchResult:
+def pot_search(
+    loss_fn: LossFn, t0: jax.Array, *, n_cand: int, compat: bool, batch_size: int | None = None
+) -> SearchResult:
     """Power-of-two search: candidates ``t0 / 2^i``, ``i = 0..n_cand-1`` (§3.2, §3.3).
 
     Args:
       loss_fn: ``(C,) -> (C,)``.
       t0: ``(C,)`` largest candidate (one octave above the no-clipping threshold).
       n_cand: number of candidates (static).
+      batch_size: see :func:`evaluate`.
 
     Returns:
       ``SearchResult`` (``param`` not yet floored at ``min_threshold``); ties go to the larger.
     """
     scale = jnp.asarray(2.0 ** np.arange(n_cand), t0.dtype).reshape(-1, 1)
     cands = t0[None, :] / scale
-    losses = jax.vmap(loss_fn)(cands)
+    losses = evaluate(loss_fn, cands, batch_size)
     param, loss = pick(cands, losses, per_channel=False, compat=compat)
     return SearchResult(param, loss, losses, cands)
 
@@ -136,7 +152,9 @@ class _LoopState(NamedTuple):
     cands: jax.Array
 
 
-def _iterate(loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, compat, loss0):
+def _iterate(
+    loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, compat, loss0, batch_size
+):
     """Common round loop of the symmetric and uniform searches (§3.2)."""
     loss0 = loss_fn(x0) if loss0 is None else loss0
     cand_shape = make_cands(x0, jnp.asarray([BOTTOM_FACTOR, UPPER_FACTOR], x0.dtype)).shape
@@ -153,7 +171,7 @@ def _iterate(loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, co
 
     def body(s: _LoopState) -> _LoopState:
         cands = make_cands(s.centre, s.scale)
-        losses = jax.vmap(loss_fn)(cands)
+        losses = evaluate(loss_fn, cands, batch_size)
         centre, lc = pick(cands, losses, per_channel=per_channel, compat=compat)
         prev = s.best_l
         imp = lc < prev
@@ -194,6 +212,7 @@ def symmetric_search(
     compat: bool,
     n_cand: int = 30,
     loss0: jax.Array | None = None,
+    batch_size: int | None = None,
 ) -> SearchResult:
     """MCT's iterative symmetric threshold search (§3.2 SYMMETRIC).
 
@@ -206,6 +225,7 @@ def symmetric_search(
       x0: ``(C,)`` start (the no-clipping threshold).
       rounds, dec_freq, n_cand: static loop sizes.
       loss0: the start's loss, when it must be computed differently (default ``loss_fn(x0)``).
+      batch_size: see :func:`evaluate`.
     """
 
     def make_cands(centre, scale):
@@ -221,6 +241,7 @@ def symmetric_search(
         per_channel=per_channel,
         compat=compat,
         loss0=loss0,
+        batch_size=batch_size,
     )
 
 
@@ -239,6 +260,7 @@ def uniform_search(
     per_channel: bool,
     compat: bool,
     loss0: jax.Array | None = None,
+    batch_size: int | None = None,
 ) -> SearchResult:
     """MCT's iterative uniform range search (§3.2 UNIFORM): ranges ``(a * g_i, b * g_j)``.
 
@@ -246,7 +268,7 @@ def uniform_search(
       loss_fn: ``(C, 2) -> (C,)``.
       start: ``(C, 2)`` initial ``[min, max]`` ranges.
       grid: scaler grid size per axis (8 for tensors, 12 for histograms; static).
-      loss0: as in :func:`symmetric_search`.
+      loss0, batch_size: as in :func:`symmetric_search`.
     """
     scalers = jnp.asarray(scaler_grid(grid), start.dtype)
 
@@ -264,4 +286,5 @@ def uniform_search(
         per_channel=per_channel,
         compat=compat,
         loss0=loss0,
+        batch_size=batch_size,
     )

@@ -13,7 +13,15 @@ from . import _metrics
 from ._enums import ErrorMethod, QuantizationMethod, parse_error_method, parse_method
 from ._histogram import histogram
 from ._kl import kl_tensor_from_hist
-from ._quantizers import MIN_THRESHOLD, absmax_factor, pot, threshold_quantize, uniform_quantize
+from ._quantizers import (
+    MIN_THRESHOLD,
+    absmax_factor,
+    pot,
+    threshold_quantize,
+    threshold_quantize_fast,
+    uniform_quantize,
+    uniform_quantize_fast,
+)
 from ._search import SearchResult, pot_search, symmetric_search, uniform_search
 from ._types import QParams
 from ._validate import as_float_array, check_axis, check_min_threshold, check_n_bits, check_p
@@ -23,6 +31,7 @@ POT_CANDIDATES = 10
 SYMMETRIC_ROUNDS = {False: (40, 5), True: (15, 3)}  # per_channel -> (rounds, decrement freq)
 UNIFORM_ROUNDS = {False: 30, True: 10}
 UNIFORM_GRID = 8
+CANDIDATE_BATCH = 1  # candidates evaluated per step of lax.map (see _search.evaluate)
 MCT_UNIFORM_KL_BITS = 8  # [quirk] MCT never forwards n_bits to the uniform-weights KL
 
 
@@ -70,14 +79,18 @@ def _loss_fn(x2d, w2d, p, *, method, error_method, n_bits, per_channel, compat):
     if uniform:
 
         def uniform_loss(r):
-            q = uniform_quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits)[0]
+            quantize = uniform_quantize if compat else uniform_quantize_fast
+            q = quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits)
+            q = q[0] if compat else q
             loss = metric(x2d, q)
             if not compat:  # a zero-width candidate range has no grid
                 loss = jnp.where(r[:, 0] == r[:, 1], jnp.inf, loss)
             return loss
 
         return uniform_loss
-    return lambda t: metric(x2d, threshold_quantize(x2d, t[:, None], n_bits, True))
+    if compat:
+        return lambda t: metric(x2d, threshold_quantize(x2d, t[:, None], n_bits, True))
+    return lambda t: metric(x2d, threshold_quantize_fast(x2d, t[:, None], n_bits))
 
 
 def _search_weights(
@@ -116,20 +129,29 @@ def _search_weights(
             per_channel=per_channel,
             compat=compat,
             loss0=loss0,
+            batch_size=CANDIDATE_BATCH,
         )
     absmax = _absmax(x2d, n_bits, False)
     if method is QuantizationMethod.POWER_OF_TWO:
         if error_method is ErrorMethod.NOCLIPPING:
             return SearchResult(pot(absmax, min_threshold), jnp.zeros_like(absmax), empty, empty)
         t0 = 2 * pot(absmax, min_threshold)
-        res = pot_search(loss_fn, t0, n_cand=POT_CANDIDATES, compat=compat)
+        res = pot_search(
+            loss_fn, t0, n_cand=POT_CANDIDATES, compat=compat, batch_size=CANDIDATE_BATCH
+        )
         return res._replace(param=jnp.maximum(res.param, min_threshold))
     x0 = jnp.maximum(absmax, min_threshold)
     if error_method is ErrorMethod.NOCLIPPING:
         return SearchResult(x0, jnp.zeros_like(x0), empty, empty)
     rounds, freq = SYMMETRIC_ROUNDS[per_channel]
     res = symmetric_search(
-        loss_fn, x0, rounds=rounds, dec_freq=freq, per_channel=per_channel, compat=compat
+        loss_fn,
+        x0,
+        rounds=rounds,
+        dec_freq=freq,
+        per_channel=per_channel,
+        compat=compat,
+        batch_size=CANDIDATE_BATCH,
     )
     return res._replace(param=jnp.maximum(res.param, min_threshold))
 

@@ -148,10 +148,20 @@ def pytorch_post_training_quantization(
     def graph_for(shapes):
         return jq_torch.from_torch(model, example(shapes))[0]
 
+    started = []
+
+    def data_gen():
+        # The first pass continues the iterator already opened (its first batch was read to
+        # convert the model); later passes (the AUTO error method's) start afresh.
+        if started:
+            return representative_data_gen()
+        started.append(True)
+        return itertools.chain([first], it)
+
     res = quantize_graph(
         graph,
         params,
-        lambda: itertools.chain([first], it),
+        data_gen,
         core_config=core_config,
         target_platform=platform,
         graph_for=graph_for,

@@ -204,3 +204,132 @@ def test_layer_analysis_record():
     assert len(an["histogram"]["counts"]) == 8
     with pytest.raises(ValueError, match="layer_analysis"):
         _auto.layer_analysis(["mse"], [1.0, 2.0], 0, params=[{}])
+
+
+# -- the pipeline with error method "auto" (torch-free, hand-built graph) --------------------
+
+
+def _mlp(seed=0):
+    r = np.random.default_rng(seed)
+    g = Graph(
+        ("x",),
+        (
+            Node("fc1", "linear", ("x",)),
+            Node("act", "relu", ("fc1",)),
+            Node("fc2", "linear", ("act",)),
+        ),
+        ("fc2",),
+    )
+    p = {
+        "fc1": {
+            "weight": r.standard_normal((16, 8)).astype(np.float32) * 0.5,
+            "bias": r.standard_normal(16).astype(np.float32) * 0.1,
+        },
+        "fc2": {
+            "weight": r.standard_normal((4, 16)).astype(np.float32) * 0.3,
+            "bias": r.standard_normal(4).astype(np.float32) * 0.1,
+        },
+    }
+    xs = [r.standard_normal((32, 8)).astype(np.float32) for _ in range(3)]
+    xs[0][0, 0] = 8.0  # an outlier: clipping methods differ from NOCLIPPING
+    return g, p, xs
+
+
+def test_config_accepts_auto():
+    import jq.core
+
+    qc = jq.core.QuantizationConfig(activation_error_method="AUTO", weights_error_method="auto")
+    assert _auto.is_auto(qc.activation_error_method) and qc.weights_error_method.value == "auto"
+    with pytest.raises(ValueError, match="activation_error_method.*'auto'"):
+        jq.core.QuantizationConfig(activation_error_method="autox")
+    with pytest.raises(ValueError, match="error_method"):
+        jq.weights_qparams(np.ones((2, 2), np.float32), error_method="auto")
+
+
+def test_pipeline_auto_one_extra_pass_and_records_every_method(tmp_path):
+    import jq.core
+    from jq._ptq import quantize_graph
+
+    g, p, xs = _mlp()
+    calls = []
+
+    def gen():
+        calls.append(1)
+        return ([x] for x in xs)
+
+    qc = jq.core.QuantizationConfig(activation_error_method="auto", weights_error_method="auto")
+    tp = jq.core.TargetPlatform(weights_n_bits=4, activation_n_bits=4)
+    res = quantize_graph(
+        g,
+        p,
+        gen,
+        core_config=jq.core.CoreConfig(quantization_config=qc, progress=False),
+        target_platform=tp,
+    )
+    assert len(calls) == 2  # statistics + the one AUTO pass (no run per method)
+    info = res.info
+    assert info.config["activation_error_method"] == "auto"
+    for li in info.layers:
+        an = li.analysis
+        assert an is not None, li.name
+        expect = _auto.candidate_methods(li.kind)
+        assert an["methods"] == [m.value for m in expect]
+        db = np.array([an["sqnr_db"][m] for m in an["methods"]])
+        assert an["sqnr_db"][an["chosen"]] == db.max()  # the choice is the best figure
+        assert li.error_method == an["chosen"]
+        # The quantized model uses the chosen method's parameters.
+        chosen = an["params"][an["chosen"]]
+        if li.kind == "weights":
+            np.testing.assert_allclose(li.threshold, chosen["threshold"], rtol=1e-6)
+        else:
+            assert li.threshold == pytest.approx(chosen["threshold"])
+            assert len(an["histogram"]["counts"]) <= 256
+        assert an["curves"]["noclipping"] == [[], []] and an["curves"]["mse"][0]
+    # Layer by layer, AUTO's figure is at least every single method's (by construction), and
+    # the kernel evaluation sees the real input statistics: weights HMSE is a candidate.
+    assert "hmse" in info.layer("fc1", "weights").analysis["methods"]
+    path = tmp_path / "info.json"
+    info.save(path)
+    back = jq.core.QuantizationInfo.load(path)
+    assert back.layer("act").analysis == info.layer("act").analysis
+    from jq._report import report
+
+    html_path, _ = report(back, tmp_path / "r.html")
+    with open(html_path, encoding="utf-8") as f:
+        page = f.read()
+    assert page.count("data:image/png;base64,") == len(info.layers)
+
+
+def test_pipeline_auto_matches_the_chosen_single_method():
+    """An AUTO run whose every layer chose MSE equals the plain MSE run (same params)."""
+    import jq.core
+    from jq._ptq import quantize_graph
+
+    g, p, xs = _mlp()
+    quiet = dict(progress=False)
+    tp = jq.core.TargetPlatform(weights_n_bits=8, activation_n_bits=8)
+    auto = quantize_graph(
+        g,
+        p,
+        lambda: ([x] for x in xs),
+        core_config=jq.core.CoreConfig(
+            quantization_config=jq.core.QuantizationConfig(activation_error_method="auto"),
+            **quiet,
+        ),
+        target_platform=tp,
+    )
+    chosen = {li.name: li.error_method for li in auto.info.layers if li.kind == "activation"}
+    plain = quantize_graph(
+        g,
+        p,
+        lambda: ([x] for x in xs),
+        core_config=jq.core.CoreConfig(**quiet),
+        target_platform=tp,
+    )
+    for li in plain.info.layers:
+        if li.kind == "activation" and chosen[li.name] == "mse":
+            assert auto.info.layer(li.name).threshold == li.threshold
+        if li.kind == "weights":  # weights stayed MSE
+            np.testing.assert_array_equal(
+                auto.params[li.name]["weight"], plain.params[li.name]["weight"]
+            )
