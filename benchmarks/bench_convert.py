@@ -17,11 +17,11 @@ import os
 import time
 
 import jax
-import jq_torch
 import numpy as np
 import torch
 import torchvision
 
+import jq_torch
 from jq._apply import apply
 
 VISION = [

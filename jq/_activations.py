@@ -11,7 +11,14 @@ import numpy as np
 from . import _metrics
 from ._enums import ErrorMethod, QuantizationMethod
 from ._kl import kl_hist
-from ._quantizers import MIN_THRESHOLD, pot, threshold_range, uniform_quantize
+from ._quantizers import (
+    MIN_THRESHOLD,
+    pot,
+    threshold_quantize_fast,
+    threshold_range,
+    uniform_quantize,
+    uniform_quantize_fast,
+)
 from ._search import SearchResult, pot_search, symmetric_search, uniform_search
 from ._types import QParams
 from ._validate import check_histogram
@@ -59,10 +66,14 @@ def _loss_fn(edges, counts, signed, p, *, method, error_method, n_bits, compat):
     def loss(param):
         if method is QuantizationMethod.UNIFORM:
             lo, hi = param[0, 0], param[0, 1]
-            q, level = uniform_quantize(edges, lo, hi, n_bits)
+            quantize = uniform_quantize if compat else uniform_quantize_fast
+            q, level = quantize(edges, lo, hi, n_bits)
         else:
             t = param[0]
-            q, level = uniform_quantize(edges, *threshold_range(t, n_bits, signed), n_bits)
+            if compat:
+                q, level = uniform_quantize(edges, *threshold_range(t, n_bits, signed), n_bits)
+            else:
+                q, level = threshold_quantize_fast(edges, t, n_bits, signed)
             if compat and method is QuantizationMethod.POWER_OF_TWO:
                 lo, hi = -t, t  # [quirk] POT evaluates KL on [-t, t] even when unsigned
             else:
@@ -150,7 +161,7 @@ def _search_activation(
     return res, signed, asserts
 
 
-@functools.partial(jax.jit, static_argnames=("method", "error_method", "n_bits", "compat"))
+@functools.partial(jax.jit, static_argnames=("p", "method", "error_method", "n_bits", "compat"))
 def _search_activation_batch(
     edges, counts, signed_in, p, min_threshold, z_threshold, *, method, error_method, n_bits, compat
 ):
@@ -216,7 +227,7 @@ def activation_qparams_batch(
             jnp.asarray(bins, dtype),
             jnp.asarray(counts, dtype),
             jnp.asarray(signed_in),
-            jnp.asarray(p, dtype),
+            p,
             jnp.asarray(min_threshold, dtype),
             jnp.asarray(z_threshold, dtype),
             **static,

@@ -22,9 +22,15 @@ def _sum(v: jax.Array, exact: bool) -> jax.Array:
     return _npsum.pairwise_sum(v) if exact else jnp.sum(v, axis=-1)
 
 
-def _pow(d: jax.Array, p: jax.Array) -> jax.Array:
-    """``d ** p`` with NumPy's exact square for ``p == 2`` (a general ``pow`` may differ)."""
-    return jnp.where(p == 2, d * d, d**p)
+def _pow(d: jax.Array, p: float, exact: bool) -> jax.Array:
+    """``d ** p`` for a static ``p``: NumPy's exact square for ``p == 2``; repeated products
+    for other integer ``p`` in default mode (``pow`` is an exp/log per element); ``pow`` in
+    exact mode, as NumPy computes it."""
+    if p == 2:
+        return d * d
+    if not exact and float(p).is_integer() and 0 < p <= 16:
+        return jax.lax.integer_pow(d, int(p))
+    return d**p
 
 
 def mse(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
@@ -37,9 +43,9 @@ def mae(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
     return _mean(jnp.abs(x - q), exact)
 
 
-def lp(x: jax.Array, q: jax.Array, p: jax.Array, *, exact: bool = False) -> jax.Array:
+def lp(x: jax.Array, q: jax.Array, p: float, *, exact: bool = False) -> jax.Array:
     """``mean(|x - q|^p)`` over the last axis."""
-    return _mean(_pow(jnp.abs(x - q), p), exact)
+    return _mean(_pow(jnp.abs(x - q), p, exact), exact)
 
 
 def hmse(x: jax.Array, q: jax.Array, w: jax.Array, *, exact: bool = False) -> jax.Array:
@@ -82,8 +88,8 @@ def hist_mae(
 
 
 def hist_lp(
-    edges: jax.Array, q_edges: jax.Array, counts: jax.Array, p: jax.Array, *, exact: bool = False
+    edges: jax.Array, q_edges: jax.Array, counts: jax.Array, p: float, *, exact: bool = False
 ) -> jax.Array:
     """Histogram Lp: ``sum c |qe - e|^p / sum c`` over left edges."""
     d = (q_edges - edges)[:-1]
-    return _sum(_pow(jnp.abs(d), p) * counts, exact) / _sum(counts, exact)
+    return _sum(_pow(jnp.abs(d), p, exact) * counts, exact) / _sum(counts, exact)

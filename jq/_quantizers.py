@@ -83,24 +83,33 @@ def threshold_quantize(x: jax.Array, t: jax.Array, n_bits: int, signed) -> jax.A
     return uniform_quantize(x, a, b, n_bits)[0]
 
 
-def threshold_quantize_fast(x: jax.Array, t: jax.Array, n_bits: int) -> jax.Array:
-    """Signed threshold quantize-dequantize as ``clip(round(x * 2^(n-1) / t)) * t / 2^(n-1)``.
+def threshold_quantize_fast(
+    x: jax.Array, t: jax.Array, n_bits: int, signed=True
+) -> tuple[jax.Array, jax.Array]:
+    """Threshold quantize-dequantize as ``clip(round(x / step)) * step``, ``step = t/2^(n-s)``.
 
-    The same grid as :func:`threshold_quantize` (signed), in the form deployed quantizers use;
-    multiplying by the reciprocal step is ~2x cheaper than MCT's offset form and may differ from
-    it by an ulp at rounding ties. Default mode's weight search uses it; compat mode never does.
+    The grid of :func:`threshold_quantize`, in the form deployed quantizers use; multiplying by
+    the reciprocal step is ~2x cheaper than MCT's offset form and may differ from it by an ulp
+    at rounding ties. Default mode's searches use it; compat mode never does.
+
+    Returns:
+      ``(q, level)`` as :func:`uniform_quantize` (``level`` counts from the grid's bottom).
     """
-    levels = 2.0 ** (n_bits - 1)
-    q = jnp.clip(jnp.round(x * (levels / t)), -levels, levels - 1)
-    return q * (t / levels)
+    signed = jnp.asarray(signed)
+    levels = jnp.where(signed, 2.0 ** (n_bits - 1), 2.0**n_bits).astype(jnp.result_type(x))
+    low = jnp.where(signed, -levels, 0)
+    k = jnp.clip(jnp.round(x * (levels / t)), low, levels - 1)
+    return k * (t / levels), k - low
 
 
-def uniform_quantize_fast(x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int) -> jax.Array:
-    """:func:`uniform_quantize` with a reciprocal step (default-mode search; see above)."""
+def uniform_quantize_fast(
+    x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`uniform_quantize` with a reciprocal step (default-mode searches; see above)."""
     a, b = zero_align(a, b, n_bits)
     steps = 2**n_bits - 1
-    inv = steps / (b - a)
-    return jnp.clip(jnp.round((x - a) * inv), 0, steps) * ((b - a) / steps) + a
+    level = jnp.clip(jnp.round((x - a) * (steps / (b - a))), 0, steps)
+    return level * ((b - a) / steps) + a, level
 
 
 def pot(v: jax.Array, min_threshold: float = MIN_THRESHOLD) -> jax.Array:

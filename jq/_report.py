@@ -168,6 +168,9 @@ def _layer_figure(plt, li: Mapping[str, Any], an: Mapping[str, Any]):
         )
         drawn = True
     ax.axvline(1.0, color="#999", lw=0.8, ls=":")
+    xs = [x for xy in curves.values() if xy for x in xy[0] if x > 0]
+    if xs and max(xs) / min(xs) > 16:  # power-of-two grids halve: a log axis spaces them evenly
+        ax.set_xscale("log", base=2)
     if drawn:
         ax.legend(fontsize=7, framealpha=0.8)
     else:

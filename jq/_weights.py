@@ -80,8 +80,7 @@ def _loss_fn(x2d, w2d, p, *, method, error_method, n_bits, per_channel, compat):
 
         def uniform_loss(r):
             quantize = uniform_quantize if compat else uniform_quantize_fast
-            q = quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits)
-            q = q[0] if compat else q
+            q = quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits)[0]
             loss = metric(x2d, q)
             if not compat:  # a zero-width candidate range has no grid
                 loss = jnp.where(r[:, 0] == r[:, 1], jnp.inf, loss)
@@ -90,7 +89,7 @@ def _loss_fn(x2d, w2d, p, *, method, error_method, n_bits, per_channel, compat):
         return uniform_loss
     if compat:
         return lambda t: metric(x2d, threshold_quantize(x2d, t[:, None], n_bits, True))
-    return lambda t: metric(x2d, threshold_quantize_fast(x2d, t[:, None], n_bits))
+    return lambda t: metric(x2d, threshold_quantize_fast(x2d, t[:, None], n_bits)[0])
 
 
 def _search_weights(
@@ -119,7 +118,7 @@ def _search_weights(
         if f32_start:
             x32 = x2d.astype(jnp.float32)
             w32 = None if w2d is None else w2d.astype(jnp.float32)
-            loss_fn32 = _loss_fn(x32, w32, p.astype(jnp.float32), **options)
+            loss_fn32 = _loss_fn(x32, w32, p, **options)
             loss0 = loss_fn32(start.astype(jnp.float32)).astype(dtype)
         return uniform_search(
             loss_fn,
@@ -158,7 +157,7 @@ def _search_weights(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("method", "error_method", "n_bits", "per_channel", "compat", "f32_start"),
+    static_argnames=("p", "method", "error_method", "n_bits", "per_channel", "compat", "f32_start"),
 )
 def _search_weights_batch(
     xs, ws, p, min_threshold, *, method, error_method, n_bits, per_channel, compat, f32_start
@@ -397,7 +396,7 @@ def weights_qparams_batch(
             res = _search_weights_batch(
                 xs,
                 ws,
-                jnp.asarray(p, dtype),
+                p,
                 jnp.asarray(min_threshold, dtype),
                 f32_start=f32_start,
                 **static,

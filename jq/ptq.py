@@ -102,8 +102,9 @@ def pytorch_post_training_quantization(
       NotImplementedError: a resource target (mixed precision).
     """
     try:
-        import jq_torch
         import torch
+
+        import jq_torch
     except ImportError as e:
         raise ImportError(
             f"{_FN} needs torch and the jq_torch adapter (install jq-quant[torch], or put "

@@ -109,7 +109,7 @@ def test_tensor_metrics_match_loop(rng, kind, exact):
         fn = {
             "mse": lambda x, q: _metrics.mse(x, q, exact=exact),
             "mae": lambda x, q: _metrics.mae(x, q, exact=exact),
-            "lp": lambda x, q: _metrics.lp(x, q, jnp.asarray(3.0), exact=exact),
+            "lp": lambda x, q: _metrics.lp(x, q, 3.0, exact=exact),
             "hmse": lambda x, q: _metrics.hmse(x, q, w, exact=exact),
         }[kind]
         got = np.asarray(jax.jit(fn)(x, q))
@@ -130,7 +130,7 @@ def test_histogram_metrics_match_loop_and_numpy(rng, kind):
     fn = {"mse": _metrics.hist_mse, "mae": _metrics.hist_mae}.get(kind)
     with jax.enable_x64(True):
         if fn is None:
-            got = _metrics.hist_lp(edges, q, counts, jnp.asarray(p), exact=True)
+            got = _metrics.hist_lp(edges, q, counts, p, exact=True)
         else:
             got = fn(edges, q, counts, exact=True)
     np.testing.assert_allclose(float(got), loop, rtol=1e-12)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import jax
-import jq_torch
 import numpy as np
 import torch
 
+import jq_torch
 from jq._apply import apply
 
 RTOL = 1e-4  # max abs diff <= RTOL * max(1, max |torch output|), float32

@@ -13,11 +13,11 @@ torch = pytest.importorskip("torch")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import jq_torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from _helpers import check_model, randomize_  # noqa: E402
 
+import jq_torch  # noqa: E402
 from jq import _ops as jq_ops  # noqa: E402
 from jq._apply import apply  # noqa: E402
 from jq._graph import Node  # noqa: E402
@@ -206,7 +206,9 @@ def test_op_matches_torch(op, model, inputs):
 def test_every_emitted_op_is_in_jq_vocabulary_and_torch_table():
     ops = {c.values[0] for c in CASES}
     assert ops <= set(registered_ops())
-    assert set(registered_ops()) <= set(jq_torch._to_torch._TORCH_OPS)
+    # Ops the PTQ pipeline adds for itself ("ptq_*" hooks) are never exported.
+    exportable = {op for op in registered_ops() if not op.startswith("ptq_")}
+    assert exportable <= set(jq_torch._to_torch._TORCH_OPS)
 
 
 # --- names, params, hashing ---------------------------------------------------------------
