@@ -23,9 +23,9 @@ def _sum(v: jax.Array, exact: bool) -> jax.Array:
 
 
 def _pow(d: jax.Array, p: float, exact: bool) -> jax.Array:
-    """``d ** p`` for a static ``p``: NumPy's exact square for ``p == 2``; repeated products
-    for other integer ``p`` in default mode (``pow`` is an exp/log per element); ``pow`` in
-    exact mode, as NumPy computes it."""
+    """``d ** p`` for a static ``p``: NumPy's exact square for ``p == 2``; ``pow`` in exact mode,
+    as NumPy computes it; in default mode products for integer ``p`` (``pow`` is an exp/log per
+    element)."""
     if p == 2:
         return d * d
     if not exact and float(p).is_integer() and 0 < p <= 16:

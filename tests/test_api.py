@@ -100,10 +100,15 @@ def test_batch_equals_single(rng):
 
 def test_jit_and_eager_agree(rng):
     w = conv_weight(rng)
-    jitted = jq.weights_qparams(w, method="symmetric", error_method="mae")
+    jitted = jq.weights_qparams(w, method="power_of_two", error_method="mae")
     with jax.disable_jit():
-        eager = jq.weights_qparams(w, method="symmetric", error_method="mae")
-    np.testing.assert_allclose(jitted.threshold, eager.threshold, rtol=1e-6)
+        eager = jq.weights_qparams(w, method="power_of_two", error_method="mae")
+    np.testing.assert_array_equal(jitted.threshold, eager.threshold)
+    bins, counts = relu_hist(rng)
+    jitted = jq.activation_qparams(bins, counts, method="power_of_two", error_method="mse")
+    with jax.disable_jit():
+        eager = jq.activation_qparams(bins, counts, method="power_of_two", error_method="mse")
+    assert float(jitted.threshold) == float(eager.threshold)
 
 
 def test_no_retrace_for_repeated_shapes(rng):

@@ -132,7 +132,7 @@ def test_zero_width_uniform_range():
 
 def test_uniform_weights_kl_uses_n_bits(rng):
     """MCT never forwards n_bits to the uniform-weights KL (it always scores an 8-bit grid)."""
-    w = rng.normal(size=(2, 200)).astype(np.float32)
+    w = rng.normal(size=(1, 64)).astype(np.float32)
     compat2 = jq.weights_qparams(w, n_bits=2, method="uniform", error_method="kl", mct_compat=True)
     compat8 = jq.weights_qparams(w, n_bits=8, method="uniform", error_method="kl", mct_compat=True)
     default2 = jq.weights_qparams(w, n_bits=2, method="uniform", error_method="kl")
