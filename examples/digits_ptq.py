@@ -42,7 +42,6 @@ sys.path[:0] = [
 import jq  # noqa: E402
 import jq.core  # noqa: E402
 import jq.ptq  # noqa: E402
-from jq._report import report  # noqa: E402  (public as jq.report once __init__ exports it)
 
 METHODS = ("noclipping", "mse", "mae", "kl", "lp", "hmse")
 AUTO = "auto"  # jq only: per layer, the method with the best layer-output SQNR
@@ -315,7 +314,7 @@ def main(argv=None) -> None:
         print(f"  {bits}-bit AUTO (both kinds) chose per layer: {tally}")
     if args.report:
         for bits, info in auto_infos.items():
-            html_path, md_path = report(info, f"{args.report}_{bits}bit.html")
+            html_path, md_path = jq.report(info, f"{args.report}_{bits}bit.html")
             print(f"  report of the {bits}-bit AUTO run: {html_path} (summary {md_path})")
     for bits in args.bits:
         worst = min(r[3] for r in rows if r[0] == bits and r[2] != AUTO)

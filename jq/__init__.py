@@ -25,6 +25,7 @@ from ._histogram import histogram_update as histogram_update
 from ._ops import register_op as register_op
 from ._ops import registered_ops as registered_ops
 from ._quantizers import MIN_THRESHOLD as MIN_THRESHOLD
+from ._report import report as report
 from ._types import QParams as QParams
 from ._weights import weights_qparams as weights_qparams
 from ._weights import weights_qparams_batch as weights_qparams_batch
