@@ -30,7 +30,9 @@ def _pow(d: jax.Array, p: float, exact: bool) -> jax.Array:
         return d * d
     if not exact and float(p).is_integer() and 0 < p <= 16:
         return jax.lax.integer_pow(d, int(p))
-    return d**p
+    # A general pow, as NumPy's: jnp (and XLA, for a constant exponent) would turn an integral
+    # exponent into products, which round differently.
+    return jax.lax.pow(d, jnp.where(jnp.isnan(d), 1.0, p).astype(d.dtype))
 
 
 def mse(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
