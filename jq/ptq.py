@@ -21,6 +21,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ._calibrate import check_batch
 from ._config import CoreConfig, TargetPlatform
 from ._enums import QuantizationMethod
@@ -102,15 +104,13 @@ def pytorch_post_training_quantization(
       NotImplementedError: a resource target (mixed precision).
     """
     try:
-        import torch
-
-        import jq_torch
+        import jq_torch  # torch lives there, never in jq
     except ImportError as e:
         raise ImportError(
             f"{_FN} needs torch and the jq_torch adapter (install jq-quant[torch], or put "
             f"adapters/ on sys.path): {e}"
         ) from e
-    if not isinstance(model, torch.nn.Module):
+    if not jq_torch.is_module(model):
         raise TypeError(f"{_FN}: model must be a torch.nn.Module, got {type(model).__name__}")
     if target_resource_utilization is not None:
         raise NotImplementedError(
@@ -139,12 +139,9 @@ def pytorch_post_training_quantization(
         model = copy.deepcopy(model).eval()
 
     def example(shapes):
-        return tuple(
-            torch.zeros(s, dtype=torch.from_numpy(a[:0]).dtype)
-            for s, a in zip(shapes, first, strict=True)
-        )
+        return tuple(np.zeros(s, a.dtype) for s, a in zip(shapes, first, strict=True))
 
-    graph, params = jq_torch.from_torch(model, tuple(torch.from_numpy(a) for a in first))
+    graph, params = jq_torch.from_torch(model, tuple(first))
 
     def graph_for(shapes):
         return jq_torch.from_torch(model, example(shapes))[0]

@@ -13,6 +13,7 @@ from . import _aten  # noqa: F401  (fills the converter table)
 from ._convert import ConvertContext as ConvertContext
 from ._convert import Unconvertible as Unconvertible
 from ._convert import from_torch as from_torch
+from ._convert import is_module as is_module
 from ._convert import register_converter as register_converter
 from ._errors import DynamicControlFlowError as DynamicControlFlowError
 from ._errors import ExportError as ExportError

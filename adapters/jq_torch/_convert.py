@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import torch
 from torch import fx
 
@@ -346,6 +347,11 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
     return ep.run_decompositions({})
 
 
+def is_module(obj) -> bool:
+    """Whether ``obj`` is a ``torch.nn.Module`` (lets torch-free code check without torch)."""
+    return isinstance(obj, torch.nn.Module)
+
+
 def from_torch(
     model: torch.nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor]
 ) -> tuple[Graph, dict[str, dict[str, jax.Array]]]:
@@ -353,7 +359,8 @@ def from_torch(
 
     Args:
       model: the ``torch.nn.Module``; must be in eval mode (``model.eval()``).
-      example_inputs: a tensor or a sequence of tensors, as ``model(*example_inputs)`` takes
+      example_inputs: a tensor or a sequence of tensors (NumPy arrays are converted), as
+        ``model(*example_inputs)`` takes
         them. Shapes are specialized: the graph runs on inputs of these shapes.
 
     Returns:
@@ -374,9 +381,9 @@ def from_torch(
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_torch: model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(example_inputs, torch.Tensor):
+    if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
         example_inputs = (example_inputs,)
-    args = tuple(example_inputs)
+    args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in example_inputs)
     if not all(isinstance(a, torch.Tensor) for a in args):
         raise TypeError(
             "from_torch: example_inputs must be a tensor or a sequence of tensors, got "

@@ -337,7 +337,9 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="nn.Module"):
         jq_torch.from_torch(lambda x: x, torch.randn(2))
     with pytest.raises(TypeError, match="example_inputs"):
-        jq_torch.from_torch(nn.ReLU(), [np.zeros(2)])
+        jq_torch.from_torch(nn.ReLU(), ["not a tensor"])
+    graph, _ = jq_torch.from_torch(nn.ReLU(), [np.zeros(2, np.float32)])  # NumPy is converted
+    assert [n.op for n in graph.nodes] == ["relu"]
     with pytest.raises(ValueError, match="training mode"):
         jq_torch.from_torch(nn.BatchNorm1d(2).train(), torch.randn(3, 2))
 
