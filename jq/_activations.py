@@ -14,10 +14,8 @@ from ._kl import kl_hist
 from ._quantizers import (
     MIN_THRESHOLD,
     pot,
-    threshold_quantize_fast,
-    threshold_range,
+    threshold_quantize_levels,
     uniform_quantize,
-    uniform_quantize_fast,
 )
 from ._search import SearchResult, pot_search, symmetric_search, uniform_search
 from ._types import QParams
@@ -66,14 +64,10 @@ def _loss_fn(edges, counts, signed, p, *, method, error_method, n_bits, compat):
     def loss(param):
         if method is QuantizationMethod.UNIFORM:
             lo, hi = param[0, 0], param[0, 1]
-            quantize = uniform_quantize if compat else uniform_quantize_fast
-            q, level = quantize(edges, lo, hi, n_bits)
+            q, level = uniform_quantize(edges, lo, hi, n_bits, exact=compat)
         else:
             t = param[0]
-            if compat:
-                q, level = uniform_quantize(edges, *threshold_range(t, n_bits, signed), n_bits)
-            else:
-                q, level = threshold_quantize_fast(edges, t, n_bits, signed)
+            q, level = threshold_quantize_levels(edges, t, n_bits, signed, exact=compat)
             if compat and method is QuantizationMethod.POWER_OF_TWO:
                 lo, hi = -t, t  # [quirk] POT evaluates KL on [-t, t] even when unsigned
             else:

@@ -112,7 +112,6 @@ def _plan(n: int):
     depth_max = max(d for d, _, _ in nodes)
     pos = {}  # node id -> index within its depth's value array
     levels = []
-    n_leaves = len(leaves)
     prev_count = 0
     for d in range(depth_max, -1, -1):
         ids = [k for k, nd in enumerate(nodes) if nd[0] == d]
@@ -129,7 +128,6 @@ def _plan(n: int):
             pos[k] = j
         levels.append((left, right, is_leaf))
         prev_count = len(ids)
-    del n_leaves
     return main, tail, levels
 
 

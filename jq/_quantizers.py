@@ -41,7 +41,7 @@ def zero_align(a: jax.Array, b: jax.Array, n_bits: int) -> tuple[jax.Array, jax.
 
 
 def uniform_quantize(
-    x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int
+    x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int, *, exact: bool = True
 ) -> tuple[jax.Array, jax.Array]:
     """Uniform quantize-dequantize on the zero-aligned grid of ``[a, b]`` (§1.2).
 
@@ -49,13 +49,21 @@ def uniform_quantize(
       x: values, any shape.
       a, b: range, broadcastable against ``x``.
       n_bits: bit width (static).
+      exact: MCT's offset form ``delta * round((clip(x) - a') / delta) + a'``, bit for bit
+        (compat mode). ``False``: ``clip(round((x - a') / delta))`` with a reciprocal step,
+        the form integer quantizers compute: the same grid, ~2x cheaper, and it may differ by
+        an ulp at rounding ties (default-mode searches).
 
     Returns:
-      ``(q, level)``: dequantized values (``x``'s shape and dtype) and the integer grid level
-      ``round((clip(x) - a') / delta)`` as float (equal values of ``q`` share a level).
+      ``(q, level)``: dequantized values (``x``'s shape and dtype) and the integer grid level,
+      counted from the bottom of the grid, as float (equal values of ``q`` share a level).
     """
     a, b = zero_align(a, b, n_bits)
-    delta = div(b - a, 2**n_bits - 1)
+    steps = 2**n_bits - 1
+    if not exact:
+        level = jnp.clip(jnp.round((x - a) * (steps / (b - a))), 0, steps)
+        return level * ((b - a) / steps) + a, level
+    delta = div(b - a, steps)
     level = jnp.round((jnp.clip(x, a, b) - a) / delta)
     return mul_add(delta, level, a), level
 
@@ -67,7 +75,9 @@ def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.A
     return jnp.where(signed, -t, jnp.zeros_like(t)), t - delta
 
 
-def threshold_quantize(x: jax.Array, t: jax.Array, n_bits: int, signed) -> jax.Array:
+def threshold_quantize_levels(
+    x: jax.Array, t: jax.Array, n_bits: int, signed, *, exact: bool = True
+) -> tuple[jax.Array, jax.Array]:
     """Threshold (power-of-two / symmetric) quantize-dequantize, ``Q(x; t, n, signed)`` (§1.3).
 
     Args:
@@ -75,26 +85,14 @@ def threshold_quantize(x: jax.Array, t: jax.Array, n_bits: int, signed) -> jax.A
       t: threshold, broadcastable against ``x``.
       n_bits: bit width (static).
       signed: bool (may be traced).
+      exact: as in :func:`uniform_quantize`; ``False`` computes ``clip(round(x / step)) * step``
+        with ``step = t / 2^(n - signed)``.
 
     Returns:
-      Dequantized values, ``x``'s shape.
+      ``(q, level)`` as :func:`uniform_quantize`.
     """
-    a, b = threshold_range(t, n_bits, signed)
-    return uniform_quantize(x, a, b, n_bits)[0]
-
-
-def threshold_quantize_fast(
-    x: jax.Array, t: jax.Array, n_bits: int, signed=True
-) -> tuple[jax.Array, jax.Array]:
-    """Threshold quantize-dequantize as ``clip(round(x / step)) * step``, ``step = t/2^(n-s)``.
-
-    The grid of :func:`threshold_quantize`, in the form deployed quantizers use; multiplying by
-    the reciprocal step is ~2x cheaper than MCT's offset form and may differ from it by an ulp
-    at rounding ties. Default mode's searches use it; compat mode never does.
-
-    Returns:
-      ``(q, level)`` as :func:`uniform_quantize` (``level`` counts from the grid's bottom).
-    """
+    if exact:
+        return uniform_quantize(x, *threshold_range(t, n_bits, signed), n_bits)
     signed = jnp.asarray(signed)
     levels = jnp.where(signed, 2.0 ** (n_bits - 1), 2.0**n_bits).astype(jnp.result_type(x))
     low = jnp.where(signed, -levels, 0)
@@ -102,14 +100,11 @@ def threshold_quantize_fast(
     return k * (t / levels), k - low
 
 
-def uniform_quantize_fast(
-    x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int
-) -> tuple[jax.Array, jax.Array]:
-    """:func:`uniform_quantize` with a reciprocal step (default-mode searches; see above)."""
-    a, b = zero_align(a, b, n_bits)
-    steps = 2**n_bits - 1
-    level = jnp.clip(jnp.round((x - a) * (steps / (b - a))), 0, steps)
-    return level * ((b - a) / steps) + a, level
+def threshold_quantize(
+    x: jax.Array, t: jax.Array, n_bits: int, signed, *, exact: bool = True
+) -> jax.Array:
+    """The dequantized values of :func:`threshold_quantize_levels` (``x``'s shape)."""
+    return threshold_quantize_levels(x, t, n_bits, signed, exact=exact)[0]
 
 
 def pot(v: jax.Array, min_threshold: float = MIN_THRESHOLD) -> jax.Array:

@@ -18,9 +18,7 @@ from ._quantizers import (
     absmax_factor,
     pot,
     threshold_quantize,
-    threshold_quantize_fast,
     uniform_quantize,
-    uniform_quantize_fast,
 )
 from ._search import SearchResult, pot_search, symmetric_search, uniform_search
 from ._types import QParams
@@ -79,17 +77,14 @@ def _loss_fn(x2d, w2d, p, *, method, error_method, n_bits, per_channel, compat):
     if uniform:
 
         def uniform_loss(r):
-            quantize = uniform_quantize if compat else uniform_quantize_fast
-            q = quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits)[0]
+            q = uniform_quantize(x2d, r[:, 0:1], r[:, 1:2], n_bits, exact=compat)[0]
             loss = metric(x2d, q)
             if not compat:  # a zero-width candidate range has no grid
                 loss = jnp.where(r[:, 0] == r[:, 1], jnp.inf, loss)
             return loss
 
         return uniform_loss
-    if compat:
-        return lambda t: metric(x2d, threshold_quantize(x2d, t[:, None], n_bits, True))
-    return lambda t: metric(x2d, threshold_quantize_fast(x2d, t[:, None], n_bits)[0])
+    return lambda t: metric(x2d, threshold_quantize(x2d, t[:, None], n_bits, True, exact=compat))
 
 
 def _search_weights(

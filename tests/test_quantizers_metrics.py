@@ -41,13 +41,14 @@ def test_uniform_quantize_matches_loop(rng, n_bits, ab):
     np.testing.assert_allclose(got, ref_uniform(x, *ab, n_bits), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("n_bits", [1, 3, 8])
-def test_threshold_quantize_grid(rng, signed, n_bits):
+def test_threshold_quantize_grid(rng, signed, n_bits, exact):
     t = 1.7
     x = rng.normal(size=500) * 3
     with jax.enable_x64(True):
-        q = np.asarray(threshold_quantize(x, t, n_bits, signed))
+        q = np.asarray(threshold_quantize(x, t, n_bits, signed, exact=exact))
     step = t / 2 ** (n_bits - signed)
     k = q / step
     np.testing.assert_allclose(k, np.round(k), atol=1e-9)  # on the grid
@@ -152,3 +153,15 @@ def test_uniform_quantize_levels_identify_values(a, b):
     for lv in np.unique(level):
         assert len(np.unique(q[level == lv])) == 1
     assert len(np.unique(q)) == len(np.unique(level))
+
+
+@pytest.mark.parametrize("ab", [(-1.3, 2.1), (0.4, 3.0), (-2.5, -0.5)])
+def test_fast_forms_agree_with_exact_forms(rng, ab):
+    """The reciprocal-step forms (default-mode searches) give the exact forms' grid: equal
+    values up to an ulp, levels equal except at rounding ties."""
+    x = rng.normal(size=2000) * 2
+    with jax.enable_x64(True):
+        q1, l1 = uniform_quantize(x, *ab, 4)
+        q2, l2 = uniform_quantize(x, *ab, 4, exact=False)
+    np.testing.assert_allclose(np.asarray(q2), np.asarray(q1), rtol=0, atol=1e-12)
+    assert np.mean(np.asarray(l1) == np.asarray(l2)) == 1.0
