@@ -40,7 +40,7 @@ from ._apply import apply
 from ._enums import ErrorMethod
 from ._graph import Graph
 from ._ops import get_op
-from ._quantizers import uniform_quantize
+from ._quantizers import affine_fake_quant
 
 AUTO = "auto"
 
@@ -128,14 +128,15 @@ class AutoSums(NamedTuple):
     n_batches: int
 
 
-def _act_sums(x: jax.Array, ranges: jax.Array, *, n_bits: int):
-    """``sum x^2`` and, per method, ``sum (Q(x) - x)^2``; ``ranges``: ``(M, 2)``."""
+def _act_sums(x: jax.Array, grids: jax.Array):
+    """``sum x^2`` and, per method, ``sum (Q(x) - x)^2``; ``grids``: ``(M, 3)`` rows
+    ``(scale, q_min, q_max)`` (the pipeline's ``fake_quant``)."""
     x = x.astype(jnp.float32)
 
-    def noise(r):
-        return jnp.sum(jnp.square(uniform_quantize(x, r[0], r[1], n_bits)[0] - x))
+    def noise(g):
+        return jnp.sum(jnp.square(affine_fake_quant(x, g[0], g[1], g[2]) - x))
 
-    return jnp.sum(jnp.square(x)), jax.vmap(noise)(ranges)
+    return jnp.sum(jnp.square(x)), jax.vmap(noise)(grids)
 
 
 def _kernel_sums(x, y, weights, biases, *, op: str, attrs: tuple):
@@ -149,9 +150,9 @@ def _kernel_sums(x, y, weights, biases, *, op: str, attrs: tuple):
     return jnp.sum(jnp.square(y)), jax.vmap(noise)(weights, biases)
 
 
-@functools.partial(jax.jit, static_argnames=("graph", "act_values", "kernels", "n_bits"))
+@functools.partial(jax.jit, static_argnames=("graph", "act_values", "kernels"))
 def _auto_step(
-    params, act_ranges, kernel_weights, kernel_biases, inputs, *, graph, act_values, kernels, n_bits
+    params, act_grids, kernel_weights, kernel_biases, inputs, *, graph, act_values, kernels
 ):
     capture = tuple(
         dict.fromkeys(
@@ -162,7 +163,7 @@ def _auto_step(
     a_sig, a_noise, k_sig, k_noise = [], [], [], []
     # A Python loop over layers (each has its own shapes); methods are vmapped inside.
     for i, v in enumerate(act_values):
-        s, e = _act_sums(acts[v], act_ranges[i], n_bits=n_bits)
+        s, e = _act_sums(acts[v], act_grids[i])
         a_sig.append(s)
         a_noise.append(e)
     for j, k in enumerate(kernels):
@@ -185,8 +186,7 @@ def auto_sqnr(
     batches: Iterable[Sequence[np.ndarray]],
     *,
     act_values: Sequence[str] = (),
-    act_ranges=None,
-    n_bits: int = 8,
+    act_grids=None,
     kernels: Sequence[KernelSpec] = (),
     kernel_weights: Sequence = (),
     kernel_biases: Sequence = (),
@@ -199,9 +199,8 @@ def auto_sqnr(
       params: the float params pytree.
       batches: the calibration batches, each a sequence of arrays (one per graph input).
       act_values: ``La`` quantized values to evaluate.
-      act_ranges: ``(La, M, 2)`` the fake-quant range ``[a, b]`` of each value under each of
-        the ``M`` methods (thresholds pass ``threshold_range(t, n_bits, signed)``).
-      n_bits: activation bit width.
+      act_grids: ``(La, M, 3)``: the ``fake_quant`` grid ``(scale, q_min, q_max)`` of each
+        value under each of the ``M`` methods (``jq._quantizers.affine_grid``).
       kernels: ``Lk`` :class:`KernelSpec`.
       kernel_weights: ``Lk`` arrays ``(Mk, *weight.shape)``: each method's fake-quantized kernel.
       kernel_biases: ``Lk`` arrays ``(Mk, O)``: each method's (bias-corrected) bias; zeros when
@@ -217,24 +216,20 @@ def auto_sqnr(
     Example::
 
         sums = auto_sqnr(lambda s: graph, params, batches, act_values=("relu",),
-                         act_ranges=ranges, n_bits=8)
+                         act_grids=grids)
         choice, db = choose(sums.act_signal, sums.act_noise)
     """
     act_values = tuple(act_values)
     kernels = tuple(KernelSpec(*k) for k in kernels)
     if act_values:
-        act_ranges = jnp.asarray(act_ranges, jnp.float32)
-        if (
-            act_ranges.ndim != 3
-            or act_ranges.shape[0] != len(act_values)
-            or act_ranges.shape[2] != 2
-        ):
+        act_grids = jnp.asarray(act_grids, jnp.float32)
+        if act_grids.ndim != 3 or act_grids.shape[0] != len(act_values) or act_grids.shape[2] != 3:
             raise ValueError(
-                f"{fn}: act_ranges must have shape ({len(act_values)}, M, 2), got "
-                f"{tuple(act_ranges.shape)}"
+                f"{fn}: act_grids must have shape ({len(act_values)}, M, 3), got "
+                f"{tuple(act_grids.shape)}"
             )
     else:
-        act_ranges = jnp.zeros((0, 0, 2), jnp.float32)
+        act_grids = jnp.zeros((0, 0, 3), jnp.float32)
     if not len(kernel_weights) == len(kernel_biases) == len(kernels):
         raise ValueError(
             f"{fn}: kernels, kernel_weights and kernel_biases must have one entry per layer; got "
@@ -242,7 +237,7 @@ def auto_sqnr(
         )
     kw = [jnp.asarray(w) for w in kernel_weights]
     kb = [jnp.asarray(b, jnp.float32) for b in kernel_biases]
-    n_m = act_ranges.shape[1]
+    n_m = act_grids.shape[1]
     n_mk = kw[0].shape[0] if kw else 0
     a_sig = np.zeros(len(act_values))
     a_noise = np.zeros((len(act_values), n_m))
@@ -254,14 +249,13 @@ def auto_sqnr(
         g = graph_for(tuple(a.shape for a in arrays))
         out = _auto_step(
             params,
-            act_ranges,
+            act_grids,
             kw,
             kb,
             tuple(jnp.asarray(a) for a in arrays),
             graph=g,
             act_values=act_values,
             kernels=kernels,
-            n_bits=n_bits,
         )
         s1, e1, s2, e2 = jax.device_get(out)
         if act_values:

@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ._quantizers import threshold_quantize, uniform_quantize
+from ._quantizers import affine_fake_quant, affine_grid
 from ._types import QParams
 from ._validate import check_n_bits
 
@@ -15,11 +15,12 @@ from ._validate import check_n_bits
 @functools.partial(jax.jit, static_argnames=("n_bits",))
 def _fake_quant(x, threshold, range_min, range_max, signed, *, n_bits):
     if threshold is not None:
-        return threshold_quantize(x, threshold.astype(x.dtype), n_bits, signed)
-    # The inference form (§1.4): the range is first widened to include 0.
-    a = jnp.minimum(range_min.astype(x.dtype), 0)
-    b = jnp.maximum(range_max.astype(x.dtype), 0)
-    return uniform_quantize(x, a, b, n_bits)[0]
+        grid = affine_grid(n_bits, threshold=threshold.astype(x.dtype), signed=signed)
+    else:  # the inference form (§1.4): the range is first widened to include 0
+        grid = affine_grid(
+            n_bits, range_min=range_min.astype(x.dtype), range_max=range_max.astype(x.dtype)
+        )
+    return affine_fake_quant(x, *grid)
 
 
 def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
@@ -34,6 +35,8 @@ def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
       ``x``'s shape and dtype, every value on the quantization grid: ``k * t / 2^(n-1)``,
       ``k`` in ``[-2^(n-1), 2^(n-1) - 1]`` (signed threshold), ``k * t / 2^n``, ``k`` in
       ``[0, 2^n - 1]`` (unsigned), or the zero-aligned ``2^n``-level grid of the range.
+      Rounding as a deployed quantizer (``torch.fake_quantize_*``): ``round(x * (1/step))``,
+      half to even.
 
     Raises:
       ValueError: ``qparams`` has neither a threshold nor a range, or a non-positive

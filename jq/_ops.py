@@ -26,9 +26,9 @@ Vocabulary (attrs in brackets; ``params`` in braces):
   ``cast`` [dtype].
 - ``scaled_dot_product_attention`` (q, k, v, mask?) [is_causal, scale].
 - ``embedding`` (indices) {weight}.
-- ``fake_quant`` [n_bits] {range_min, range_max}: quantize-dequantize on the zero-aligned
-  uniform grid (``jq._quantizers.uniform_quantize``); a threshold ``t`` maps to a range with
-  ``threshold_range``.
+- ``fake_quant`` {scale, q_min, q_max}: quantize-dequantize as a deployed quantizer computes
+  it, ``clip(round(x * (1/scale)), q_min, q_max) * scale`` (``torch.fake_quantize_*``'s
+  arithmetic; ``jq._quantizers.affine_grid`` gives the three values of a threshold or range).
 
 Add an op with ``@register_op("name")``; the name must be new unless ``override=True``.
 """
@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._quantizers import uniform_quantize
+from ._quantizers import affine_fake_quant
 
 OpFn = Callable[..., jax.Array]
 
@@ -567,11 +567,11 @@ def scaled_dot_product_attention(params, q, k, v, mask=None, *, is_causal=False,
 
 
 @register_op("fake_quant")
-def fake_quant(params, x, *, n_bits):
-    """Quantize-dequantize ``x`` on the ``n_bits`` uniform grid of ``[range_min, range_max]``.
+def fake_quant(params, x):
+    """Quantize-dequantize ``x``: ``clip(round(x * (1/scale)), q_min, q_max) * scale``.
 
-    params: ``range_min``, ``range_max``: scalars or arrays of x's rank (per channel: ``-1`` at
-    the channel axis, 1 elsewhere). The range is shifted so that 0 is on the grid. Threshold
-    quantizers (power-of-two, symmetric) pass ``threshold_range(t, n_bits, signed)``.
+    params: ``scale`` (> 0), ``q_min``, ``q_max`` (integer-valued levels, zero point folded
+    in): scalars, or arrays of x's rank for per-channel grids. Bit for bit what
+    ``torch.fake_quantize_per_tensor_affine`` computes with zero point 0.
     """
-    return uniform_quantize(x, params["range_min"], params["range_max"], n_bits)[0]
+    return affine_fake_quant(x, params["scale"], params["q_min"], params["q_max"])

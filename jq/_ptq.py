@@ -38,11 +38,12 @@ from ._fold import fold_batch_norm
 from ._graph import Graph, Node
 from ._placement import BOUNDED_OPS, Plan, plan_quantization
 from ._quant_info import LayerInfo, QuantizationInfo
-from ._quantizers import pot, threshold_quantize, threshold_range, uniform_quantize
+from ._quantizers import affine_fake_quant, affine_grid, pot, threshold_range
 from ._types import QParams
 from ._weights import weights_qparams_batch
 
 ACT_QUANT_SUFFIX = ".act_quant"
+GRID_KEYS = ("scale", "q_min", "q_max")  # params of a ``fake_quant`` node
 SQNR_BATCHES = 1  # batches kept (inputs only) to measure per-layer SQNR after quantization
 SNC_OPS = frozenset({"silu", "hardswish", "gelu"})  # MCT: PReLU/ELU/Hardswish/SiLU/GELU
 _SNC_PASS = frozenset({"reshape", "avg_pool", "adaptive_avg_pool"})
@@ -136,6 +137,15 @@ def _act_range(qp: QParams, i: int, n_bits: int, method: QuantizationMethod):
     return signed, t, (float(a), float(b))
 
 
+def _act_grid(signed: bool, t: float | None, ab: tuple[float, float], n_bits: int):
+    """``(scale, q_min, q_max)`` of an activation quantizer (``fake_quant`` params)."""
+    if t is not None:
+        grid = affine_grid(n_bits, threshold=jnp.float32(t), signed=signed)
+    else:
+        grid = affine_grid(n_bits, range_min=jnp.float32(ab[0]), range_max=jnp.float32(ab[1]))
+    return tuple(float(g) for g in grid)
+
+
 def _bounded_qparams(op: str, method: QuantizationMethod, min_threshold: float):
     lo, hi = BOUNDED_OPS[op]
     signed = lo < 0
@@ -179,15 +189,19 @@ _sqnr_sums_jit = jax.jit(_sqnr_sums, static_argnames=("fgraph", "qgraph", "pairs
 
 @functools.partial(jax.jit, static_argnames=("n_bits", "uniform"))
 def _quantize_kernels(ws, qps, *, n_bits: int, uniform: bool):
-    """Fake-quantize every kernel in one compiled call (``jq.fake_quant``'s arithmetic)."""
+    """Fake-quantize every kernel in one compiled call, as the deployed quantizer rounds
+    (``jq.fake_quant``; ``torch.fake_quantize_per_channel_affine`` gives the same bits)."""
     out = []
     for w, qp in zip(ws, qps, strict=True):
         if uniform:
-            a = jnp.minimum(qp.range_min.astype(w.dtype), 0)
-            b = jnp.maximum(qp.range_max.astype(w.dtype), 0)
-            out.append(uniform_quantize(w, a, b, n_bits)[0])
+            grid = affine_grid(
+                n_bits,
+                range_min=qp.range_min.astype(w.dtype),
+                range_max=qp.range_max.astype(w.dtype),
+            )
         else:
-            out.append(threshold_quantize(w, qp.threshold.astype(w.dtype), n_bits, True))
+            grid = affine_grid(n_bits, threshold=qp.threshold.astype(w.dtype), signed=True)
+        out.append(affine_fake_quant(w, *grid))
     return out
 
 
@@ -496,14 +510,14 @@ def quantize_graph(
             name += "_"
         taken.add(name)
         qname[v] = name
-        _, _, (a, b) = ranges[v]
+        signed, t, ab = ranges[v]
+        grid = _act_grid(signed, t, ab, tp.activation_n_bits)
         qparams[name] = {
-            "range_min": jnp.asarray(a, jnp.float32),
-            "range_max": jnp.asarray(b, jnp.float32),
+            k: jnp.asarray(g, jnp.float32) for k, g in zip(GRID_KEYS, grid, strict=True)
         }
 
     def quantizer(v: str) -> Node:
-        return Node(qname[v], "fake_quant", (v,), {"n_bits": tp.activation_n_bits}, shape=None)
+        return Node(qname[v], "fake_quant", (v,), {}, shape=None)
 
     nodes: list[Node] = [quantizer(i) for i in fgraph.inputs if i in qname]
     for n in fgraph.nodes:
@@ -666,10 +680,13 @@ def _auto_select(
     """
     n_a = tp.activation_n_bits
     a_method = tp.activation_quantization_method
-    act_ranges = np.array(
-        [[_act_range(qp, i, n_a, a_method)[2] for qp in a_cands] for i in range(len(searched))],
+    act_grids = np.array(
+        [
+            [_act_grid(*_act_range(qp, i, n_a, a_method), n_a) for qp in a_cands]
+            for i in range(len(searched))
+        ],
         np.float32,
-    ).reshape(len(searched), len(a_cands), 2)
+    ).reshape(len(searched), len(a_cands), 3)
     kernels, kernel_w, kernel_b = [], [], []
     if kernel_names:
         uniform = tp.weights_quantization_method is QuantizationMethod.UNIFORM
@@ -710,8 +727,7 @@ def _auto_select(
         fparams,
         batches(),
         act_values=tuple(searched),
-        act_ranges=act_ranges,
-        n_bits=n_a,
+        act_grids=act_grids,
         kernels=kernels,
         kernel_weights=kernel_w,
         kernel_biases=kernel_b,

@@ -126,3 +126,45 @@ def absmax_factor(n_bits: int, uniform: bool) -> float:
     if n_bits == 1:
         return 0.0
     return 2 ** (n_bits - 1) / (2 ** (n_bits - 1) - 1)
+
+
+def affine_grid(
+    n_bits: int,
+    *,
+    threshold: jax.Array | None = None,
+    signed=True,
+    range_min: jax.Array | None = None,
+    range_max: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(scale, q_min, q_max)`` of the deployed quantizer (§1.4) for a threshold or a range.
+
+    Threshold quantizers: ``scale = t / 2^(n - signed)`` (exact), levels ``[-2^(n-1),
+    2^(n-1) - 1]`` signed or ``[0, 2^n - 1]`` unsigned. Ranges: widened to include 0 and
+    zero-aligned (:func:`zero_align`), ``scale = (b - a) / (2^n - 1)``, zero point
+    ``round(-a / scale)`` folded into the level bounds. Shapes broadcast; float32 in, float32 out.
+    """
+    if threshold is not None:
+        t = jnp.asarray(threshold)
+        signed = jnp.asarray(signed)
+        levels = jnp.where(signed, 2.0 ** (n_bits - 1), 2.0**n_bits).astype(t.dtype)
+        scale = t / levels
+        q_min = jnp.broadcast_to(jnp.where(signed, -levels, 0).astype(t.dtype), scale.shape)
+        return scale, q_min, jnp.broadcast_to(levels - 1, scale.shape)
+    a = jnp.minimum(jnp.asarray(range_min), 0)
+    b = jnp.maximum(jnp.asarray(range_max), 0)
+    a, b = zero_align(a, b, n_bits)
+    a, b = jnp.minimum(a, 0), jnp.maximum(b, 0)
+    steps = 2**n_bits - 1
+    scale = (b - a) / steps
+    zero_point = jnp.round(-a / scale)
+    return scale, -zero_point, steps - zero_point
+
+
+def affine_fake_quant(
+    x: jax.Array, scale: jax.Array, q_min: jax.Array, q_max: jax.Array
+) -> jax.Array:
+    """``clip(round(x * (1 / scale)), q_min, q_max) * scale``: ``torch.fake_quantize_*``'s
+    arithmetic (float32 reciprocal of the scale, round half to even), with the zero point folded
+    into the level bounds. For threshold grids this equals ``threshold_quantize(exact=False)``.
+    """
+    return jnp.clip(jnp.round(x * (1 / scale)), q_min, q_max) * scale

@@ -16,7 +16,7 @@ import jq
 from jq import _auto
 from jq._enums import ErrorMethod
 from jq._graph import Graph, Node
-from jq._quantizers import threshold_range
+from jq._quantizers import affine_grid, threshold_range
 
 
 def _np_quant(x, a, b, n_bits):
@@ -71,6 +71,14 @@ def test_auto_sqnr_matches_numpy_loop(rng):
         a, b = threshold_range(jnp.float32(t), n_bits, False)
         ranges.append((float(a), float(b)))
     ranges.append((-0.1, 1.3))
+    grids = [
+        [float(g) for g in affine_grid(n_bits, threshold=jnp.float32(0.5), signed=False)],
+        [float(g) for g in affine_grid(n_bits, threshold=jnp.float32(2.0), signed=False)],
+        [
+            float(g)
+            for g in affine_grid(n_bits, range_min=jnp.float32(-0.1), range_max=jnp.float32(1.3))
+        ],
+    ]
     # Kernel fc2 under 2 methods: the weight fake-quantized at two per-channel thresholds.
     w = params["fc2"]["weight"]
     wq = []
@@ -83,8 +91,7 @@ def test_auto_sqnr_matches_numpy_loop(rng):
         params,
         iter(batches),
         act_values=("act",),
-        act_ranges=np.array([ranges]),
-        n_bits=n_bits,
+        act_grids=np.array([grids]),
         kernels=[_auto.KernelSpec("fc2", "linear", "act", ())],
         kernel_weights=[np.stack(wq)],
         kernel_biases=[biases],
@@ -112,9 +119,9 @@ def test_auto_sqnr_matches_numpy_loop(rng):
 
 def test_auto_sqnr_rejects_bad_shapes_and_empty_data(rng):
     graph, params = _graph(), _params(rng)
-    with pytest.raises(ValueError, match="auto_sqnr: act_ranges"):
+    with pytest.raises(ValueError, match="auto_sqnr: act_grids"):
         _auto.auto_sqnr(
-            lambda s: graph, params, [], act_values=("act",), act_ranges=np.zeros((2, 3, 2))
+            lambda s: graph, params, [], act_values=("act",), act_grids=np.zeros((2, 3, 3))
         )
     with pytest.raises(ValueError, match="one entry per layer"):
         _auto.auto_sqnr(
@@ -122,7 +129,7 @@ def test_auto_sqnr_rejects_bad_shapes_and_empty_data(rng):
         )
     with pytest.raises(ValueError, match="no batch"):
         _auto.auto_sqnr(
-            lambda s: graph, params, [], act_values=("act",), act_ranges=np.zeros((1, 3, 2))
+            lambda s: graph, params, [], act_values=("act",), act_grids=np.zeros((1, 3, 3))
         )
 
 

@@ -276,17 +276,8 @@ def _sdpa(params, q, k, v, mask=None, *, is_causal=False, scale=None):
 
 
 @register_torch_op("fake_quant")
-def _fake_quant(params, x, *, n_bits):
-    """Torch twin of jq's ``fake_quant`` (``uniform_quantize``), same order of operations."""
-    a, b = params["range_min"], params["range_max"]
-    levels = 2**n_bits - 1
-    # zero_align (jq._quantizers): shift [a, b] so that 0 is a grid point
-    scale = (b - a) / levels
-    a_adj = scale * torch.round(a / scale)
-    b_adj = b - a + a_adj
-    mid = ~(a > 0) & ~(b < 0)
-    a2 = a_adj * mid + (b < 0) * a
-    b2 = b_adj * mid + (a > 0) * b
-    delta = (b2 - a2) / levels
-    level = torch.round((torch.clamp(x, a2, b2) - a2) / delta)
-    return delta * level + a2
+def _fake_quant(params, x):
+    """Torch twin of jq's ``fake_quant``: ``torch.fake_quantize_*``'s arithmetic (float32
+    reciprocal of the scale, round half to even), zero point folded into the level bounds."""
+    scale = params["scale"]
+    return torch.clamp(torch.round(x * (1.0 / scale)), params["q_min"], params["q_max"]) * scale

@@ -17,12 +17,14 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from _helpers import check_model, randomize_  # noqa: E402
 
+import jq  # noqa: E402
 import jq_torch  # noqa: E402
 from jq import _ops as jq_ops  # noqa: E402
 from jq._apply import apply  # noqa: E402
 from jq._graph import Node  # noqa: E402
+from jq._ops import fake_quant as fake_quant_op  # noqa: E402
 from jq._ops import register_op, registered_ops  # noqa: E402
-from jq._quantizers import threshold_quantize, threshold_range  # noqa: E402
+from jq._quantizers import affine_grid, threshold_quantize  # noqa: E402
 
 
 class Fn(nn.Module):
@@ -372,9 +374,9 @@ def test_to_torch_round_trip():
     assert "conv__weight" in back.state_dict()
 
 
-def _with_fake_quant(graph, params, after, rng_min, rng_max, n_bits=4):
+def _with_fake_quant(graph, params, after, grid):
     """Insert a fake_quant node after ``after`` (as the PTQ pipeline does)."""
-    fq = Node(f"{after}.fq", "fake_quant", (after,), {"n_bits": n_bits})
+    fq = Node(f"{after}.fq", "fake_quant", (after,))
     nodes = []
     for node in graph.nodes:
         inputs = tuple(fq.name if s == after else s for s in node.inputs)
@@ -382,7 +384,7 @@ def _with_fake_quant(graph, params, after, rng_min, rng_max, n_bits=4):
         if node.name == after:
             nodes.append(fq)
     outputs = tuple(fq.name if s == after else s for s in graph.outputs)
-    params = {**params, fq.name: {"range_min": rng_min, "range_max": rng_max}}
+    params = {**params, fq.name: dict(zip(("scale", "q_min", "q_max"), grid, strict=True))}
     return graph.replace(nodes=nodes, outputs=outputs), params
 
 
@@ -394,16 +396,52 @@ def test_fake_quant_node_jax_and_torch_agree(per_channel):
     graph, params = jq_torch.from_torch(model, x)
     shape = (1, 4, 1, 1) if per_channel else ()
     t = jnp.full(shape, 1.5) * (jnp.arange(4).reshape(shape) + 1 if per_channel else 1.0)
-    lo, hi = threshold_range(t, 4, True)
-    graph, params = _with_fake_quant(graph, params, "bn", lo, hi)
+    grid = affine_grid(4, threshold=t, signed=True)
+    graph, params = _with_fake_quant(graph, params, "bn", grid)
     assert [n.name for n in graph.consumers("bn.fq")] == ["hardswish"]
     y_jax = np.asarray(jax.jit(apply, static_argnums=0)(graph, params, x.numpy()))
     with torch.no_grad():
         y_torch = jq_torch.to_torch(graph, params)(x).numpy()
     np.testing.assert_allclose(y_jax, y_torch, atol=1e-5)
-    # The node quantizes exactly like jq's threshold quantizer.
+    # The node quantizes exactly like jq's reciprocal-step threshold quantizer.
     _, acts = apply(graph, params, x.numpy(), capture=("bn", "bn.fq"))
-    np.testing.assert_array_equal(acts["bn.fq"], threshold_quantize(acts["bn"], t, 4, True))
+    want = threshold_quantize(acts["bn"], t, 4, True, exact=False)
+    np.testing.assert_array_equal(acts["bn.fq"], want)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_fake_quant_is_torch_fake_quantize_bit_for_bit(signed):
+    """The deployed form (what MCT's exported quantizers call), ties included."""
+    rng = np.random.default_rng(0)
+    t = np.float32(0.7301)  # a symmetric (non power-of-two) threshold: inexact reciprocal
+    step = t / (128 if signed else 256)
+    ties = (np.arange(-300, 300) + 0.5).astype(np.float32) * step
+    x = np.concatenate([ties, rng.standard_normal(4000).astype(np.float32)])
+    grid = affine_grid(8, threshold=jnp.float32(t), signed=signed)
+    ours = np.asarray(
+        jax.jit(fake_quant_op)(dict(zip(("scale", "q_min", "q_max"), grid, strict=True)), x)
+    )
+    lo, hi = (-128, 127) if signed else (0, 255)
+    ref = torch.fake_quantize_per_tensor_affine(torch.from_numpy(x), float(step), 0, lo, hi)
+    np.testing.assert_array_equal(ours, ref.numpy())
+    twin = jq_torch._to_torch._TORCH_OPS["fake_quant"](
+        {k: torch.tensor(float(g)) for k, g in zip(("scale", "q_min", "q_max"), grid, strict=True)},
+        torch.from_numpy(x),
+    )
+    np.testing.assert_array_equal(twin.numpy(), ref.numpy())
+    # Per channel (weights): the pipeline's kernel quantizer is torch's per-channel form.
+    w = rng.standard_normal((6, 5)).astype(np.float32)
+    tw = np.abs(w).max(1) * np.float32(0.9)
+    wq = np.asarray(jq.fake_quant(w, jq.QParams(threshold=tw[:, None]), n_bits=8))
+    ref_w = torch.fake_quantize_per_channel_affine(
+        torch.from_numpy(w),
+        torch.from_numpy(tw / 128),
+        torch.zeros(6, dtype=torch.int32),
+        0,
+        -128,
+        127,
+    )
+    np.testing.assert_array_equal(wq, ref_w.numpy())
 
 
 def test_to_torch_reports_ops_without_torch_form_and_is_extensible():
