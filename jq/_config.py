@@ -104,8 +104,9 @@ class QuantizationConfig:
         of its output (reference §5 step 9).
       weights_second_moment_correction, input_scaling, softmax_shift,
       activation_channel_equalization: not implemented; must be False.
-      shift_negative_activation_correction: MCT's shift-negative correction. Accepted for
-        compatibility; jq does not apply it yet (see the report in ``quantization_info``).
+      shift_negative_activation_correction: MCT's shift-negative correction (``jq/_snc.py``):
+        a SiLU/Hardswish/GELU output with a small negative tail that feeds one conv/linear is
+        shifted to non-negative, quantized unsigned, and the shift folded into the bias.
       z_threshold: z-score outlier filter of activation histograms (``inf`` = off), > 0.
       min_threshold: floor of every threshold, > 0.
       l_p_value: ``p`` of the LP error method, >= 1.

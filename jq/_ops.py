@@ -485,6 +485,15 @@ del _name, _fn
 # --- shapes -------------------------------------------------------------------------------
 
 
+@register_op("pad")
+def pad(params, x, *, padding, value=0.0):
+    """Constant padding of the last ``len(padding)`` axes by ``(lo, hi)`` each (negative crops),
+    ``torch.nn.functional.pad``'s ``"constant"`` mode."""
+    lead = ((0, 0, 0),) * (x.ndim - len(padding))
+    config = lead + tuple((int(lo), int(hi), 0) for lo, hi in padding)
+    return lax.pad(x, jnp.asarray(value, x.dtype), config)
+
+
 @register_op("cat")
 def cat(params, *xs, axis):
     """Concatenate along ``axis``."""

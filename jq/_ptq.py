@@ -36,17 +36,16 @@ from ._config import CoreConfig, TargetPlatform
 from ._enums import ErrorMethod, QuantizationMethod
 from ._fold import fold_batch_norm
 from ._graph import Graph, Node
-from ._placement import BOUNDED_OPS, Plan, plan_quantization
+from ._placement import BOUNDED_OPS, plan_quantization
 from ._quant_info import LayerInfo, QuantizationInfo
 from ._quantizers import affine_fake_quant, affine_grid, pot, threshold_range
+from ._snc import NON_LINEAR_BITS, Shift, plan_shifts, shifted_bias
 from ._types import QParams
 from ._weights import weights_qparams_batch
 
 ACT_QUANT_SUFFIX = ".act_quant"
 GRID_KEYS = ("scale", "q_min", "q_max")  # params of a ``fake_quant`` node
 SQNR_BATCHES = 1  # batches kept (inputs only) to measure per-layer SQNR after quantization
-SNC_OPS = frozenset({"silu", "hardswish", "gelu"})  # MCT: PReLU/ELU/Hardswish/SiLU/GELU
-_SNC_PASS = frozenset({"reshape", "avg_pool", "adaptive_avg_pool"})
 
 
 class PTQResult(NamedTuple):
@@ -160,27 +159,15 @@ def _bounded_qparams(op: str, method: QuantizationMethod, min_threshold: float):
     return QParams(threshold=np.array([t]), signed=np.array([signed]))
 
 
-def _snc_candidates(graph: Graph, plan: Plan, stats, thresholds: dict) -> list[str]:
-    """Values where MCT's shift-negative correction would apply (for the notes)."""
-    found = []
-    for n in graph.nodes:
-        if n.op not in SNC_OPS or n.name not in thresholds:
-            continue
-        readers = list(graph.consumers(n.name))
-        while readers and readers[0].op in _SNC_PASS and len(readers) == 1:
-            readers = list(graph.consumers(readers[0].name))
-        if any(r.op in ("conv", "linear") for r in readers) and stats.minimum[n.name] < 0:
-            found.append(n.name)
-    return found
-
-
 def _sqnr_sums(fparams, qparams, inputs, *, fgraph, qgraph, pairs):
-    fnames = tuple(dict.fromkeys(f for f, _ in pairs))
-    qnames = tuple(dict.fromkeys(q for _, q in pairs))
+    """Per ``(float value, quantized value, offset)``: ``sum (f + offset)^2`` and
+    ``sum (f + offset - q)^2`` (the offset is a shift-negative correction's shift)."""
+    fnames = tuple(dict.fromkeys(f for f, _, _ in pairs))
+    qnames = tuple(dict.fromkeys(q for _, q, _ in pairs))
     _, fa = apply(fgraph, fparams, *inputs, capture=fnames)
     _, qa = apply(qgraph, qparams, *inputs, capture=qnames)
-    sig = jnp.stack([jnp.sum(jnp.square(fa[f])) for f, _ in pairs])
-    noise = jnp.stack([jnp.sum(jnp.square(fa[f] - qa[q])) for f, q in pairs])
+    sig = jnp.stack([jnp.sum(jnp.square(fa[f] + o)) for f, _, o in pairs])
+    noise = jnp.stack([jnp.sum(jnp.square(fa[f] + o - qa[q])) for f, q, o in pairs])
     return sig, noise
 
 
@@ -472,9 +459,41 @@ def quantize_graph(
             wqp, w_chosen = auto_wqp, auto_chosen
         timings["auto"] = time.perf_counter() - t0
 
-    # -- quantized params: kernels, bias correction, quantizer ranges ------------------
+    # -- quantized params: quantizer ranges, shift-negative correction, kernels --------
     t0 = time.perf_counter()
+    n_act = tp.activation_n_bits
+    ranges: dict[str, tuple[bool, float | None, tuple[float, float]]] = {}
+    for v in plan.activations:
+        qp, i, _ = act_qp[v]
+        ranges[v] = _act_range(qp, i, n_act, tp.activation_quantization_method)
+    act_bits = dict.fromkeys(plan.activations, n_act)
+    shifts: tuple[Shift, ...] = ()
+    if qc.shift_negative_activation_correction:
+        shifts = plan_shifts(
+            fgraph,
+            quantized=set(plan.activations),
+            minimum=stats.minimum,
+            thresholds={v: r[1] for v, r in ranges.items()},
+            n_bits=n_act,
+            ratio=qc.shift_negative_ratio,
+        )
+    biases = {k: fparams[k].get("bias") for k in layer_ops if isinstance(fparams.get(k), dict)}
+    means = dict(stats.means)
+    for sh in shifts:
+        act_bits[sh.value] = NON_LINEAR_BITS
+        for b in sh.bypass:  # quantized bypass values now see non-negative data
+            if b in ranges:
+                ranges[b] = (False, *ranges[b][1:])
+        k = sh.layer
+        biases[k] = shifted_bias(layer_ops[k].op, fparams[k]["weight"], biases.get(k), sh.shift)
+        if k in means and not compat:
+            # The layer now reads x + shift, so its quantization error has mean eps @ (m + shift).
+            # MCT corrects with the unshifted mean (a bias error of shift * sum(eps) remains).
+            means[k] = np.asarray(means[k]) + sh.shift
+
     qparams = {k: dict(v) for k, v in fparams.items()}
+    for sh in shifts:
+        qparams[sh.layer]["bias"] = jnp.asarray(biases[sh.layer])
     n_corrected = 0
     wqs = []
     if kernel_names:
@@ -491,43 +510,74 @@ def quantize_graph(
         if qc.weights_bias_correction:
             node = layer_ops[k]
             qparams[k]["bias"] = jnp.asarray(
-                _bias_correction(
-                    node.op, w, wq, fparams[k].get("bias"), stats.means[k], node.attr("groups", 1)
-                )
+                _bias_correction(node.op, w, wq, biases.get(k), means[k], node.attr("groups", 1))
             )
             n_corrected += 1
 
-    ranges: dict[str, tuple[bool, float | None, tuple[float, float]]] = {}
-    for v in plan.activations:
-        qp, i, _ = act_qp[v]
-        ranges[v] = _act_range(qp, i, tp.activation_n_bits, tp.activation_quantization_method)
-
     taken = set(fgraph.inputs) | set(layer_ops)
+
+    def new_name(base: str) -> str:
+        while base in taken:
+            base += "_"
+        taken.add(base)
+        return base
+
     qname: dict[str, str] = {}
     for v in plan.activations:
-        name = v + ACT_QUANT_SUFFIX
-        while name in taken:
-            name += "_"
-        taken.add(name)
-        qname[v] = name
+        qname[v] = new_name(v + ACT_QUANT_SUFFIX)
         signed, t, ab = ranges[v]
-        grid = _act_grid(signed, t, ab, tp.activation_n_bits)
-        qparams[name] = {
-            k: jnp.asarray(g, jnp.float32) for k, g in zip(GRID_KEYS, grid, strict=True)
-        }
+        grid = _act_grid(signed, t, ab, act_bits[v])
+        qparams[qname[v]] = dict(zip(GRID_KEYS, map(jnp.float32, grid), strict=True))
 
-    def quantizer(v: str) -> Node:
-        return Node(qname[v], "fake_quant", (v,), {}, shape=None)
+    def quantizer(v: str, name: str | None = None) -> Node:
+        return Node(name or qname[v], "fake_quant", (v,), {}, shape=None)
+
+    # SNC rewiring: value -> quantizer (16 bits) -> add(shift) -> quantizer (unsigned, t) -> ...
+    after: dict[str, list[Node]] = {}  # nodes inserted right after a node
+    before: dict[str, list[Node]] = {}  # nodes inserted right before a node
+    swap: dict[tuple[str, str], str] = {}  # (reader, old input) -> new input
+    padded: dict[str, Node] = {}
+    shift_info = []
+    for sh in shifts:
+        add = new_name(sh.value + "_post_add")
+        add_q = new_name(add + ACT_QUANT_SUFFIX)
+        shape = layer_ops[sh.value].shape
+        after[qname[sh.value]] = [
+            Node(add, "add", (qname[sh.value],), {"scalar": sh.shift}, shape=shape),
+            quantizer(add, add_q).replace(shape=shape),
+        ]
+        grid = _act_grid(False, sh.threshold, (0.0, 0.0), n_act)
+        qparams[add_q] = dict(zip(GRID_KEYS, map(jnp.float32, grid), strict=True))
+        first = sh.bypass[0] if sh.bypass else sh.layer
+        swap[(first, qname[sh.value])] = add_q
+        layer = layer_ops[sh.layer]
+        pads = layer.attr("padding", ())
+        if layer.op == "conv" and any(p for pair in pads for p in pair):
+            # The layer pads the shifted value: pad with the shift instead of zeros (MCT).
+            feed = qname.get(sh.bypass[-1], sh.bypass[-1]) if sh.bypass else qname[sh.value]
+            src = feed if sh.bypass else add_q
+            pad = new_name(sh.layer + "_pre_pad")
+            before[sh.layer] = [Node(pad, "pad", (src,), {"padding": pads, "value": sh.shift})]
+            swap[(sh.layer, feed)] = pad
+            padded[sh.layer] = layer.replace(
+                attrs={**layer.attrs_dict, "padding": tuple((0, 0) for _ in pads)}
+            )
+        shift_info.append((sh, add, add_q))
 
     nodes: list[Node] = [quantizer(i) for i in fgraph.inputs if i in qname]
     for n in fgraph.nodes:
+        nodes.extend(before.get(n.name, ()))
+        n = padded.get(n.name, n)
         if any(i in qname for i in n.inputs):
             n = n.replace(inputs=tuple(qname.get(i, i) for i in n.inputs))
-        if n.name in kernel_names:
+        if any((n.name, i) in swap for i in n.inputs):
+            n = n.replace(inputs=tuple(swap.get((n.name, i), i) for i in n.inputs))
+        if n.name in qparams:
             n = n.replace(param_shapes={p: tuple(a.shape) for p, a in qparams[n.name].items()})
         nodes.append(n)
         if n.name in qname:
             nodes.append(quantizer(n.name).replace(shape=n.shape))
+            nodes.extend(after.get(qname[n.name], ()))
     qgraph = fgraph.replace(
         nodes=tuple(nodes), outputs=tuple(qname.get(o, o) for o in fgraph.outputs)
     )
@@ -535,10 +585,13 @@ def quantize_graph(
 
     # -- SQNR per layer and of the outputs ---------------------------------------------
     t0 = time.perf_counter()
-    pairs = [(v, qname[v]) for v in plan.activations]
-    pairs += [(k, k) for k in kernel_names if k not in qname]
+    pairs = [(v, qname[v], 0.0) for v in plan.activations]
+    pairs += [(sh.value, add_q, sh.shift) for sh, _, add_q in shift_info]
+    pairs += [(k, k, 0.0) for k in kernel_names if k not in qname]
     out_pairs = [
-        (f, q) for f, q in zip(fgraph.outputs, qgraph.outputs, strict=True) if f in float_values
+        (f, q, 0.0)
+        for f, q in zip(fgraph.outputs, qgraph.outputs, strict=True)
+        if f in float_values
     ]
     all_pairs = tuple(pairs + out_pairs)
     sig = np.zeros(len(all_pairs))
@@ -581,7 +634,7 @@ def quantize_graph(
                 range_min=np.asarray(qp.range_min).ravel().tolist() if uniform else None,
                 range_max=np.asarray(qp.range_max).ravel().tolist() if uniform else None,
                 channel_axis=axis if tp.weights_per_channel_threshold else None,
-                sqnr_db=db.get((k, qname.get(k, k))),
+                sqnr_db=db.get((k, qname.get(k, k), 0.0)),
                 analysis=analysis.get((k, "weights")),
             )
         )
@@ -593,15 +646,29 @@ def quantize_graph(
                 name=v,
                 kind="activation",
                 op=op_of(v),
-                n_bits=tp.activation_n_bits,
+                n_bits=act_bits[v],
                 method=tp.activation_quantization_method.value,
                 error_method=act_qp[v][2],
                 signed=signed,
                 threshold=t,
                 range_min=a if uniform else None,
                 range_max=b if uniform else None,
-                sqnr_db=db.get((v, qname[v])),
+                sqnr_db=db.get((v, qname[v], 0.0)),
                 analysis=analysis.get((v, "activation")),
+            )
+        )
+    for sh, add, add_q in shift_info:
+        layers.append(
+            LayerInfo(
+                name=add,
+                kind="activation",
+                op="add",
+                n_bits=n_act,
+                method=tp.activation_quantization_method.value,
+                error_method=act_qp[sh.value][2],
+                signed=False,
+                threshold=sh.threshold,
+                sqnr_db=db.get((sh.value, add_q, sh.shift)),
             )
         )
     notes = [
@@ -613,12 +680,17 @@ def quantize_graph(
         f"statistics: {stats.n_batches} batches; SQNR on the first {len(keep)}",
     ]
     if qc.shift_negative_activation_correction:
-        snc = _snc_candidates(fgraph, plan, stats, ranges)
-        if snc:
-            notes.append(
-                "shift-negative correction is not implemented in jq; MCT may apply it to "
-                f"{snc} (negative outputs of silu/hardswish/gelu feeding a conv/linear)"
+        applied = ", ".join(f"{sh.value} (+{sh.shift:g} into {sh.layer})" for sh in shifts)
+        notes.append(
+            f"shift-negative correction: {len(shifts)} values"
+            + (
+                f": {applied}; each non-linearity quantized at {NON_LINEAR_BITS} bits"
+                if shifts
+                else ""
             )
+        )
+    else:
+        notes.append("shift-negative correction: off")
     for kind in ("weights", "activation"):
         chosen = [a["chosen"] for (_, k), a in analysis.items() if k == kind]
         if chosen:

@@ -300,6 +300,20 @@ def _reciprocal(ctx, self):
 # --- shapes ------------------------------------------------------------------------------
 
 
+@register_converter(aten.pad)
+def _pad(ctx, self, pad, mode="constant", value=None):
+    if mode != "constant":
+        raise Unconvertible(f"pad mode {mode!r} (only 'constant' is supported)")
+    return _constant_pad(ctx, self, pad, 0.0 if value is None else value)
+
+
+@register_converter(aten.constant_pad_nd)
+def _constant_pad(ctx, self, pad, value=0):
+    flat = [int(p) for p in pad]  # torch order: last dim first
+    pairs = tuple((flat[i], flat[i + 1]) for i in range(len(flat) - 2, -1, -2))
+    return ctx.emit("pad", [ctx.value(self)], {"padding": pairs, "value": float(value)})
+
+
 @register_converter(aten.cat)
 def _cat(ctx, tensors, dim):
     return ctx.emit("cat", ctx.value(list(tensors)), {"axis": _axis(ctx, dim)})

@@ -228,6 +228,12 @@ for _name, _fn in (
 del _name, _fn
 
 
+@register_torch_op("pad")
+def _pad(params, x, *, padding, value=0.0):
+    flat = [int(p) for lo_hi in reversed(padding) for p in lo_hi]
+    return F.pad(x, flat, mode="constant", value=float(value))
+
+
 @register_torch_op("cat")
 def _cat(params, *xs, axis):
     return torch.cat(xs, axis)

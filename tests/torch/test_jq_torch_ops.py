@@ -462,3 +462,26 @@ def test_to_torch_reports_ops_without_torch_form_and_is_extensible():
     finally:
         jq_ops._OPS.pop(name, None)
         jq_torch._to_torch._TORCH_OPS.pop(name, None)
+
+
+class _Pads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.zero = nn.ZeroPad2d((1, 0, 2, 1))
+
+    def forward(self, x):
+        a = F.pad(x, (1, 2, 0, 3), value=0.5)[..., :4, 1:6]
+        return self.zero(x)[..., 1:5, :5] * a + F.pad(x, (-1, 1))
+
+
+def test_constant_pad_converts_and_exports():
+    x = torch.randn(2, 3, 4, 5)
+    graph = check_model(_Pads(), x)["graph"]
+    assert [n.op for n in graph.nodes].count("pad") == 3
+    graph, params = jq_torch.from_torch(_Pads(), x)
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            jq_torch.to_torch(graph, params)(x).numpy(), _Pads()(x).numpy()
+        )
+    with pytest.raises(jq_torch.UnsupportedOpError, match="pad mode 'reflect'"):
+        jq_torch.from_torch(nn.ReflectionPad2d(1), x)

@@ -119,3 +119,60 @@ def test_config_field_names_and_defaults_match_mct():
     # An MCT target platform object is read (its default activation and conv kernel configs).
     tpc = mct.get_target_platform_capabilities(tpc_version="1.0", device_type="imx500")
     assert jq.ptq._platform(tpc) == jq.core.TargetPlatform()
+
+
+class _SNCNet(torch.nn.Module):
+    """SiLU (shifted, into a padded conv), Hardswish and GELU (not shifted: ratio), an
+    avg-pool + reshape on the way to the linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.b1, self.a1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.SiLU()
+        self.c2, self.a2 = nn.Conv2d(8, 8, 3, padding=1), nn.Hardswish()
+        self.c3, self.a3 = nn.Conv2d(8, 8, 1), nn.GELU()
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = self.a2(self.c2(self.a1(self.b1(self.c1(x)))))
+        x = torch.nn.functional.avg_pool2d(self.a3(self.c3(x)), 2)
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("snc", [True, False])
+def test_compat_export_equals_mcts_exported_model(snc):
+    """Compat mode reproduces MCT's whole PTQ, shift-negative correction included: the exported
+    module's outputs equal those of the model MCT exports, bit for bit."""
+    mct = pytest.importorskip("model_compression_toolkit")
+    torch.manual_seed(0)
+    model = _SNCNet().eval()
+    xs = [torch.randn(8, 3, 8, 8) * 3 for _ in range(3)]
+
+    def gen():
+        return ([x] for x in xs)
+
+    qc = jq.core.QuantizationConfig(mct_compat=True, shift_negative_activation_correction=snc)
+    cfg = jq.core.CoreConfig(quantization_config=qc, progress=False)
+    ours, info = jq.ptq.pytorch_post_training_quantization(model, gen, core_config=cfg)
+    mq = mct.core.QuantizationConfig(shift_negative_activation_correction=snc)
+    theirs, _ = mct.ptq.pytorch_post_training_quantization(
+        model, gen, core_config=mct.core.CoreConfig(quantization_config=mq)
+    )
+    bits = {li.name: li.n_bits for li in info.layers if li.kind == "activation"}
+    assert bits["a1"] == (16 if snc else 8) and ("a1_post_add" in bits) == snc
+    holders = {
+        n.removesuffix("_activation_holder_quantizer"): m.activation_holder_quantizer
+        for n, m in theirs.named_modules()
+        if hasattr(m, "activation_holder_quantizer")
+    }
+    for li in info.layers:
+        if li.kind == "activation" and li.op != "input":
+            q = holders["avg_pool2d" if li.name == "avg_pool" else li.name]
+            assert (q.num_bits, q.signed, float(q.threshold_np)) == (
+                li.n_bits,
+                li.signed,
+                li.threshold,
+            )
+    with torch.no_grad():
+        for x in xs:
+            np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
