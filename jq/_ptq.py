@@ -46,6 +46,7 @@ from ._weights import weights_qparams_batch
 ACT_QUANT_SUFFIX = ".act_quant"
 GRID_KEYS = ("scale", "q_min", "q_max")  # params of a ``fake_quant`` node
 SQNR_BATCHES = 1  # batches kept (inputs only) to measure per-layer SQNR after quantization
+AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
 
 
 class PTQResult(NamedTuple):
@@ -74,13 +75,14 @@ def _batches(
     keep: list,
     samples: list,
     n_samples: int,
+    n_keep: int,
 ):
     ref_shapes = [a.shape for a in first]
     ref_kinds = [a.dtype.kind for a in first]
     i = 0
     arrays = first
     while True:
-        if len(keep) < SQNR_BATCHES and [a.shape for a in arrays] == ref_shapes:
+        if len(keep) < n_keep and [a.shape for a in arrays] == ref_shapes:
             keep.append(arrays)
         have = len(samples[0]) if samples else 0
         if have < n_samples:
@@ -210,6 +212,37 @@ def _curve(qp: QParams, ref: np.ndarray, i: int | None = None):
         return [], []
     e, c = np.asarray(qp.errors), np.asarray(qp.candidates)
     return error_curve(e if i is None else e[i], c if i is None else c[i], ref)
+
+
+class _Built(NamedTuple):
+    """A quantized graph and what went into it (``quantize_graph``'s build step)."""
+
+    graph: Graph
+    params: dict
+    ranges: dict  # value -> (signed, threshold | None, (a, b))
+    act_bits: dict  # value -> bit width (16 for shift-negative corrected non-linearities)
+    shift_info: list  # (Shift, add node, its quantizer)
+    n_corrected: int  # kernels with bias correction
+    qname: dict  # value -> its quantizer node
+
+
+def _output_db(fparams, built: _Built, batches, fgraph: Graph, outputs: list[str]) -> float:
+    """SQNR (dB) of the float outputs ``outputs`` of ``built`` against the float graph."""
+    qouts = dict(zip(fgraph.outputs, built.graph.outputs, strict=True))
+    pairs = tuple((f, qouts[f], 0.0) for f in outputs)
+    sig = noise = 0.0
+    for arrays in batches:
+        s, e = _sqnr_sums_jit(
+            fparams,
+            built.params,
+            tuple(jnp.asarray(a) for a in arrays),
+            fgraph=fgraph,
+            qgraph=built.graph,
+            pairs=pairs,
+        )
+        sig += float(np.sum(np.asarray(s, np.float64)))
+        noise += float(np.sum(np.asarray(e, np.float64)))
+    return _db(sig, noise)
 
 
 def _db(sig: float, noise: float) -> float:
@@ -348,7 +381,16 @@ def quantize_graph(
     stats = collect_statistics(
         folded_for,
         fparams,
-        _batches(first, it, n_inputs, fn, keep, samples, n_samples),
+        _batches(
+            first,
+            it,
+            n_inputs,
+            fn,
+            keep,
+            samples,
+            n_samples,
+            AUTO_CHECK_BATCHES if act_auto or w_auto else SQNR_BATCHES,
+        ),
         hist_names=plan.activations,
         mean_specs=mean_specs,
         hmse=qc.activation_error_method is ErrorMethod.HMSE,
@@ -462,126 +504,167 @@ def quantize_graph(
     # -- quantized params: quantizer ranges, shift-negative correction, kernels --------
     t0 = time.perf_counter()
     n_act = tp.activation_n_bits
-    ranges: dict[str, tuple[bool, float | None, tuple[float, float]]] = {}
-    for v in plan.activations:
-        qp, i, _ = act_qp[v]
-        ranges[v] = _act_range(qp, i, n_act, tp.activation_quantization_method)
-    act_bits = dict.fromkeys(plan.activations, n_act)
-    shifts: tuple[Shift, ...] = ()
-    if qc.shift_negative_activation_correction:
-        shifts = plan_shifts(
-            fgraph,
-            quantized=set(plan.activations),
-            minimum=stats.minimum,
-            thresholds={v: r[1] for v, r in ranges.items()},
-            n_bits=n_act,
-            ratio=qc.shift_negative_ratio,
-        )
-    biases = {k: fparams[k].get("bias") for k in layer_ops if isinstance(fparams.get(k), dict)}
-    means = dict(stats.means)
-    for sh in shifts:
-        act_bits[sh.value] = NON_LINEAR_BITS
-        for b in sh.bypass:  # quantized bypass values now see non-negative data
-            if b in ranges:
-                ranges[b] = (False, *ranges[b][1:])
-        k = sh.layer
-        biases[k] = shifted_bias(layer_ops[k].op, fparams[k]["weight"], biases.get(k), sh.shift)
-        if k in means and not compat:
-            # The layer now reads x + shift, so its quantization error has mean eps @ (m + shift).
-            # MCT corrects with the unshifted mean (a bias error of shift * sum(eps) remains).
-            means[k] = np.asarray(means[k]) + sh.shift
 
-    qparams = {k: dict(v) for k, v in fparams.items()}
-    for sh in shifts:
-        qparams[sh.layer]["bias"] = jnp.asarray(biases[sh.layer])
-    n_corrected = 0
-    wqs = []
-    if kernel_names:
-        slim = [QParams(qp.threshold, qp.range_min, qp.range_max, True) for qp in wqp]
-        wqs = _quantize_kernels(
-            [fparams[k]["weight"] for k in kernel_names],
-            slim,
-            n_bits=tp.weights_n_bits,
-            uniform=tp.weights_quantization_method is QuantizationMethod.UNIFORM,
-        )
-    for k, wq in zip(kernel_names, wqs, strict=True):
-        w = fparams[k]["weight"]
-        qparams[k]["weight"] = wq
-        if qc.weights_bias_correction:
-            node = layer_ops[k]
-            qparams[k]["bias"] = jnp.asarray(
-                _bias_correction(node.op, w, wq, biases.get(k), means[k], node.attr("groups", 1))
+    def build(wqp: list[QParams], act_qp: dict) -> _Built:
+        """The quantized graph and params for kernel parameters ``wqp`` and activation
+        parameters ``act_qp``."""
+        n_act = tp.activation_n_bits
+        ranges: dict[str, tuple[bool, float | None, tuple[float, float]]] = {}
+        for v in plan.activations:
+            qp, i, _ = act_qp[v]
+            ranges[v] = _act_range(qp, i, n_act, tp.activation_quantization_method)
+        act_bits = dict.fromkeys(plan.activations, n_act)
+        shifts: tuple[Shift, ...] = ()
+        if qc.shift_negative_activation_correction:
+            shifts = plan_shifts(
+                fgraph,
+                quantized=set(plan.activations),
+                minimum=stats.minimum,
+                thresholds={v: r[1] for v, r in ranges.items()},
+                n_bits=n_act,
+                ratio=qc.shift_negative_ratio,
             )
-            n_corrected += 1
+        biases = {k: fparams[k].get("bias") for k in layer_ops if isinstance(fparams.get(k), dict)}
+        means = dict(stats.means)
+        for sh in shifts:
+            act_bits[sh.value] = NON_LINEAR_BITS
+            for b in sh.bypass:  # quantized bypass values now see non-negative data
+                if b in ranges:
+                    ranges[b] = (False, *ranges[b][1:])
+            k = sh.layer
+            biases[k] = shifted_bias(layer_ops[k].op, fparams[k]["weight"], biases.get(k), sh.shift)
+            if k in means and not compat:
+                # The layer now reads x + shift: its quantization error has mean
+                # eps @ (m + shift). MCT corrects with the unshifted mean (leaving a bias
+                # error of shift * sum(eps)).
+                means[k] = np.asarray(means[k]) + sh.shift
 
-    taken = set(fgraph.inputs) | set(layer_ops)
-
-    def new_name(base: str) -> str:
-        while base in taken:
-            base += "_"
-        taken.add(base)
-        return base
-
-    qname: dict[str, str] = {}
-    for v in plan.activations:
-        qname[v] = new_name(v + ACT_QUANT_SUFFIX)
-        signed, t, ab = ranges[v]
-        grid = _act_grid(signed, t, ab, act_bits[v])
-        qparams[qname[v]] = dict(zip(GRID_KEYS, map(jnp.float32, grid), strict=True))
-
-    def quantizer(v: str, name: str | None = None) -> Node:
-        return Node(name or qname[v], "fake_quant", (v,), {}, shape=None)
-
-    # SNC rewiring: value -> quantizer (16 bits) -> add(shift) -> quantizer (unsigned, t) -> ...
-    after: dict[str, list[Node]] = {}  # nodes inserted right after a node
-    before: dict[str, list[Node]] = {}  # nodes inserted right before a node
-    swap: dict[tuple[str, str], str] = {}  # (reader, old input) -> new input
-    padded: dict[str, Node] = {}
-    shift_info = []
-    for sh in shifts:
-        add = new_name(sh.value + "_post_add")
-        add_q = new_name(add + ACT_QUANT_SUFFIX)
-        shape = layer_ops[sh.value].shape
-        after[qname[sh.value]] = [
-            Node(add, "add", (qname[sh.value],), {"scalar": sh.shift}, shape=shape),
-            quantizer(add, add_q).replace(shape=shape),
-        ]
-        grid = _act_grid(False, sh.threshold, (0.0, 0.0), n_act)
-        qparams[add_q] = dict(zip(GRID_KEYS, map(jnp.float32, grid), strict=True))
-        first = sh.bypass[0] if sh.bypass else sh.layer
-        swap[(first, qname[sh.value])] = add_q
-        layer = layer_ops[sh.layer]
-        pads = layer.attr("padding", ())
-        if layer.op == "conv" and any(p for pair in pads for p in pair):
-            # The layer pads the shifted value: pad with the shift instead of zeros (MCT).
-            feed = qname.get(sh.bypass[-1], sh.bypass[-1]) if sh.bypass else qname[sh.value]
-            src = feed if sh.bypass else add_q
-            pad = new_name(sh.layer + "_pre_pad")
-            before[sh.layer] = [Node(pad, "pad", (src,), {"padding": pads, "value": sh.shift})]
-            swap[(sh.layer, feed)] = pad
-            padded[sh.layer] = layer.replace(
-                attrs={**layer.attrs_dict, "padding": tuple((0, 0) for _ in pads)}
+        qparams = {k: dict(v) for k, v in fparams.items()}
+        for sh in shifts:
+            qparams[sh.layer]["bias"] = jnp.asarray(biases[sh.layer])
+        n_corrected = 0
+        wqs = []
+        if kernel_names:
+            slim = [QParams(qp.threshold, qp.range_min, qp.range_max, True) for qp in wqp]
+            wqs = _quantize_kernels(
+                [fparams[k]["weight"] for k in kernel_names],
+                slim,
+                n_bits=tp.weights_n_bits,
+                uniform=tp.weights_quantization_method is QuantizationMethod.UNIFORM,
             )
-        shift_info.append((sh, add, add_q))
+        for k, wq in zip(kernel_names, wqs, strict=True):
+            w = fparams[k]["weight"]
+            qparams[k]["weight"] = wq
+            if qc.weights_bias_correction:
+                node = layer_ops[k]
+                qparams[k]["bias"] = jnp.asarray(
+                    _bias_correction(
+                        node.op, w, wq, biases.get(k), means[k], node.attr("groups", 1)
+                    )
+                )
+                n_corrected += 1
 
-    nodes: list[Node] = [quantizer(i) for i in fgraph.inputs if i in qname]
-    for n in fgraph.nodes:
-        nodes.extend(before.get(n.name, ()))
-        n = padded.get(n.name, n)
-        if any(i in qname for i in n.inputs):
-            n = n.replace(inputs=tuple(qname.get(i, i) for i in n.inputs))
-        if any((n.name, i) in swap for i in n.inputs):
-            n = n.replace(inputs=tuple(swap.get((n.name, i), i) for i in n.inputs))
-        if n.name in qparams:
-            n = n.replace(param_shapes={p: tuple(a.shape) for p, a in qparams[n.name].items()})
-        nodes.append(n)
-        if n.name in qname:
-            nodes.append(quantizer(n.name).replace(shape=n.shape))
-            nodes.extend(after.get(qname[n.name], ()))
-    qgraph = fgraph.replace(
-        nodes=tuple(nodes), outputs=tuple(qname.get(o, o) for o in fgraph.outputs)
-    )
+        taken = set(fgraph.inputs) | set(layer_ops)
+
+        def new_name(base: str) -> str:
+            while base in taken:
+                base += "_"
+            taken.add(base)
+            return base
+
+        qname: dict[str, str] = {}
+        for v in plan.activations:
+            qname[v] = new_name(v + ACT_QUANT_SUFFIX)
+            signed, t, ab = ranges[v]
+            grid = _act_grid(signed, t, ab, act_bits[v])
+            qparams[qname[v]] = dict(zip(GRID_KEYS, map(jnp.float32, grid), strict=True))
+
+        def quantizer(v: str, name: str | None = None) -> Node:
+            return Node(name or qname[v], "fake_quant", (v,), {}, shape=None)
+
+        # SNC rewiring: value -> quantizer (16 bits) -> add(shift) -> quantizer (unsigned, t) -> ...
+        after: dict[str, list[Node]] = {}  # nodes inserted right after a node
+        before: dict[str, list[Node]] = {}  # nodes inserted right before a node
+        swap: dict[tuple[str, str], str] = {}  # (reader, old input) -> new input
+        padded: dict[str, Node] = {}
+        shift_info = []
+        for sh in shifts:
+            add = new_name(sh.value + "_post_add")
+            add_q = new_name(add + ACT_QUANT_SUFFIX)
+            shape = layer_ops[sh.value].shape
+            after[qname[sh.value]] = [
+                Node(add, "add", (qname[sh.value],), {"scalar": sh.shift}, shape=shape),
+                quantizer(add, add_q).replace(shape=shape),
+            ]
+            grid = _act_grid(False, sh.threshold, (0.0, 0.0), n_act)
+            qparams[add_q] = dict(zip(GRID_KEYS, map(jnp.float32, grid), strict=True))
+            first = sh.bypass[0] if sh.bypass else sh.layer
+            swap[(first, qname[sh.value])] = add_q
+            layer = layer_ops[sh.layer]
+            pads = layer.attr("padding", ())
+            if layer.op == "conv" and any(p for pair in pads for p in pair):
+                # The layer pads the shifted value: pad with the shift instead of zeros (MCT).
+                feed = qname.get(sh.bypass[-1], sh.bypass[-1]) if sh.bypass else qname[sh.value]
+                src = feed if sh.bypass else add_q
+                pad = new_name(sh.layer + "_pre_pad")
+                before[sh.layer] = [Node(pad, "pad", (src,), {"padding": pads, "value": sh.shift})]
+                swap[(sh.layer, feed)] = pad
+                padded[sh.layer] = layer.replace(
+                    attrs={**layer.attrs_dict, "padding": tuple((0, 0) for _ in pads)}
+                )
+            shift_info.append((sh, add, add_q))
+
+        nodes: list[Node] = [quantizer(i) for i in fgraph.inputs if i in qname]
+        for n in fgraph.nodes:
+            nodes.extend(before.get(n.name, ()))
+            n = padded.get(n.name, n)
+            if any(i in qname for i in n.inputs):
+                n = n.replace(inputs=tuple(qname.get(i, i) for i in n.inputs))
+            if any((n.name, i) in swap for i in n.inputs):
+                n = n.replace(inputs=tuple(swap.get((n.name, i), i) for i in n.inputs))
+            if n.name in qparams:
+                n = n.replace(param_shapes={p: tuple(a.shape) for p, a in qparams[n.name].items()})
+            nodes.append(n)
+            if n.name in qname:
+                nodes.append(quantizer(n.name).replace(shape=n.shape))
+                nodes.extend(after.get(qname[n.name], ()))
+        qgraph = fgraph.replace(
+            nodes=tuple(nodes), outputs=tuple(qname.get(o, o) for o in fgraph.outputs)
+        )
+        return _Built(qgraph, qparams, ranges, act_bits, shift_info, n_corrected, qname)
+
+    built = build(wqp, act_qp)
     timings["build"] = time.perf_counter() - t0
+    out_values = [f for f in fgraph.outputs if f in float_values]
+
+    # -- AUTO: the per-layer mix against each method for the whole model ----------------
+    if analysis and out_values:
+        t0 = time.perf_counter()
+        options = [("per layer", wqp, act_qp, w_chosen)]
+        if w_auto and kernel_names:
+            for m, cand in zip(w_methods, w_cands, strict=True):
+                options.append((f"weights {m.value}", cand, act_qp, [m.value] * len(cand)))
+        if act_auto and searched:
+            for j, m in enumerate(a_methods):
+                aq = dict(act_qp)
+                aq.update({v: (a_cands[j], i, m.value) for i, v in enumerate(searched)})
+                options.append((f"activations {m.value}", wqp, aq, w_chosen))
+        builds = [built] + [build(w, a) for _, w, a, _ in options[1:]]
+        scores = [_output_db(fparams, b, keep, fgraph, out_values) for b in builds]
+        best = int(np.argmax(scores))  # the per-layer mix wins ties (first)
+        _, wqp, act_qp, w_chosen = options[best]
+        built = builds[best]
+        for (name, kind), a in analysis.items():
+            a["chosen"] = (
+                w_chosen[kernel_names.index(name)] if kind == "weights" else act_qp[name][2]
+            )
+        auto_note = (
+            f"auto: model output SQNR on {len(keep)} calibration batches, "
+            + ", ".join(f"{o[0]} {db:.2f} dB" for o, db in zip(options, scores, strict=True))
+            + f"; kept {options[best][0]}"
+        )
+        timings["auto_check"] = time.perf_counter() - t0
+    qgraph, qparams, ranges, act_bits, shift_info, n_corrected, qname = built
 
     # -- SQNR per layer and of the outputs ---------------------------------------------
     t0 = time.perf_counter()
@@ -597,7 +680,7 @@ def quantize_graph(
     sig = np.zeros(len(all_pairs))
     noise = np.zeros(len(all_pairs))
     if all_pairs:
-        for arrays in keep:
+        for arrays in keep[:SQNR_BATCHES]:
             s, e = _sqnr_sums_jit(
                 fparams,
                 qparams,
@@ -677,9 +760,10 @@ def quantize_graph(
         f"bias correction: {n_corrected} layers"
         if qc.weights_bias_correction
         else "bias correction: off",
-        f"statistics: {stats.n_batches} batches; SQNR on the first {len(keep)}",
+        f"statistics: {stats.n_batches} batches; SQNR on the first {min(len(keep), SQNR_BATCHES)}",
     ]
     if qc.shift_negative_activation_correction:
+        shifts = [sh for sh, _, _ in shift_info]
         applied = ", ".join(f"{sh.value} (+{sh.shift:g} into {sh.layer})" for sh in shifts)
         notes.append(
             f"shift-negative correction: {len(shifts)} values"
@@ -695,7 +779,9 @@ def quantize_graph(
         chosen = [a["chosen"] for (_, k), a in analysis.items() if k == kind]
         if chosen:
             tally = ", ".join(f"{m} {chosen.count(m)}" for m in dict.fromkeys(chosen))
-            notes.append(f"auto ({kind}): chosen per layer by layer-output SQNR: {tally}")
+            notes.append(f"auto ({kind}): chosen per layer: {tally}")
+    if analysis and out_values:
+        notes.append(auto_note)
     if compat and not folded and any(n.op == "batch_norm" for n in fgraph.nodes):
         notes.append("batch norms left unfolded (no preceding conv with a single reader)")
     timings["total"] = time.perf_counter() - t_start
