@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
@@ -373,42 +374,72 @@ def quantize_graph(
         )
     timings["prepare"] = time.perf_counter() - t0
 
+    # -- kernel searches start now, in a thread: they need only the weights, so their
+    # compilation and run overlap the statistics pass (HMSE waits for its scores) ----------
+    kernel_names = [k for k, _ in plan.kernels]
+    need_scores = bool(kernel_names) and (qc.weights_error_method is ErrorMethod.HMSE or w_auto)
+    w_methods = (
+        candidate_methods("weights", hessian=need_scores) if w_auto else (qc.weights_error_method,)
+    )
+
+    def search_kernels(m: ErrorMethod, hessians=None) -> list[QParams]:
+        return weights_qparams_batch(
+            [fparams[k]["weight"] for k in kernel_names],
+            n_bits=tp.weights_n_bits,
+            method=tp.weights_quantization_method,
+            error_method=m,
+            per_channel=tp.weights_per_channel_threshold,
+            channel_axis=[a for _, a in plan.kernels],
+            p=qc.l_p_value,
+            hessians=hessians,
+            mct_compat=compat,
+            min_threshold=qc.min_threshold,
+            return_errors=w_auto,
+        )
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    early = {}
+    if kernel_names:
+        early = {m: pool.submit(search_kernels, m) for m in w_methods if m is not ErrorMethod.HMSE}
+
     # -- statistics ------------------------------------------------------------------
     t0 = time.perf_counter()
     keep: list = []
     n_samples = 16 if qc.weights_error_method is ErrorMethod.HMSE or w_auto else 0
     samples: list[list] = [[] for _ in range(n_inputs)]
-    stats = collect_statistics(
-        folded_for,
-        fparams,
-        _batches(
-            first,
-            it,
-            n_inputs,
-            fn,
-            keep,
-            samples,
-            n_samples,
-            AUTO_CHECK_BATCHES if act_auto or w_auto else SQNR_BATCHES,
-        ),
-        hist_names=plan.activations,
-        mean_specs=mean_specs,
-        hmse=qc.activation_error_method is ErrorMethod.HMSE,
-        mct_compat=compat,
-        progress=progress,
-        fn=fn,
-    )
+    try:
+        stats = collect_statistics(
+            folded_for,
+            fparams,
+            _batches(
+                first,
+                it,
+                n_inputs,
+                fn,
+                keep,
+                samples,
+                n_samples,
+                AUTO_CHECK_BATCHES if act_auto or w_auto else SQNR_BATCHES,
+            ),
+            hist_names=plan.activations,
+            mean_specs=mean_specs,
+            hmse=qc.activation_error_method is ErrorMethod.HMSE,
+            mct_compat=compat,
+            progress=progress,
+            fn=fn,
+        )
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     timings["statistics"] = time.perf_counter() - t0
 
     # -- weights ---------------------------------------------------------------------
     t0 = time.perf_counter()
-    kernel_names = [k for k, _ in plan.kernels]
     wqp: list[QParams] = []
-    w_methods = (qc.weights_error_method,)
     w_cands: list[list[QParams]] = []
-    if kernel_names:
+    try:
         hessians = None
-        if qc.weights_error_method is ErrorMethod.HMSE or w_auto:
+        if need_scores:
             from ._hessian import weight_scores
 
             g1 = folded_for(tuple((1,) + tuple(s[1:]) for s in ref_shapes))
@@ -416,26 +447,14 @@ def quantize_graph(
             scores = weight_scores(g1, fparams, xs, kernel_names, progress=progress)
             hessians = [scores[k] for k in kernel_names]
             timings["hessian"] = time.perf_counter() - t0
-        if w_auto:
-            w_methods = candidate_methods("weights", hessian=hessians is not None)
-        # AUTO: one compiled batch search per candidate method (each vmapped over layers).
-        for m in w_methods:
-            w_cands.append(
-                weights_qparams_batch(
-                    [fparams[k]["weight"] for k in kernel_names],
-                    n_bits=tp.weights_n_bits,
-                    method=tp.weights_quantization_method,
-                    error_method=m,
-                    per_channel=tp.weights_per_channel_threshold,
-                    channel_axis=[a for _, a in plan.kernels],
-                    p=qc.l_p_value,
-                    hessians=hessians if m is ErrorMethod.HMSE else None,
-                    mct_compat=compat,
-                    min_threshold=qc.min_threshold,
-                    return_errors=w_auto,
-                )
-            )
-        wqp = w_cands[0]
+        # AUTO: one compiled batch search per candidate method (each over every layer).
+        if kernel_names:
+            w_cands = [
+                early[m].result() if m in early else search_kernels(m, hessians) for m in w_methods
+            ]
+            wqp = w_cands[0]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     w_chosen = [w_methods[0].value] * len(kernel_names)
     timings["weights"] = time.perf_counter() - t0
 

@@ -30,6 +30,7 @@ SYMMETRIC_ROUNDS = {False: (40, 5), True: (15, 3)}  # per_channel -> (rounds, de
 UNIFORM_ROUNDS = {False: 30, True: 10}
 UNIFORM_GRID = 8
 CANDIDATE_BATCH = 1  # candidates evaluated per step of lax.map (see _search.evaluate)
+SEQUENTIAL_TENSORS = True
 MCT_UNIFORM_KL_BITS = 8  # [quirk] MCT never forwards n_bits to the uniform-weights KL
 
 
@@ -167,8 +168,38 @@ def _search_weights_batch(
         compat=compat,
         f32_start=f32_start,
     )
+    if SEQUENTIAL_TENSORS:
+        # One tensor after the other inside the compiled program: each keeps its own early
+        # stop and its working set in cache (3-5x faster than vmap on resnet18's 512x4608).
+        def one(args):
+            x, w = args
+            return search(x, w, p, min_threshold)
+
+        return jax.lax.map(one, (xs, ws))
     in_axes = (0, None if ws is None else 0, None, None)
     return jax.vmap(search, in_axes=in_axes)(xs, ws, p, min_threshold)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "p",
+        "method",
+        "error_method",
+        "n_bits",
+        "per_channel",
+        "compat",
+        "f32_starts",
+    ),
+)
+def _search_groups(xs, ws, p, min_threshold, *, f32_starts, **static) -> list[SearchResult]:
+    """:func:`_search_weights_batch` for every shape group, compiled as ONE program: XLA's
+    fixed cost per executable is about half of a group's compile time (measured 2.5 s vs
+    4.8 s for six resnet18 groups)."""
+    return [
+        _search_weights_batch(x, w, p, min_threshold, f32_start=f, **static)
+        for x, w, f in zip(xs, ws, f32_starts, strict=True)
+    ]
 
 
 class _Prepared:
@@ -382,22 +413,25 @@ def weights_qparams_batch(
         per_channel=per_channel,
         compat=mct_compat,
     )
+    keys = list(groups)
     with _x64(mct_compat):
-        for (_, f32_start), idx in groups.items():
-            xs = jnp.asarray(np.stack([preps[i].x2d for i in idx]), dtype)
-            ws = None
-            if error_method is ErrorMethod.HMSE:
-                ws = jnp.asarray(np.stack([preps[i].w2d for i in idx]), dtype)
-            res = _search_weights_batch(
+        xs = [jnp.asarray(np.stack([preps[i].x2d for i in groups[k]]), dtype) for k in keys]
+        ws = [None] * len(keys)
+        if error_method is ErrorMethod.HMSE:
+            ws = [jnp.asarray(np.stack([preps[i].w2d for i in groups[k]]), dtype) for k in keys]
+        outs = jax.device_get(
+            _search_groups(
                 xs,
                 ws,
                 p,
                 jnp.asarray(min_threshold, dtype),
-                f32_start=f32_start,
+                f32_starts=tuple(k[1] for k in keys),
                 **static,
             )
-            res = jax.device_get(res)
-            for j, i in enumerate(idx):
+        )
+    with _x64(mct_compat):
+        for key, res in zip(keys, outs, strict=True):
+            for j, i in enumerate(groups[key]):
                 one = jax.tree_util.tree_map(lambda a, j=j: a[j], res)
                 results[i] = _finish(
                     one,
