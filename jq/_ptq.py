@@ -227,6 +227,36 @@ class _Built(NamedTuple):
     qname: dict  # value -> its quantizer node
 
 
+def rebase_graph(qgraph: Graph, float_graph: Graph, new_float_graph: Graph) -> Graph:
+    """``qgraph`` (quantized from ``float_graph``) for the input shapes of ``new_float_graph``.
+
+    Graphs converted from torch bake shapes into attributes (reshape targets, ...). Every node
+    of ``qgraph`` that comes from ``float_graph`` takes the attributes of its counterpart in
+    ``new_float_graph`` where the two float graphs differ; nodes the quantization added or
+    rewrote (quantizers, shift-negative adds and pads) are kept.
+
+    Raises:
+      ValueError: the float graphs differ in more than attributes (names, ops or wiring).
+    """
+    old = {n.name: n for n in float_graph.nodes}
+    new = {n.name: n for n in new_float_graph.nodes}
+    same = old.keys() == new.keys() and all(
+        (old[k].op, old[k].inputs) == (new[k].op, new[k].inputs) for k in old
+    )
+    if not same or float_graph.inputs != new_float_graph.inputs:
+        raise ValueError(
+            "the model's graph for the new input shapes differs from the quantized one in more "
+            "than shapes (nodes, ops or wiring); quantize it for those shapes"
+        )
+    nodes = [
+        n.replace(attrs=new[n.name].attrs, shape=new[n.name].shape)
+        if n.name in old and old[n.name].attrs != new[n.name].attrs
+        else n
+        for n in qgraph.nodes
+    ]
+    return qgraph.replace(nodes=tuple(nodes), input_shapes=new_float_graph.input_shapes)
+
+
 def _output_db(fparams, built: _Built, batches, fgraph: Graph, outputs: list[str]) -> float:
     """SQNR (dB) of the float outputs ``outputs`` of ``built`` against the float graph."""
     qouts = dict(zip(fgraph.outputs, built.graph.outputs, strict=True))

@@ -26,8 +26,10 @@ import numpy as np
 from ._calibrate import check_batch
 from ._config import CoreConfig, TargetPlatform
 from ._enums import QuantizationMethod
+from ._fold import fold_batch_norm
 from ._ptq import PTQResult as PTQResult
 from ._ptq import quantize_graph as quantize_graph
+from ._ptq import rebase_graph
 
 __all__ = ["PTQResult", "pytorch_post_training_quantization", "quantize_graph"]
 
@@ -93,8 +95,8 @@ def pytorch_post_training_quantization(
     Returns:
       ``(quantized_model, quantization_info)``: a ``torch.nn.Module`` computing the quantized
       graph (``jq_torch.JQModule``; fake-quantized kernels, a quantizer after every quantized
-      activation) for inputs shaped like the first batch, and a
-      :class:`jq.core.QuantizationInfo`.
+      activation), and a :class:`jq.core.QuantizationInfo`. Inputs of other batch sizes work:
+      the module converts the float model (kept by reference) once per new input shape.
 
     Raises:
       ImportError: the ``jq_torch`` adapter (or torch) is not importable.
@@ -165,4 +167,12 @@ def pytorch_post_training_quantization(
         graph_for=graph_for,
         fn=_FN,
     )
-    return jq_torch.to_torch(res.graph, res.params), res.info
+    compat = core_config.quantization_config.mct_compat
+
+    def quantized_for(shapes):
+        # Other input shapes: convert the float model again and carry its shape attributes
+        # into the quantized graph (same nodes, same params).
+        g = fold_batch_norm(graph_for(shapes), params, include_linear=not compat)[0]
+        return rebase_graph(res.graph, res.float_graph, g)
+
+    return jq_torch.to_torch(res.graph, res.params, quantized_for), res.info

@@ -342,3 +342,30 @@ def test_pooling_has_gradients_under_jit():
     x = jnp.asarray(_rng(7).normal(size=(2, 3, 7, 7)), jnp.float32)
     grad = jax.jit(jax.grad(lambda x: jnp.sum(apply(g, {}, x) ** 2)))(x)
     assert np.isfinite(np.asarray(grad)).all() and np.any(np.asarray(grad) != 0)
+
+
+def test_rebase_graph_carries_shape_attributes():
+    """The quantized graph for another batch size: reshape targets from the new float graph,
+    quantizers kept; any other difference is an error."""
+    from jq._ptq import rebase_graph
+
+    def baked(batch):
+        g, p = small_cnn()
+        nodes = tuple(
+            n.replace(attrs={"shape": (batch, 36)}) if n.op == "reshape" else n for n in g.nodes
+        )
+        return g.replace(nodes=nodes, input_shapes=[(batch, 2, 6, 6)]), p
+
+    g8, p = baked(8)
+    xs, gen = data()
+    res = quantize_graph(g8, p, gen, core_config=QUIET)
+    g3 = fold_batch_norm(baked(3)[0], p)[0]
+    q3 = rebase_graph(res.graph, res.float_graph, g3)
+    assert q3.input_shapes == ((3, 2, 6, 6),)
+    assert [n.attr("shape") for n in q3.nodes if n.op == "reshape"] == [(3, 36)]
+    assert [n.op for n in q3.nodes] == [n.op for n in res.graph.nodes]
+    y8 = np.asarray(apply(res.graph, res.params, xs[0]))
+    np.testing.assert_array_equal(np.asarray(apply(q3, res.params, xs[0][:3])), y8[:3])
+    other = g3.replace(nodes=g3.nodes[:-1] + (g3.nodes[-1].replace(op="relu"),))
+    with pytest.raises(ValueError, match="differs from the quantized one"):
+        rebase_graph(res.graph, res.float_graph, other)

@@ -38,9 +38,20 @@ def register_torch_op(name: str, *, override: bool = False) -> Callable[[TorchOp
 
 class JQModule(torch.nn.Module):
     """A jq graph run with torch ops; params are buffers (``state_dict`` keys are the node
-    names with ``.`` replaced by ``_``, then ``__`` and the param name)."""
+    names with ``.`` replaced by ``_``, then ``__`` and the param name).
 
-    def __init__(self, graph: Graph, params: Mapping[str, Mapping[str, Any]]):
+    Graphs converted from torch are specialised to their example input shapes (reshapes bake
+    the batch size in). With ``graph_for``, inputs of other shapes run the graph
+    ``graph_for(shapes)`` (same nodes and params; built once per shape); without it they are
+    an error naming the expected shapes.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        params: Mapping[str, Mapping[str, Any]],
+        graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph] | None = None,
+    ):
         super().__init__()
         missing = [
             Unsupported(n.name, n.op, "no torch implementation; add one with register_torch_op")
@@ -50,6 +61,8 @@ class JQModule(torch.nn.Module):
         if missing:
             raise UnsupportedOpError("to_torch", missing)
         self.graph = graph
+        self._graph_for = graph_for
+        self._graphs: dict[tuple, Graph] = {}
         self._keys: dict[str, dict[str, str]] = {}
         for node in graph.nodes:
             for pname, value in params.get(node.name, {}).items():
@@ -59,10 +72,25 @@ class JQModule(torch.nn.Module):
                 self.register_buffer(key, torch.from_numpy(np.array(value)))
                 self._keys.setdefault(node.name, {})[pname] = key
 
-    def forward(self, *inputs: torch.Tensor) -> Any:
+    def _graph_for_shapes(self, shapes: tuple[tuple[int, ...], ...]) -> Graph:
         graph = self.graph
-        if len(inputs) != len(graph.inputs):
-            raise TypeError(f"JQModule: expected {len(graph.inputs)} inputs, got {len(inputs)}")
+        if not graph.input_shapes or shapes == tuple(map(tuple, graph.input_shapes)):
+            return graph
+        if shapes not in self._graphs:
+            if self._graph_for is None:
+                raise ValueError(
+                    f"JQModule: inputs of shapes {list(shapes)}, but this graph was built for "
+                    f"{[tuple(s) for s in graph.input_shapes]} (convert again for other shapes)"
+                )
+            self._graphs[shapes] = self._graph_for(shapes)
+        return self._graphs[shapes]
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        if len(inputs) != len(self.graph.inputs):
+            raise TypeError(
+                f"JQModule: expected {len(self.graph.inputs)} inputs, got {len(inputs)}"
+            )
+        graph = self._graph_for_shapes(tuple(tuple(x.shape) for x in inputs))
         env = dict(zip(graph.inputs, inputs, strict=True))
         for node in graph.nodes:
             params = {p: getattr(self, k) for p, k in self._keys.get(node.name, {}).items()}
@@ -72,12 +100,17 @@ class JQModule(torch.nn.Module):
         return outs[0] if len(outs) == 1 else outs
 
 
-def to_torch(graph: Graph, params: Mapping[str, Mapping[str, Any]]) -> JQModule:
+def to_torch(
+    graph: Graph,
+    params: Mapping[str, Mapping[str, Any]],
+    graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph] | None = None,
+) -> JQModule:
     """A ``torch.nn.Module`` computing ``jq.apply(graph, params, *inputs)`` with torch ops.
 
     Args:
       graph: a jq graph (e.g. from ``from_torch``, possibly rewritten or quantized).
       params: its params pytree (JAX or NumPy arrays); copied into buffers.
+      graph_for: optional; the graph for other input shapes (see :class:`JQModule`).
 
     Returns:
       A :class:`JQModule` in eval mode; call it with torch tensors.
@@ -85,7 +118,7 @@ def to_torch(graph: Graph, params: Mapping[str, Mapping[str, Any]]) -> JQModule:
     Raises:
       UnsupportedOpError: ops without a torch implementation (all listed).
     """
-    return JQModule(graph, params).eval()
+    return JQModule(graph, params, graph_for).eval()
 
 
 # --- the torch op table ------------------------------------------------------------------

@@ -79,6 +79,13 @@ def test_mct_call_runs_and_export_matches_jax(model, batches, tmp_path):
     np.testing.assert_allclose(yt, yj, rtol=1e-4, atol=1e-4 * np.abs(yj).max())
     np.testing.assert_allclose(yq, yt, rtol=1e-6, atol=1e-7)
 
+    # Other batch sizes: the module converts the float model for them (per-sample results).
+    with torch.no_grad():
+        np.testing.assert_array_equal(qmodel(x[:5]).numpy(), yq[:5])
+        np.testing.assert_array_equal(qmodel(torch.cat([x, x[:3]])).numpy()[16:], yq[:3])
+    with pytest.raises(ValueError, match=r"built for \[\(16, 1, 8, 8\)\]"):
+        jq_torch.to_torch(res.graph, res.params)(x[:5])
+
 
 def test_bad_input_and_unsupported_layer(model, batches):
     fn = jq.ptq.pytorch_post_training_quantization
@@ -174,5 +181,5 @@ def test_compat_export_equals_mcts_exported_model(snc):
                 li.threshold,
             )
     with torch.no_grad():
-        for x in xs:
+        for x in xs + [xs[0][:3]]:  # and another batch size
             np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
