@@ -25,12 +25,16 @@ Default mode (``mct_compat=False``) computes in one precision throughout, the dt
 
 Default-mode fixes:
 
-1. *A range covering fewer than 2 bins scores +inf, not 0.* MCT returns 0.0 when ``i0 == i1``
-   (the range lies inside one bin), and with ``i1 - i0 == 1`` both distributions are ``[1]``
-   so KL is 0 as well. Zero is the best possible score, so the smallest candidates win: this is
-   why MCT's power-of-two KL search collapses activation thresholds to about one bin width
-   (2^-10 .. 2^-6 on real layers). Such a range cannot be evaluated at the histogram's
-   resolution, so it must never be chosen.
+1. *A range covering fewer bins than the grid has levels (``2^n_bits``) scores +inf, not ~0.*
+   MCT returns 0.0 when ``i0 == i1`` (the range lies inside one bin), and with ``i1 - i0 == 1``
+   both distributions are ``[1]`` so KL is 0 as well. Zero is the best possible score, so the
+   smallest candidates win: this is why MCT's power-of-two KL search collapses activation
+   thresholds to about one bin width (2^-10 .. 2^-6 on real layers). More generally, when a
+   range covers only a few bins, almost all mass is clipped into its two end bins, which the
+   grid represents exactly, so KL stays near 0 (4-bit signed layers of resnet18 collapsed to
+   three-bin ranges). A range must give every grid level at least one bin (``min(2^n_bits,
+   n_bins)`` bins, at least 2), TensorRT's entropy calibration rule (its search starts at 128
+   of 2048 bins for int8).
 2. *No ``+1e-6`` in the group average.* MCT divides a group's mass by ``(#positive + 1e-6)`` in
    float32, which skews groups of different sizes by ~1e-6 relative and makes a lossless
    candidate (every group a single bin, no clipping) score a float32-noise value instead of
@@ -365,7 +369,7 @@ def _kl_default(q_level, edges, counts, lo, hi, n_levels):
 
     inf = jnp.asarray(jnp.inf, dtype)
     kl = jnp.where(has_mass, kl, inf)
-    kl = jnp.where(length < 2, inf, kl)
+    kl = jnp.where(length < max(2, min(n_levels, n_bins)), inf, kl)
     kl = jnp.where(lo < hi, kl, inf)
     return jnp.where(valid, kl, inf)
 

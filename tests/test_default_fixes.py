@@ -36,6 +36,18 @@ def test_kl_does_not_collapse_power_of_two_activation_thresholds(rng):
     assert float(default.threshold) >= 1.0  # the data reach ~4.5: a sane threshold
 
 
+@pytest.mark.parametrize("n_bits", [4, 8])
+def test_kl_does_not_collapse_to_a_few_bins_at_low_bits(rng, n_bits):
+    """A range of a few bins clips nearly all mass into its two end bins, which the grid holds
+    exactly: KL near 0. jq requires one bin per grid level (at 4 bits the fix of a one-bin
+    range alone still collapsed resnet18's signed layers to 2^-8..2^-7)."""
+    bins, counts = mct_hist(rng.normal(size=200_000))
+    compat = jq.activation_qparams(bins, counts, n_bits=n_bits, error_method="kl", mct_compat=True)
+    default = jq.activation_qparams(bins, counts, n_bits=n_bits, error_method="kl")
+    assert float(compat.threshold) <= 2.0**-8  # MCT collapses
+    assert 2.0 <= float(default.threshold) <= 8.0  # N(0, 1): a threshold of a few sigma
+
+
 def test_per_tensor_power_of_two_kl_uses_the_float_tensor(rng):
     """MCT's per-tensor POT KL histograms the quantized candidate (swapped arguments)."""
     w = (rng.standard_t(2, size=(16, 27)) * 0.05).astype(np.float32)

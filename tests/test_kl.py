@@ -24,7 +24,7 @@ def _hist(seed: int, kind: str = "normal", n_bins: int = 256):
     return edges, counts.astype(np.float64)
 
 
-def _ref_kl(levels, edges, counts, lo, hi, *, fixed: bool) -> float:
+def _ref_kl(levels, edges, counts, lo, hi, *, fixed: bool, n_levels: int = 256) -> float:
     """Plain-loop reference of §2.3 in float64; ``fixed`` applies jq's default-mode fixes."""
     n = len(counts)
     if not (np.any(edges >= lo) and np.any(edges < hi)):
@@ -35,7 +35,7 @@ def _ref_kl(levels, edges, counts, lo, hi, *, fixed: bool) -> float:
     i1 = int(np.nonzero(edges < hi)[0].max())
     if i0 == i1:
         return np.inf if fixed else 0.0
-    if fixed and i1 - i0 < 2:
+    if fixed and i1 - i0 < max(2, min(n_levels, n)):  # every grid level needs a bin
         return np.inf
     c = counts[i0:i1]
     if not c.any():
@@ -121,7 +121,7 @@ def test_default_matches_reference_loop(kind, n_bits):
     out = np.asarray(f(levels, los, ts))
     ref = np.array(
         [
-            _ref_kl(lv, edges, counts, lo, t, fixed=True)
+            _ref_kl(lv, edges, counts, lo, t, fixed=True, n_levels=2**n_bits)
             for lv, lo, t in zip(levels, los, ts, strict=True)
         ]
     )
