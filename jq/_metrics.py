@@ -22,6 +22,13 @@ def _sum(v: jax.Array, exact: bool) -> jax.Array:
     return _npsum.pairwise_sum(v) if exact else jnp.sum(v, axis=-1)
 
 
+def _absdiff(x: jax.Array, q: jax.Array) -> jax.Array:
+    """``|x - q|``, spelled as a select: bit-equal, and inside the searches' compiled loops
+    XLA:CPU runs it 2-3x faster than ``abs`` or a plain square of ``x - q`` (measured on
+    resnet18's 512x4608 kernels: symmetric MSE 0.72 s -> 0.33 s, MAE 0.90 s -> 0.32 s)."""
+    return jnp.where(x < q, q - x, x - q)
+
+
 def _pow(d: jax.Array, p: float, exact: bool) -> jax.Array:
     """``d ** p`` for a static ``p``: NumPy's exact square for ``p == 2``; ``pow`` in exact mode,
     as NumPy computes it; in default mode products for integer ``p`` (``pow`` is an exp/log per
@@ -37,17 +44,27 @@ def _pow(d: jax.Array, p: float, exact: bool) -> jax.Array:
 
 def mse(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
     """``mean((x - q)^2)`` over the last axis. ``x``, ``q``: ``(..., N)`` -> ``(...)``."""
-    return _mean((x - q) ** 2, exact)
+    if exact:
+        return _mean((x - q) ** 2, exact)
+    d = _absdiff(x, q)
+    return _mean(d * d, exact)
 
 
 def mae(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
     """``mean(|x - q|)`` over the last axis."""
-    return _mean(jnp.abs(x - q), exact)
+    return _mean(jnp.abs(x - q) if exact else _absdiff(x, q), exact)
 
 
 def lp(x: jax.Array, q: jax.Array, p: float, *, exact: bool = False) -> jax.Array:
     """``mean(|x - q|^p)`` over the last axis."""
-    return _mean(_pow(jnp.abs(x - q), p, exact), exact)
+    if exact:
+        return _mean(_pow(jnp.abs(x - q), p, exact), exact)
+    if float(p).is_integer() and 2 < p <= 16:
+        # |d^p| (bit-equal to |d|^p): the fastest spelling for integer p on XLA:CPU (POT LP3
+        # on resnet18's kernels 0.09 s; |d| first, then products: 1.0 s).
+        dp = jax.lax.integer_pow(x - q, int(p))
+        return _mean(dp if p % 2 == 0 else jnp.abs(dp), exact)
+    return _mean(_pow(_absdiff(x, q), p, exact), exact)
 
 
 def hmse(x: jax.Array, q: jax.Array, w: jax.Array, *, exact: bool = False) -> jax.Array:
@@ -55,7 +72,10 @@ def hmse(x: jax.Array, q: jax.Array, w: jax.Array, *, exact: bool = False) -> ja
 
     MCT's form (the square of the weighted difference); ``w = 1`` gives :func:`mse` bit for bit.
     """
-    return _mean((w * (x - q)) ** 2, exact)
+    if exact:
+        return _mean((w * (x - q)) ** 2, exact)
+    wd = w * _absdiff(x, q)  # |w (x - q)| for w >= 0: the same square
+    return _mean(wd * wd, exact)
 
 
 def hmse_global_normalised(x: jax.Array, q: jax.Array, w: jax.Array) -> jax.Array:
