@@ -557,7 +557,6 @@ def quantize_graph(
     def build(wqp: list[QParams], act_qp: dict) -> _Built:
         """The quantized graph and params for kernel parameters ``wqp`` and activation
         parameters ``act_qp``."""
-        n_act = tp.activation_n_bits
         ranges: dict[str, tuple[bool, float | None, tuple[float, float]]] = {}
         for v in plan.activations:
             qp, i, _ = act_qp[v]
