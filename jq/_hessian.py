@@ -80,7 +80,8 @@ def _run_chunk(params, xs, state, *, graph, layers, chunk, max_iter, min_iter, t
 
     # Each sample is a batch of one, run one after the other (lax.map): under vmap the
     # per-sample weight gradients become batch-grouped convolutions, slower on XLA:CPU
-    # (resnet18 at 64x64, 16 samples x 100 draws: 207 s instead of 321 s).
+    # (resnet18 at 64x64, 16 samples x 100 draws: 207 s against 321 s, measured under
+    # different loads).
     res = lax.map(lambda a: one(*a), (state.scores, state.prev, state.j, state.done, state.key, xs))
     return _State(*res)
 
