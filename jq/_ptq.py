@@ -257,23 +257,32 @@ def rebase_graph(qgraph: Graph, float_graph: Graph, new_float_graph: Graph) -> G
     return qgraph.replace(nodes=tuple(nodes), input_shapes=new_float_graph.input_shapes)
 
 
+def _sqnr_totals(fparams, qparams, batches, *, fgraph, qgraph, pairs) -> tuple:
+    """``(signal, noise)`` per pair of :func:`_sqnr_sums`, summed over ``batches`` (float64)."""
+    sig = np.zeros(len(pairs))
+    noise = np.zeros(len(pairs))
+    for arrays in batches:
+        s, e = _sqnr_sums_jit(
+            fparams,
+            qparams,
+            tuple(jnp.asarray(a) for a in arrays),
+            fgraph=fgraph,
+            qgraph=qgraph,
+            pairs=pairs,
+        )
+        sig += np.asarray(s, np.float64)
+        noise += np.asarray(e, np.float64)
+    return sig, noise
+
+
 def _output_db(fparams, built: _Built, batches, fgraph: Graph, outputs: list[str]) -> float:
     """SQNR (dB) of the float outputs ``outputs`` of ``built`` against the float graph."""
     qouts = dict(zip(fgraph.outputs, built.graph.outputs, strict=True))
     pairs = tuple((f, qouts[f], 0.0) for f in outputs)
-    sig = noise = 0.0
-    for arrays in batches:
-        s, e = _sqnr_sums_jit(
-            fparams,
-            built.params,
-            tuple(jnp.asarray(a) for a in arrays),
-            fgraph=fgraph,
-            qgraph=built.graph,
-            pairs=pairs,
-        )
-        sig += float(np.sum(np.asarray(s, np.float64)))
-        noise += float(np.sum(np.asarray(e, np.float64)))
-    return _db(sig, noise)
+    sig, noise = _sqnr_totals(
+        fparams, built.params, batches, fgraph=fgraph, qgraph=built.graph, pairs=pairs
+    )
+    return _db(float(np.sum(sig)), float(np.sum(noise)))
 
 
 def _db(sig: float, noise: float) -> float:
@@ -725,20 +734,11 @@ def quantize_graph(
         if f in float_values
     ]
     all_pairs = tuple(pairs + out_pairs)
-    sig = np.zeros(len(all_pairs))
-    noise = np.zeros(len(all_pairs))
+    sig = noise = np.zeros(len(all_pairs))
     if all_pairs:
-        for arrays in keep[:SQNR_BATCHES]:
-            s, e = _sqnr_sums_jit(
-                fparams,
-                qparams,
-                tuple(jnp.asarray(a) for a in arrays),
-                fgraph=fgraph,
-                qgraph=qgraph,
-                pairs=all_pairs,
-            )
-            sig += np.asarray(s, np.float64)
-            noise += np.asarray(e, np.float64)
+        sig, noise = _sqnr_totals(
+            fparams, qparams, keep[:SQNR_BATCHES], fgraph=fgraph, qgraph=qgraph, pairs=all_pairs
+        )
     db = {p: _db(s, e) for p, s, e in zip(all_pairs, sig, noise, strict=True)}
     out_db = None
     if out_pairs:

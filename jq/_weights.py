@@ -30,7 +30,6 @@ SYMMETRIC_ROUNDS = {False: (40, 5), True: (15, 3)}  # per_channel -> (rounds, de
 UNIFORM_ROUNDS = {False: 30, True: 10}
 UNIFORM_GRID = 8
 CANDIDATE_BATCH = 1  # candidates evaluated per step of lax.map (see _search.evaluate)
-SEQUENTIAL_TENSORS = True
 MCT_UNIFORM_KL_BITS = 8  # [quirk] MCT never forwards n_bits to the uniform-weights KL
 
 
@@ -168,16 +167,14 @@ def _search_weights_batch(
         compat=compat,
         f32_start=f32_start,
     )
-    if SEQUENTIAL_TENSORS:
-        # One tensor after the other inside the compiled program: each keeps its own early
-        # stop and its working set in cache (3-5x faster than vmap on resnet18's 512x4608).
-        def one(args):
-            x, w = args
-            return search(x, w, p, min_threshold)
 
-        return jax.lax.map(one, (xs, ws))
-    in_axes = (0, None if ws is None else 0, None, None)
-    return jax.vmap(search, in_axes=in_axes)(xs, ws, p, min_threshold)
+    # One tensor after the other inside the compiled program (lax.map, not vmap): each keeps
+    # its own early stop and its working set in cache (2.3x faster on resnet18's kernels).
+    def one(args):
+        x, w = args
+        return search(x, w, p, min_threshold)
+
+    return jax.lax.map(one, (xs, ws))
 
 
 @functools.partial(
@@ -364,10 +361,11 @@ def weights_qparams_batch(
     return_errors: bool = False,
     _fn: str = "weights_qparams_batch",
 ) -> list[QParams]:
-    """:func:`weights_qparams` for many tensors in one compiled call per ``(C, N)`` shape.
+    """:func:`weights_qparams` for many tensors in one compiled call.
 
-    Tensors of the same search layout are stacked and searched together under ``jax.vmap``
-    (no Python loop over tensors in traced code); results equal the single calls.
+    Tensors of the same search layout are stacked and searched one after the other with
+    ``lax.map``, every layout in the same compiled program (no Python loop over tensors in
+    traced code); results equal the single calls.
 
     Args:
       tensors: list of float arrays.
