@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _metrics
+from ._buckets import bucket
+from ._cache import ensure_compilation_cache
 from ._enums import ErrorMethod, QuantizationMethod
 from ._kl import kl_hist
 from ._quantizers import (
@@ -198,6 +200,7 @@ def activation_qparams_batch(
       ``QParams`` whose fields have a leading ``L`` axis.
     """
     fn = _fn
+    ensure_compilation_cache()
     n_bits, method, error_method, p, min_threshold = _options(
         n_bits, method, error_method, p, min_threshold, fn
     )
@@ -216,17 +219,23 @@ def activation_qparams_batch(
         signed_in = np.broadcast_to(signed_arr, (n_hist,)).astype(np.int32)
     dtype = np.float64 if mct_compat else np.float32
     static = dict(method=method, error_method=error_method, n_bits=n_bits, compat=mct_compat)
+    # Histograms per call padded to a bucket (copies of the first; searches are independent
+    # per histogram), so one compiled search serves every count of histograms.
+    rows = np.arange(bucket(n_hist, minimum=1)) % n_hist
+    rows[n_hist:] = 0
     with _x64(mct_compat):
         res, signed, asserts = _search_activation_batch(
-            jnp.asarray(bins, dtype),
-            jnp.asarray(counts, dtype),
-            jnp.asarray(signed_in),
+            jnp.asarray(np.asarray(bins)[rows], dtype),
+            jnp.asarray(np.asarray(counts)[rows], dtype),
+            jax.device_put(signed_in[rows]),
             p,
             jnp.asarray(min_threshold, dtype),
             jnp.asarray(z_threshold, dtype),
             **static,
         )
         res, signed, asserts = jax.device_get((res, signed, asserts))
+    res = jax.tree_util.tree_map(lambda a: a[:n_hist], res)
+    signed, asserts = signed[:n_hist], asserts[:n_hist]
     if mct_compat and np.any(asserts):
         bad = np.flatnonzero(asserts).tolist()
         raise ValueError(
@@ -237,16 +246,16 @@ def activation_qparams_batch(
         )
     extra = {}
     if return_errors:
-        extra = dict(errors=jnp.asarray(res.errors), candidates=jnp.asarray(res.candidates))
-    signed = jnp.asarray(signed)
+        extra = dict(errors=jax.device_put(res.errors), candidates=jax.device_put(res.candidates))
+    signed = jax.device_put(signed)
     if method is QuantizationMethod.UNIFORM:
         return QParams(
-            range_min=jnp.asarray(res.param[:, 0, 0]),
-            range_max=jnp.asarray(res.param[:, 0, 1]),
+            range_min=jax.device_put(res.param[:, 0, 0]),
+            range_max=jax.device_put(res.param[:, 0, 1]),
             signed=signed,
             **extra,
         )
-    return QParams(threshold=jnp.asarray(res.param[:, 0]), signed=signed, **extra)
+    return QParams(threshold=jax.device_put(res.param[:, 0]), signed=signed, **extra)
 
 
 def activation_qparams(
@@ -309,4 +318,5 @@ def activation_qparams(
         return_errors=return_errors,
         _fn=fn,
     )
-    return jax.tree_util.tree_map(lambda a: a[0], batch)
+    # Index on the host: an eager jax index would compile one small program per shape.
+    return jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a)[0]), batch)

@@ -6,7 +6,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from ._buckets import bucket
 from ._quantizers import affine_fake_quant, affine_grid
 from ._types import QParams
 from ._validate import check_n_bits
@@ -49,18 +51,79 @@ def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
     n_bits = check_n_bits(n_bits, fn)
     if not isinstance(qparams, QParams):
         raise TypeError(f"{fn}: qparams must be a jq.QParams, got {type(qparams).__name__}")
-    x = jnp.asarray(x)
+    if not isinstance(x, jax.core.Tracer):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{fn}: x must have a floating dtype, got {x.dtype}")
     t, a, b = qparams.threshold, qparams.range_min, qparams.range_max
     if t is None and (a is None or b is None):
         raise ValueError(f"{fn}: qparams has neither threshold nor range_min/range_max")
-    concrete = not any(isinstance(v, jax.core.Tracer) for v in (t, a, b) if v is not None)
-    if concrete and t is not None and bool(jnp.any(jnp.asarray(t) <= 0)):
+    values = [v for v in (t, a, b, qparams.signed) if v is not None]
+    if any(isinstance(v, jax.core.Tracer) for v in [x, *values]):
+        return _fake_quant(x, *_as_arrays(t, a, b, qparams.signed), n_bits=n_bits)
+    if t is not None and np.any(np.asarray(t) <= 0):
         raise ValueError(f"{fn}: thresholds must be > 0")
-    if concrete and t is None and bool(jnp.any(jnp.maximum(b, 0) - jnp.minimum(a, 0) <= 0)):
+    if t is None and np.any(np.maximum(b, 0) - np.minimum(a, 0) <= 0):
         raise ValueError(f"{fn}: the range [range_min, range_max] has zero width")
-    t = None if t is None else jnp.asarray(t)
-    a = None if a is None else jnp.asarray(a)
-    b = None if b is None else jnp.asarray(b)
-    return _fake_quant(x, t, a, b, jnp.asarray(qparams.signed), n_bits=n_bits)
+    return _fake_quant_bucketed(x, t, a, b, qparams.signed, n_bits)
+
+
+def _as_arrays(*values):
+    return tuple(None if v is None else jax.device_put(v) for v in values)
+
+
+def _channel_axis(x_shape: tuple[int, ...], params: list) -> int | None:
+    """The one axis of ``x`` the parameters vary along (``-1``: none, per tensor), or ``None``
+    when they broadcast some other way (then no bucketing)."""
+    shapes = [np.shape(v) for v in params]
+    if any(len(s) > len(x_shape) for s in shapes):
+        return None
+    try:
+        shape = np.broadcast_shapes(*shapes, (1,) * len(x_shape))
+    except ValueError:
+        return None
+    big = [i for i, s in enumerate(shape) if s != 1]
+    if not big:
+        return -1
+    if len(big) == 1 and shape[big[0]] == x_shape[big[0]]:
+        return big[0]
+    return None
+
+
+def _fake_quant_bucketed(x, t, a, b, signed, n_bits: int) -> jax.Array:
+    """:func:`fake_quant` of concrete values on a ``(C, M)`` layout padded to size buckets, so
+    that one compiled program serves every shape of a bucket (elementwise: padding is exact)."""
+    shape = tuple(x.shape)
+    params = [v for v in (t, a, b) if v is not None] + [signed]
+    axis = _channel_axis(shape, params)
+    if axis is None or not shape:
+        return _fake_quant(jax.device_put(x), *_as_arrays(t, a, b, signed), n_bits=n_bits)
+    xn = np.asarray(x)
+    moved = np.moveaxis(xn, axis, 0) if axis >= 0 else xn.reshape(1, -1)
+    c = moved.shape[0]
+    x2d = moved.reshape(c, -1)
+    cb, mb = (bucket(c) if axis >= 0 else 1), bucket(x2d.shape[1])
+    xp = np.zeros((cb, mb), xn.dtype)
+    xp[:c, : x2d.shape[1]] = x2d
+
+    def per_row(v, fill):
+        if v is None:
+            return None
+        row = np.broadcast_to(np.asarray(v), np.broadcast_shapes(np.shape(v), (1,) * len(shape)))
+        row = np.moveaxis(row, axis, 0).reshape(-1) if axis >= 0 else row.reshape(1)
+        row = np.broadcast_to(row, (c,))
+        out = np.full((cb, 1), fill, row.dtype)
+        out[:c, 0] = row
+        return jax.device_put(out)
+
+    out = _fake_quant(
+        jax.device_put(xp),
+        per_row(t, 1.0),
+        per_row(a, -1.0),
+        per_row(b, 1.0),
+        per_row(signed, True),
+        n_bits=n_bits,
+    )
+    y = np.asarray(out)[:c, : x2d.shape[1]].reshape(moved.shape)
+    y = np.moveaxis(y, 0, axis) if axis >= 0 else y.reshape(shape)
+    return jax.device_put(y)

@@ -43,6 +43,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from . import _npsum
+from ._buckets import bucket
 
 _NP_BLOCK = 65536  # np.histogram's block size (weights are summed per block, then added)
 _OVERSAMPLE = 8  # fine bins per output bin in the default-mode state
@@ -77,9 +78,12 @@ def _as_float(x, fn: str, name: str, dtype=None) -> jax.Array:
         raise TypeError(f"{fn}: {name} must be a real numeric array, got dtype {x.dtype}")
     if dtype is None:
         if jnp.issubdtype(x.dtype, jnp.floating):
-            return jnp.asarray(x)  # float64 becomes float32 unless x64 is enabled
+            return jax.device_put(x)  # float64 becomes float32 unless x64 is enabled
         dtype = jnp.dtype(jnp.result_type(float))
-    return jnp.asarray(x, dtype=dtype)
+    if _is_tracer(x):
+        return jnp.asarray(x, dtype=dtype)
+    # Convert on the host: an eager conversion compiles one small program per shape.
+    return jax.device_put(np.asarray(x).astype(dtype, copy=False))
 
 
 def _check_values(x: jax.Array, fn: str, name: str, *, nonnegative: bool = False) -> None:
@@ -101,8 +105,11 @@ def _check_values(x: jax.Array, fn: str, name: str, *, nonnegative: bool = False
 # NumPy-rule building blocks (traceable)
 
 
-def _outer_edges(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    first, last = jnp.min(x), jnp.max(x)
+def _outer_edges(x: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    if mask is None:
+        first, last = jnp.min(x), jnp.max(x)
+    else:
+        first, last = jnp.min(jnp.where(mask, x, jnp.inf)), jnp.max(jnp.where(mask, x, -jnp.inf))
     same = first == last
     return jnp.where(same, first - 0.5, first), jnp.where(same, last + 0.5, last)
 
@@ -117,15 +124,26 @@ def _bin_index(x: jax.Array, edges: jax.Array, first, last, n_bins: int) -> jax.
     return jnp.clip(idx, 0, n_bins - 1)
 
 
-def _histogram_impl(x: jax.Array, weights: jax.Array | None, n_bins: int):
+def _histogram_impl(
+    x: jax.Array, weights: jax.Array | None, n_bins: int, mask: jax.Array | None = None
+):
+    """``np.histogram(x[mask], n_bins, weights=weights[mask])``; ``mask`` (``x``'s shape or
+    broadcastable, default all) marks the real values of a padded ``x``."""
     x = x.ravel()
-    first, last = _outer_edges(x)
+    if mask is not None:
+        mask = jnp.broadcast_to(mask, x.shape)
+    first, last = _outer_edges(x, mask)
     edges = _npsum.linspace(first, last, n_bins + 1)
+    if mask is not None:
+        x = jnp.where(mask, x, first)
     idx = _bin_index(x, edges, first, last, n_bins)
     if weights is None:
-        counts = jax.ops.segment_sum(jnp.ones(idx.shape, jnp.int32), idx, n_bins)
+        ones = jnp.ones(idx.shape, jnp.int32) if mask is None else mask.astype(jnp.int32)
+        counts = jax.ops.segment_sum(ones, idx, n_bins)
         return edges, counts.astype(x.dtype)
     w = weights.ravel()
+    if mask is not None:  # padding sits after the real values, so NumPy's blocks are kept
+        w = jnp.where(mask, w, 0)
     n = x.shape[0]
     n_blocks = -(-n // _NP_BLOCK)
     # NumPy: per 65536-element block, bincount (a sequential float64 sum), cast to the weights'
@@ -143,8 +161,33 @@ def _histogram_impl(x: jax.Array, weights: jax.Array | None, n_bins: int):
 
 
 @functools.partial(jax.jit, static_argnames=("n_bins",))
-def _histogram_jit(x, weights, n_bins):
-    return _histogram_impl(x, weights, n_bins)
+def _histogram_jit(x, weights, n, n_bins):
+    """:func:`_histogram_impl` of the first ``n`` values of a padded flat ``x`` (``weights``
+    alike)."""
+    return _histogram_impl(x, weights, n_bins, jnp.arange(x.shape[0]) < n)
+
+
+def _broadcast(w, shape):
+    """``broadcast_to`` on the host for concrete values (an eager jax op compiles per shape)."""
+    if _is_tracer(w):
+        return jnp.broadcast_to(w, shape)
+    return jax.device_put(np.broadcast_to(np.asarray(w), shape))
+
+
+def _pad_flat(x, w=None):
+    """``(x, w, n)``: concrete ``x`` (and ``w``, ``x``'s shape) flattened and zero-padded to a
+    size bucket, ``n`` the real size; so one compiled histogram serves every size of a bucket.
+    Traced values are returned flat and unpadded."""
+    n = int(np.prod(x.shape))
+    if _is_tracer(x) or (w is not None and _is_tracer(w)):
+        return x.ravel(), (None if w is None else w.ravel()), n
+    size = bucket(n)
+
+    def pad(a):
+        a = np.asarray(a).ravel()
+        return jax.device_put(np.concatenate([a, np.zeros(size - n, a.dtype)]))
+
+    return pad(x), (None if w is None else pad(w)), n
 
 
 def histogram(
@@ -181,12 +224,13 @@ def histogram(
         w = _as_float(weights, fn, "weights")
         _check_values(w, fn, "weights")
         try:
-            w = jnp.broadcast_to(w, x.shape)
+            w = _broadcast(w, x.shape)
         except ValueError as err:
             raise ValueError(
                 f"{fn}: weights of shape {w.shape} do not broadcast to x's shape {x.shape}"
             ) from err
-    return _histogram_jit(x, w, n_bins)
+    xp, wp, n = _pad_flat(x, w)
+    return _histogram_jit(xp, wp, n, n_bins)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,8 +314,14 @@ def _rebin(state: HistogramState, e: jax.Array, offset: jax.Array) -> jax.Array:
     return jax.ops.segment_sum(state.counts, target, n_fine)
 
 
-def _state_update(state: HistogramState, x: jax.Array, w: jax.Array | None) -> HistogramState:
+def _state_update(
+    state: HistogramState, x: jax.Array, w: jax.Array | None, n: jax.Array | None = None
+) -> HistogramState:
+    """Add ``x`` (the first ``n`` values of a padded ``x``, default all) to ``state``."""
     x = x.ravel().astype(state.counts.dtype)
+    real = None if n is None else jnp.arange(x.shape[0]) < n
+    if real is not None:
+        x = jnp.where(real, x, x[0])  # padding takes a real value, then weight 0
     lo = jnp.minimum(state.minimum, jnp.min(x))
     hi = jnp.maximum(state.maximum, jnp.max(x))
     n_fine = state.counts.shape[0]
@@ -279,6 +329,8 @@ def _state_update(state: HistogramState, x: jax.Array, w: jax.Array | None) -> H
     offset = _fine_index(lo, e)
     counts = _rebin(state, e, offset)
     vals = jnp.ones_like(x) if w is None else w.ravel().astype(counts.dtype)
+    if real is not None:
+        vals = jnp.where(real, vals, 0)
     counts = counts + jax.ops.segment_sum(vals, _fine_index(x, e) - offset, n_fine)
     return HistogramState(counts, lo, hi, e, offset)
 
@@ -470,7 +522,8 @@ def histogram_update(
             w = _mct_weights(xn, weights, fn)
             if w is None:
                 w = np.ones_like(xn)  # MCT: ones_like(x), float64 counts
-            edges, counts = _histogram_jit(xa, jnp.asarray(w), state.n_bins)
+            xp, wp, n = _pad_flat(xa, w)
+            edges, counts = _histogram_jit(xp, wp, n, state.n_bins)
         return state._replace(bins=state.bins + (edges,), counts=state.counts + (counts,))
     if not isinstance(state, HistogramState):
         raise TypeError(f"{fn}: state must come from jq.histogram_init, got {type(state)}")
@@ -484,12 +537,13 @@ def histogram_update(
             w = None
         else:
             try:
-                w = jnp.broadcast_to(w, xa.shape)
+                w = _broadcast(w, xa.shape)
             except ValueError as err:
                 raise ValueError(
                     f"{fn}: weights of shape {w.shape} do not broadcast to x's shape {xa.shape}"
                 ) from err
-    return _state_update_jit(state, xa, w)
+    xp, wp, n = _pad_flat(xa, w)
+    return _state_update_jit(state, xp, wp, n)
 
 
 def histogram_merge(a: HistogramState, b: HistogramState) -> HistogramState:

@@ -8,13 +8,19 @@ KL lives in ``_kl.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
 from . import _npsum
 
+Mean = Callable[[jax.Array], jax.Array]
 
-def _mean(v: jax.Array, exact: bool) -> jax.Array:
+
+def _mean(v: jax.Array, exact: bool, mean: Mean | None = None) -> jax.Array:
+    if mean is not None:
+        return mean(v)
     return _npsum.mean(v) if exact else jnp.mean(v, axis=-1)
 
 
@@ -42,50 +48,62 @@ def _pow(d: jax.Array, p: float, exact: bool) -> jax.Array:
     return jax.lax.pow(d, jnp.where(jnp.isnan(d), 1.0, p).astype(d.dtype))
 
 
-def mse(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
-    """``mean((x - q)^2)`` over the last axis. ``x``, ``q``: ``(..., N)`` -> ``(...)``."""
+def mse(x: jax.Array, q: jax.Array, *, exact: bool = False, mean: Mean | None = None) -> jax.Array:
+    """``mean((x - q)^2)`` over the last axis. ``x``, ``q``: ``(..., N)`` -> ``(...)``.
+
+    ``mean``: the reduction ``(..., N) -> (...)`` (default: NumPy's order when ``exact``, else
+    ``jnp.mean``); a padded search passes one that reads only the real elements.
+    """
     if exact:
-        return _mean((x - q) ** 2, exact)
+        return _mean((x - q) ** 2, exact, mean)
     d = _absdiff(x, q)
-    return _mean(d * d, exact)
+    return _mean(d * d, exact, mean)
 
 
-def mae(x: jax.Array, q: jax.Array, *, exact: bool = False) -> jax.Array:
-    """``mean(|x - q|)`` over the last axis."""
-    return _mean(jnp.abs(x - q) if exact else _absdiff(x, q), exact)
+def mae(x: jax.Array, q: jax.Array, *, exact: bool = False, mean: Mean | None = None) -> jax.Array:
+    """``mean(|x - q|)`` over the last axis (``mean`` as in :func:`mse`)."""
+    return _mean(jnp.abs(x - q) if exact else _absdiff(x, q), exact, mean)
 
 
-def lp(x: jax.Array, q: jax.Array, p: float, *, exact: bool = False) -> jax.Array:
-    """``mean(|x - q|^p)`` over the last axis."""
+def lp(
+    x: jax.Array, q: jax.Array, p: float, *, exact: bool = False, mean: Mean | None = None
+) -> jax.Array:
+    """``mean(|x - q|^p)`` over the last axis (``mean`` as in :func:`mse`)."""
     if exact:
-        return _mean(_pow(jnp.abs(x - q), p, exact), exact)
+        return _mean(_pow(jnp.abs(x - q), p, exact), exact, mean)
     if float(p).is_integer() and 2 < p <= 16:
         # |d^p| (bit-equal to |d|^p): the fastest spelling for integer p on XLA:CPU (POT LP3
         # on resnet18's kernels 0.09 s; |d| first, then products: 1.0 s).
         dp = jax.lax.integer_pow(x - q, int(p))
-        return _mean(dp if p % 2 == 0 else jnp.abs(dp), exact)
-    return _mean(_pow(_absdiff(x, q), p, exact), exact)
+        return _mean(dp if p % 2 == 0 else jnp.abs(dp), exact, mean)
+    return _mean(_pow(_absdiff(x, q), p, exact), exact, mean)
 
 
-def hmse(x: jax.Array, q: jax.Array, w: jax.Array, *, exact: bool = False) -> jax.Array:
+def hmse(
+    x: jax.Array, q: jax.Array, w: jax.Array, *, exact: bool = False, mean: Mean | None = None
+) -> jax.Array:
     """Hessian-weighted MSE ``mean((w (x - q))^2)``, ``w = sqrt(scores)``, over the last axis.
 
     MCT's form (the square of the weighted difference); ``w = 1`` gives :func:`mse` bit for bit.
+    ``mean`` as in :func:`mse`.
     """
     if exact:
-        return _mean((w * (x - q)) ** 2, exact)
+        return _mean((w * (x - q)) ** 2, exact, mean)
     wd = w * _absdiff(x, q)  # |w (x - q)| for w >= 0: the same square
-    return _mean(wd * wd, exact)
+    return _mean(wd * wd, exact, mean)
 
 
-def hmse_global_normalised(x: jax.Array, q: jax.Array, w: jax.Array) -> jax.Array:
+def hmse_global_normalised(
+    x: jax.Array, q: jax.Array, w: jax.Array, *, mean: Mean | None = None
+) -> jax.Array:
     """MCT <= 2.6.1's per-channel HMSE [quirk, §2.1]: one scalar for the whole tensor.
 
     ``mean((w (x - q))^2) / mean(x^2)`` over all elements (``x``, ``q``, ``w``: ``(C, N)``,
     ``w`` paired in the caller's order), in NumPy's summation order. ``mct_compat`` only.
     """
     x, q, w = x.reshape(-1), q.reshape(-1), w.reshape(-1)
-    return _npsum.mean((w * (x - q)) ** 2) / _npsum.mean(x**2)
+    mean = _npsum.mean if mean is None else mean
+    return mean((w * (x - q)) ** 2) / mean(x**2)
 
 
 def hist_mse(

@@ -11,6 +11,7 @@ products out of the adds so that XLA cannot fuse them.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,17 +79,11 @@ def linspace(first: jax.Array, last: jax.Array, num: int) -> jax.Array:
     return (y + first[None]).at[-1].set(last)
 
 
-@functools.lru_cache(maxsize=256)
-def _plan(n: int):
-    """Static gather plan of NumPy's pairwise sum of ``n >= 8`` elements.
-
-    Returns:
-      ``(main, tail, levels)``: ``main[L, 16, 8]`` and ``tail[L, 7]`` element indices of each
-      leaf block (``n`` = a zero pad); ``levels``: per tree depth (deepest first) the pair of
-      child indices into ``concat(previous level, leaves)`` and a leaf mask.
-    """
+def _tree(n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
+    """NumPy's pairwise tree of ``n`` elements: leaf blocks ``(start, size)`` (``size <= 128``)
+    and nodes ``(depth, left, right)`` (``right = -1``: a leaf, ``left`` its leaf index)."""
     leaves: list[tuple[int, int]] = []
-    nodes: list[tuple[int, int, int]] = []  # (depth, left, right) or (depth, leaf, -1)
+    nodes: list[tuple[int, int, int]] = []
 
     def build(start: int, size: int, depth: int) -> int:
         if size <= _BLOCK:
@@ -103,12 +98,20 @@ def _plan(n: int):
         return len(nodes) - 1
 
     build(0, n, 0)
-    main = np.full((len(leaves), _BLOCK // _UNROLL, _UNROLL), n, np.int64)
-    tail = np.full((len(leaves), _UNROLL - 1), n, np.int64)
-    for i, (start, size) in enumerate(leaves):
-        m = size - size % _UNROLL
-        main[i].reshape(-1)[:m] = np.arange(start, start + m)
-        tail[i, : size - m] = np.arange(start + m, start + size)
+    return leaves, nodes
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(n: int):
+    """Static gather plan of NumPy's pairwise sum of ``n >= 8`` elements.
+
+    Returns:
+      ``(main, tail, levels)``: ``main[L, 16, 8]`` and ``tail[L, 7]`` element indices of each
+      leaf block (``n`` = a zero pad); ``levels``: per tree depth (deepest first) the pair of
+      child indices into ``concat(previous level, leaves)`` and a leaf mask.
+    """
+    leaves, nodes = _tree(n)
+    main, tail = _leaf_gathers(leaves, len(leaves), n)
     depth_max = max(d for d, _, _ in nodes)
     pos = {}  # node id -> index within its depth's value array
     levels = []
@@ -129,6 +132,139 @@ def _plan(n: int):
         levels.append((left, right, is_leaf))
         prev_count = len(ids)
     return main, tail, levels
+
+
+def _leaf_gathers(leaves, n_leaves: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """``main[n_leaves, 16, 8]`` / ``tail[n_leaves, 7]`` element indices of each leaf block;
+    unused slots (and leaves past ``len(leaves)``) point at ``pad``, a zero."""
+    main = np.full((n_leaves, _BLOCK // _UNROLL, _UNROLL), pad, np.int64)
+    tail = np.full((n_leaves, _UNROLL - 1), pad, np.int64)
+    for i, (start, size) in enumerate(leaves):
+        m = size - size % _UNROLL
+        main[i].reshape(-1)[:m] = np.arange(start, start + m)
+        tail[i, : size - m] = np.arange(start + m, start + size)
+    return main, tail
+
+
+def _leaf_sums(g: jax.Array, t: jax.Array) -> jax.Array:
+    """NumPy's sum of each leaf block: ``g[..., L, 16, 8]`` rows, 8 interleaved accumulators,
+    their fixed tree, then the ``t[..., L, 7]`` remainder one by one. Zero pads are exact."""
+    r = g[..., 0, :]
+    for i in range(1, g.shape[-2]):
+        r = r + g[..., i, :]
+    res = (r[..., 0] + r[..., 1] + (r[..., 2] + r[..., 3])) + (
+        r[..., 4] + r[..., 5] + (r[..., 6] + r[..., 7])
+    )
+    for i in range(t.shape[-1]):
+        res = res + t[..., i]
+    return res
+
+
+class SumPlan(NamedTuple):
+    """NumPy's pairwise-sum order for ``n`` of ``length`` slots, as runtime arrays (a pytree).
+
+    The array shapes depend on ``length`` only, so one compiled program sums every ``n`` of a
+    bucket in NumPy's order (see :func:`sum_plan`, :func:`planned_sum`).
+
+    Attributes:
+      main: ``(L, 16, 8)`` int32 slot of each leaf block's 8-strided part (``length``: zero).
+      tail: ``(L, 7)`` int32 slots of each block's remainder.
+      left, right: ``(D, L)`` int32 children of each tree level (deepest first), indices into
+        ``concat(previous level, leaf sums, [0])``.
+      copy: ``(D, L)`` bool, take ``left`` alone (a leaf, a pass-through or a zero pad).
+    """
+
+    main: jax.Array
+    tail: jax.Array
+    left: jax.Array
+    right: jax.Array
+    copy: jax.Array
+
+
+def _plan_sizes(length: int) -> tuple[int, int]:
+    """Leaves and levels that every ``n <= length`` fits in: leaves of a tree over more than
+    128 elements hold at least 57, so ``ceil(length / 57)`` leaves and ``log2`` of it levels."""
+    n_leaves = max(1, -(-length // 57))
+    return n_leaves, n_leaves.bit_length() + 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _sum_plan_np(n: int, length: int, rows: int, row_len: int):
+    leaves, nodes = _tree(n)
+    n_leaves, n_levels = _plan_sizes(length)
+    main, tail = _leaf_gathers(leaves, n_leaves, length)
+    if rows > 1:  # element k of the sum lies in row k // row_len of a padded (rows, ...) layout
+        stride = length // rows
+        for a in (main, tail):
+            real = a < length
+            a[real] = (a[real] // row_len) * stride + a[real] % row_len
+    zero = 2 * n_leaves
+    left = np.full((n_levels, n_leaves), zero, np.int64)
+    right = np.full((n_levels, n_leaves), zero, np.int64)
+    copy = np.ones((n_levels, n_leaves), bool)
+    depth_max = max(d for d, _, _ in nodes)
+    if depth_max + 1 > n_levels or len(leaves) > n_leaves:  # pragma: no cover - a bound bug
+        raise RuntimeError(f"pairwise plan of {n} elements does not fit {length} slots")
+    pos: dict[int, int] = {}
+    for level, d in enumerate(range(depth_max, -1, -1), start=n_levels - depth_max - 1):
+        ids = [k for k, nd in enumerate(nodes) if nd[0] == d]
+        for j, k in enumerate(ids):
+            _, a, b = nodes[k]
+            if b < 0:
+                left[level, j] = n_leaves + a
+            else:
+                left[level, j], right[level, j], copy[level, j] = pos[a], pos[b], False
+            pos[k] = j
+    i32 = np.int32
+    return SumPlan(main.astype(i32), tail.astype(i32), left.astype(i32), right.astype(i32), copy)
+
+
+def sum_plan(n: int, length: int) -> SumPlan:
+    """NumPy's pairwise order for the first ``n`` of ``length`` slots (host NumPy arrays).
+
+    Args:
+      n: elements summed, ``1 <= n <= length``.
+      length: slots of the (padded) axis summed; the plan's shapes depend on it alone.
+
+    Returns:
+      :class:`SumPlan` of NumPy arrays (pass them as jit arguments).
+    """
+    return _sum_plan_np(int(n), int(length), 1, int(n))
+
+
+def sum_plan_2d(n_rows: int, row_len: int, rows: int, cols: int) -> SumPlan:
+    """Plan of the sum of all ``n_rows * row_len`` real elements of a padded ``(rows, cols)``
+    array flattened row-major (the real part in its top-left corner)."""
+    return _sum_plan_np(n_rows * row_len, rows * cols, rows, row_len)
+
+
+def planned_sum(x: jax.Array, plan: SumPlan) -> jax.Array:
+    """Sum over the last axis in the NumPy order of ``plan`` (bit-exact with ``np.sum`` of the
+    real elements; padded slots are never read).
+
+    Args:
+      x: ``(..., length)`` float array.
+      plan: :class:`SumPlan` for ``length`` (may be traced).
+
+    Returns:
+      ``(...)``.
+    """
+    x = opaque(x)
+    xp = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
+    res = _leaf_sums(jnp.take(xp, plan.main, axis=-1), jnp.take(xp, plan.tail, axis=-1))
+    values = jnp.zeros_like(res)
+    zero = jnp.zeros(res.shape[:-1] + (1,), res.dtype)
+    for d in range(plan.left.shape[0]):
+        src = jnp.concatenate([values, res, zero], axis=-1)
+        a = jnp.take(src, plan.left[d], axis=-1)
+        b = jnp.take(src, plan.right[d], axis=-1)
+        values = jnp.where(plan.copy[d], a, a + b)
+    return values[..., 0]
+
+
+def planned_mean(x: jax.Array, plan: SumPlan, n: jax.Array) -> jax.Array:
+    """``np.mean`` of the real elements: :func:`planned_sum` divided by ``n`` (true division)."""
+    return div(planned_sum(x, plan), n)
 
 
 def pairwise_sum(x: jax.Array) -> jax.Array:
@@ -152,16 +288,9 @@ def pairwise_sum(x: jax.Array) -> jax.Array:
         return res
     main, tail, levels = _plan(n)
     xp = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
-    g = jnp.take(xp, jnp.asarray(main), axis=-1)  # (..., L, 16, 8)
-    r = g[..., 0, :]
-    for i in range(1, g.shape[-2]):
-        r = r + g[..., i, :]
-    res = (r[..., 0] + r[..., 1] + (r[..., 2] + r[..., 3])) + (
-        r[..., 4] + r[..., 5] + (r[..., 6] + r[..., 7])
+    res = _leaf_sums(
+        jnp.take(xp, jnp.asarray(main), axis=-1), jnp.take(xp, jnp.asarray(tail), axis=-1)
     )
-    t = jnp.take(xp, jnp.asarray(tail), axis=-1)  # (..., L, 7)
-    for i in range(t.shape[-1]):
-        res = res + t[..., i]
     values = jnp.zeros(x.shape[:-1] + (0,), x.dtype)
     for left, right, is_leaf in levels:
         src = jnp.concatenate([values, res], axis=-1)

@@ -153,9 +153,11 @@ class _LoopState(NamedTuple):
 
 
 def _iterate(
-    loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, compat, loss0, batch_size
+    loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, compat, loss0, batch_size, mean
 ):
     """Common round loop of the symmetric and uniform searches (§3.2)."""
+    if mean is None:
+        mean = _npsum.mean if compat else jnp.mean
     loss0 = loss_fn(x0) if loss0 is None else loss0
     cand_shape = make_cands(x0, jnp.asarray([BOTTOM_FACTOR, UPPER_FACTOR], x0.dtype)).shape
     state = _LoopState(
@@ -177,7 +179,7 @@ def _iterate(
         imp = lc < prev
         best_p = jnp.where(_expand(imp, centre), centre, s.best_p)
         best_l = _blend(lc, prev, imp, compat)
-        diff = _npsum.mean(prev - lc) if compat else jnp.mean(prev - lc)
+        diff = mean(prev - lc)
         stop = (diff > 0) & (diff < TOLERANCE)
         scale = jnp.where(~stop & (s.r % shrink[0] == 0), shrink[1](s.scale), s.scale)
         return _LoopState(
@@ -213,6 +215,7 @@ def symmetric_search(
     n_cand: int = 30,
     loss0: jax.Array | None = None,
     batch_size: int | None = None,
+    mean: Callable[[jax.Array], jax.Array] | None = None,
 ) -> SearchResult:
     """MCT's iterative symmetric threshold search (§3.2 SYMMETRIC).
 
@@ -226,6 +229,8 @@ def symmetric_search(
       rounds, dec_freq, n_cand: static loop sizes.
       loss0: the start's loss, when it must be computed differently (default ``loss_fn(x0)``).
       batch_size: see :func:`evaluate`.
+      mean: the mean over channels ``(C,) -> ()`` of the early-stop test (default NumPy's
+        order in compat mode, else ``jnp.mean``); a padded search passes a masked one.
     """
 
     def make_cands(centre, scale):
@@ -242,6 +247,7 @@ def symmetric_search(
         compat=compat,
         loss0=loss0,
         batch_size=batch_size,
+        mean=mean,
     )
 
 
@@ -261,6 +267,7 @@ def uniform_search(
     compat: bool,
     loss0: jax.Array | None = None,
     batch_size: int | None = None,
+    mean: Callable[[jax.Array], jax.Array] | None = None,
 ) -> SearchResult:
     """MCT's iterative uniform range search (§3.2 UNIFORM): ranges ``(a * g_i, b * g_j)``.
 
@@ -268,7 +275,7 @@ def uniform_search(
       loss_fn: ``(C, 2) -> (C,)``.
       start: ``(C, 2)`` initial ``[min, max]`` ranges.
       grid: scaler grid size per axis (8 for tensors, 12 for histograms; static).
-      loss0, batch_size: as in :func:`symmetric_search`.
+      loss0, batch_size, mean: as in :func:`symmetric_search`.
     """
     scalers = jnp.asarray(scaler_grid(grid), start.dtype)
 
@@ -287,4 +294,5 @@ def uniform_search(
         compat=compat,
         loss0=loss0,
         batch_size=batch_size,
+        mean=mean,
     )
