@@ -8,6 +8,7 @@ from . import ptq as ptq
 from ._activations import activation_qparams as activation_qparams
 from ._activations import activation_qparams_batch as activation_qparams_batch
 from ._apply import apply as apply
+from ._cache import clear_compilation_cache as clear_compilation_cache
 from ._enums import ErrorMethod as ErrorMethod
 from ._enums import QuantizationErrorMethod as QuantizationErrorMethod
 from ._enums import QuantizationMethod as QuantizationMethod

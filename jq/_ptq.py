@@ -32,6 +32,7 @@ from ._auto import (
     layer_analysis,
     params_dict,
 )
+from ._cache import ensure_compilation_cache
 from ._calibrate import _progress, check_batch, check_shapes, collect_statistics
 from ._config import CoreConfig, TargetPlatform
 from ._enums import ErrorMethod, QuantizationMethod
@@ -330,6 +331,7 @@ def quantize_graph(
         res = quantize_graph(graph, params, lambda: ([x] for x in batches))
         y = jax.jit(jq.apply, static_argnums=0)(res.graph, res.params, x)
     """
+    ensure_compilation_cache()
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     core_config = CoreConfig() if core_config is None else core_config
