@@ -11,7 +11,7 @@ quantized value. The result runs with ``jq.apply`` (jit-able) and exports with
 from __future__ import annotations
 
 import functools
-import time
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -42,6 +42,7 @@ from ._placement import BOUNDED_OPS, plan_quantization
 from ._quant_info import LayerInfo, QuantizationInfo
 from ._quantizers import affine_fake_quant, affine_grid, pot, threshold_range
 from ._snc import NON_LINEAR_BITS, Shift, plan_shifts, shifted_bias
+from ._timing import StageClock, compile_seconds
 from ._types import QParams
 from ._weights import weights_qparams_batch
 
@@ -332,8 +333,8 @@ def quantize_graph(
         y = jax.jit(jq.apply, static_argnums=0)(res.graph, res.params, x)
     """
     ensure_compilation_cache()
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
+    total = StageClock()
+    clock = StageClock()
     core_config = CoreConfig() if core_config is None else core_config
     if not isinstance(core_config, CoreConfig):
         raise TypeError(
@@ -372,7 +373,7 @@ def quantize_graph(
         check_shapes(first, graph.input_shapes, 0, fn)
 
     # -- graph preparation -------------------------------------------------------------
-    t0 = time.perf_counter()
+    clock.start()
     fgraph, fparams, folded = fold_batch_norm(graph, params, include_linear=not compat)
     cache: dict[tuple, Graph] = {ref_shapes: fgraph}
 
@@ -413,7 +414,7 @@ def quantize_graph(
             (k, (layer_ops[k].inputs[0], -1 if layer_ops[k].op == "linear" else 1))
             for k, _ in plan.kernels
         )
-    timings["prepare"] = time.perf_counter() - t0
+    clock.stop("prepare")
 
     # -- kernel searches start now, in a thread: they need only the weights, so their
     # compilation and run overlap the statistics pass (HMSE waits for its scores) ----------
@@ -424,6 +425,16 @@ def quantize_graph(
     )
 
     def search_kernels(m: ErrorMethod, hessians=None) -> list[QParams]:
+        c0 = compile_seconds()
+        try:
+            return _search_kernels(m, hessians)
+        finally:
+            if threading.get_ident() != main_thread:  # the early searches' own thread
+                clock.add_compile("weights", compile_seconds() - c0)
+
+    main_thread = threading.get_ident()
+
+    def _search_kernels(m: ErrorMethod, hessians=None) -> list[QParams]:
         return weights_qparams_batch(
             [fparams[k]["weight"] for k in kernel_names],
             n_bits=tp.weights_n_bits,
@@ -444,7 +455,7 @@ def quantize_graph(
         early = {m: pool.submit(search_kernels, m) for m in w_methods if m is not ErrorMethod.HMSE}
 
     # -- statistics ------------------------------------------------------------------
-    t0 = time.perf_counter()
+    clock.start()
     keep: list = []
     n_samples = 16 if qc.weights_error_method is ErrorMethod.HMSE or w_auto else 0
     samples: list[list] = [[] for _ in range(n_inputs)]
@@ -472,10 +483,10 @@ def quantize_graph(
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    timings["statistics"] = time.perf_counter() - t0
+    clock.stop("statistics")
 
     # -- weights ---------------------------------------------------------------------
-    t0 = time.perf_counter()
+    clock.start()
     wqp: list[QParams] = []
     w_cands: list[list[QParams]] = []
     try:
@@ -487,7 +498,7 @@ def quantize_graph(
             xs = [np.stack(s) for s in samples]  # (S, 1, ...): S samples of batch 1
             scores = weight_scores(g1, fparams, xs, kernel_names, progress=progress)
             hessians = [scores[k] for k in kernel_names]
-            timings["hessian"] = time.perf_counter() - t0
+            clock.lap("hessian")
         # AUTO: one compiled batch search per candidate method (each over every layer).
         if kernel_names:
             w_cands = [
@@ -497,10 +508,10 @@ def quantize_graph(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     w_chosen = [w_methods[0].value] * len(kernel_names)
-    timings["weights"] = time.perf_counter() - t0
+    clock.stop("weights")
 
     # -- activations -----------------------------------------------------------------
-    t0 = time.perf_counter()
+    clock.start()
 
     def op_of(v: str) -> str:
         return layer_ops[v].op if v in layer_ops else "input"
@@ -532,12 +543,12 @@ def quantize_graph(
         if op_of(v) in BOUNDED_OPS:
             qp = _bounded_qparams(op_of(v), tp.activation_quantization_method, qc.min_threshold)
             act_qp[v] = (qp, 0, "minmax")
-    timings["activations"] = time.perf_counter() - t0
+    clock.stop("activations")
 
     # -- AUTO: one extra compiled pass, every method's layer-output SQNR ----------------
     analysis: dict[tuple[str, str], dict] = {}
     if (act_auto and searched) or (w_auto and kernel_names):
-        t0 = time.perf_counter()
+        clock.start()
         analysis, auto_wqp, auto_chosen = _auto_select(
             folded_for,
             fparams,
@@ -559,10 +570,10 @@ def quantize_graph(
         )
         if w_auto and kernel_names:
             wqp, w_chosen = auto_wqp, auto_chosen
-        timings["auto"] = time.perf_counter() - t0
+        clock.stop("auto")
 
     # -- quantized params: quantizer ranges, shift-negative correction, kernels --------
-    t0 = time.perf_counter()
+    clock.start()
     n_act = tp.activation_n_bits
 
     def build(wqp: list[QParams], act_qp: dict) -> _Built:
@@ -693,12 +704,12 @@ def quantize_graph(
         return _Built(qgraph, qparams, ranges, act_bits, shift_info, n_corrected, qname)
 
     built = build(wqp, act_qp)
-    timings["build"] = time.perf_counter() - t0
+    clock.stop("build")
     out_values = [f for f in fgraph.outputs if f in float_values]
 
     # -- AUTO: the per-layer mix against each method for the whole model ----------------
     if analysis and out_values:
-        t0 = time.perf_counter()
+        clock.start()
         options = [("per layer", wqp, act_qp, w_chosen)]
         if w_auto and kernel_names:
             for m, cand in zip(w_methods, w_cands, strict=True):
@@ -722,11 +733,11 @@ def quantize_graph(
             + ", ".join(f"{o[0]} {db:.2f} dB" for o, db in zip(options, scores, strict=True))
             + f"; kept {options[best][0]}"
         )
-        timings["auto_check"] = time.perf_counter() - t0
+        clock.stop("auto_check")
     qgraph, qparams, ranges, act_bits, shift_info, n_corrected, qname = built
 
     # -- SQNR per layer and of the outputs ---------------------------------------------
-    t0 = time.perf_counter()
+    clock.start()
     pairs = [(v, qname[v], 0.0) for v in plan.activations]
     pairs += [(sh.value, add_q, sh.shift) for sh, _, add_q in shift_info]
     pairs += [(k, k, 0.0) for k in kernel_names if k not in qname]
@@ -748,7 +759,7 @@ def quantize_graph(
             float(sum(sig[len(pairs) :])),
             float(sum(noise[len(pairs) :])),
         )
-    timings["sqnr"] = time.perf_counter() - t0
+    clock.stop("sqnr")
 
     # -- info ---------------------------------------------------------------------------
     layers: list[LayerInfo] = []
@@ -834,7 +845,8 @@ def quantize_graph(
         notes.append(auto_note)
     if compat and not folded and any(n.op == "batch_norm" for n in fgraph.nodes):
         notes.append("batch norms left unfolded (no preceding conv with a single reader)")
-    timings["total"] = time.perf_counter() - t_start
+    total.lap("total")
+    timings = {**clock.timings, **total.timings}
     config = {
         "activation_error_method": qc.activation_error_method.value,
         "weights_error_method": qc.weights_error_method.value,

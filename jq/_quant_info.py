@@ -72,7 +72,12 @@ class QuantizationInfo:
         activations in graph order).
       output_sqnr_db: SQNR of the model outputs (quantized vs float), on the calibration data.
       config: the settings used (error methods, bit widths, ``mct_compat``, ...), JSON-able.
-      timings: seconds per pipeline stage.
+      timings: seconds per pipeline stage (``prepare``, ``statistics``, ``hessian``,
+        ``weights``, ``activations``, ``auto``, ``build``, ``auto_check``, ``sqnr``, ``total``),
+        each with ``<stage>.compile``: the part spent compiling JAX programs (tracing, lowering,
+        XLA, or loading them from the persistent cache); the rest is run time. The kernel
+        searches start in a thread during ``statistics``; their compile time counts under
+        ``weights.compile``.
       notes: what was applied or skipped (e.g. bias correction on N layers).
 
     Example::

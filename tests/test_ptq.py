@@ -369,3 +369,19 @@ def test_rebase_graph_carries_shape_attributes():
     other = g3.replace(nodes=g3.nodes[:-1] + (g3.nodes[-1].replace(op="relu"),))
     with pytest.raises(ValueError, match="differs from the quantized one"):
         rebase_graph(res.graph, res.float_graph, other)
+
+
+def test_timings_split_compile_from_run():
+    """``info.timings`` gives each stage's wall seconds and, under ``<stage>.compile``, the
+    part spent compiling; a second call on the same graph reuses every compiled program."""
+    graph, params = small_cnn()
+    _, gen = data(batch=7)  # a batch size no other test compiles for
+    first = quantize_graph(graph, params, gen, core_config=QUIET).info.timings
+    again = quantize_graph(graph, params, gen, core_config=QUIET).info.timings
+    stages = ("prepare", "statistics", "weights", "activations", "build", "sqnr", "total")
+    for t in (first, again):
+        for s in stages:
+            assert t[s] >= 0 and 0 <= t[s + ".compile"], (s, t)
+        assert t["total.compile"] <= t["total"] + 1e-6
+    assert first["total.compile"] > 0.1  # a fresh graph compiles its statistics step at least
+    assert again["statistics.compile"] < first["statistics.compile"]
