@@ -64,7 +64,12 @@ def uniform_quantize(
         level = jnp.clip(jnp.round((x - a) * (steps / (b - a))), 0, steps)
         return level * ((b - a) / steps) + a, level
     delta = div(b - a, steps)
-    level = jnp.round((jnp.clip(x, a, b) - a) / delta)
+    # Divide by a full-shape operand: XLA rewrites ``x / broadcast(d)`` as ``x * (1 / d)``, an
+    # ulp off NumPy's quotient for about a quarter of the elements, which flips exact rounding
+    # ties (the minimum of a symmetric float32 start lies on one).
+    shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(delta))
+    delta_full = jax.lax.optimization_barrier(jnp.broadcast_to(delta, shape))
+    level = jnp.round((jnp.clip(x, a, b) - a) / delta_full)
     return mul_add(delta, level, a), level
 
 

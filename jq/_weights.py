@@ -174,7 +174,8 @@ def _search_weights(
     (padded channels' entries are meaningless; ``layout`` says which are real).
 
     ``f32_start`` (compat, float32 weights): MCT's uniform start ``[min, max]`` stays float32,
-    so its loss is computed in float32 arithmetic [quirk]; the rest of the search is float64.
+    so its quantization is float32 arithmetic [quirk] (HMSE's scores stay float64, as MCT's);
+    the rest of the search is float64.
     """
     options = dict(
         method=method,
@@ -194,9 +195,10 @@ def _search_weights(
             return SearchResult(start, jnp.zeros(start.shape[:1], dtype), empty, empty)
         loss0 = None
         if f32_start:
+            # Only the tensor and its start range are float32 in MCT: HMSE's scores stay
+            # float64 (``sqrt(mean(scores))``), so the weighted error is float64 [quirk].
             x32 = x2d.astype(jnp.float32)
-            w32 = None if w2d is None else w2d.astype(jnp.float32)
-            loss_fn32 = _loss_fn(x32, w32, p, layout, **options)
+            loss_fn32 = _loss_fn(x32, w2d, p, layout, **options)
             loss0 = loss_fn32(start.astype(jnp.float32)).astype(dtype)
         return uniform_search(
             loss_fn,
