@@ -500,6 +500,7 @@ def weights_qparams_batch(
     min_threshold: float = MIN_THRESHOLD,
     return_errors: bool = False,
     _fn: str = "weights_qparams_batch",
+    _exact_shapes: bool = False,
 ) -> list[QParams]:
     """:func:`weights_qparams` for many tensors in one compiled call.
 
@@ -543,7 +544,8 @@ def weights_qparams_batch(
     groups: dict[tuple[tuple[int, int], bool], list[int]] = {}
     for i, prep in enumerate(preps):
         f32_start = bool(mct_compat and prep.dtype == np.float32)
-        groups.setdefault((_bucket_shape(prep.x2d.shape, per_channel), f32_start), []).append(i)
+        shape = prep.x2d.shape if _exact_shapes else _bucket_shape(prep.x2d.shape, per_channel)
+        groups.setdefault((tuple(shape), f32_start), []).append(i)
     results: list[QParams | None] = [None] * len(preps)
     static = dict(
         method=method,
