@@ -87,8 +87,8 @@ IM2COL_MAX_POSITIONS = 16
 # Passes per compiled call are unrolled (compile time grows with them): at most this many.
 MAX_PASSES_PER_CALL = 4
 
-_PROBE_OP = "hessian_probe"
-_CONV_OP = "hessian_conv"
+_PROBE_OP = "ptq_hessian_probe"
+_CONV_OP = "ptq_hessian_conv"
 _PROBE_SUFFIX = "#hessian"
 
 
@@ -162,7 +162,7 @@ def _outputs_flat(graph, params, layers, ws, xs):
 
 
 def _scoring_graph(graph: Graph, layers: Sequence[str], out_shapes: dict) -> Graph:
-    """``graph`` with small convs as dots and a ``hessian_probe`` hook after each layer."""
+    """``graph`` with small convs as dots and a ``ptq_hessian_probe`` hook after each layer."""
     hooked = set(layers)
     rename = {n: n + _PROBE_SUFFIX for n in layers}
     nodes = []
