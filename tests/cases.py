@@ -14,6 +14,7 @@ output channels on axis 0.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import NamedTuple
 
@@ -53,8 +54,10 @@ def _sigmoid(x):
 
 def _seed(*parts) -> int:
     # Stable across processes (unlike hash()): the seed depends only on the printed parts.
+    # A digest of the whole text: the first bytes alone (little-endian, mod 2**63) would give
+    # every shape and seed of a kind the same stream.
     text = "/".join(str(p) for p in parts)
-    return int.from_bytes(text.encode(), "little") % (2**63)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 def sample(kind: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
