@@ -388,6 +388,32 @@ def _zeros_acc(plan, dtype):
     }
 
 
+def _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn: str):
+    """``(layers without repeats, sample arrays)``; raises ``ValueError`` on bad settings."""
+    layers = tuple(dict.fromkeys(layers))
+    if not layers:
+        raise ValueError(f"{fn}: layers is empty")
+    if not (isinstance(max_iter, int) and max_iter >= 1 and isinstance(chunk, int) and chunk >= 1):
+        raise ValueError(f"{fn}: max_iter and chunk must be ints >= 1")
+    if not (isinstance(min_iter, int) and min_iter >= 0 and float(tol) >= 0):
+        raise ValueError(f"{fn}: min_iter must be an int >= 0 and tol >= 0")
+    xs = tuple(jnp.asarray(s) for s in samples)
+    if not xs or xs[0].shape[0] == 0:
+        raise ValueError(f"{fn}: no samples")
+    if any(a.shape[0] != xs[0].shape[0] for a in xs):
+        raise ValueError(f"{fn}: every input needs the same number of samples")
+    return layers, xs
+
+
+def _progress_bar(total: int):
+    """A tqdm bar of ``total`` draws, or ``None`` without tqdm (it is optional)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="jq Hessian scores", leave=False)
+
+
 def weight_scores(
     graph: Graph,
     params,
@@ -430,19 +456,8 @@ def weight_scores(
         qp = jq.weights_qparams(w, error_method="hmse", hessian=s["conv1"])
     """
     fn = "weight_scores"
-    layers = tuple(dict.fromkeys(layers))
-    if not layers:
-        raise ValueError(f"{fn}: layers is empty")
-    if not (isinstance(max_iter, int) and max_iter >= 1 and isinstance(chunk, int) and chunk >= 1):
-        raise ValueError(f"{fn}: max_iter and chunk must be ints >= 1")
-    if not (isinstance(min_iter, int) and min_iter >= 0 and float(tol) >= 0):
-        raise ValueError(f"{fn}: min_iter must be an int >= 0 and tol >= 0")
-    xs = tuple(jnp.asarray(s) for s in samples)
-    if not xs or xs[0].shape[0] == 0:
-        raise ValueError(f"{fn}: no samples")
+    layers, xs = _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn)
     n = xs[0].shape[0]
-    if any(a.shape[0] != n for a in xs):
-        raise ValueError(f"{fn}: every input needs the same number of samples")
     sgraph, plan, n_out = _plan(graph, params, xs, layers, fn)
     k = DRAWS_PER_PASS
     exact = n_out <= max_iter
@@ -451,16 +466,7 @@ def weight_scores(
         calls = -(-n_out // (passes * k))
         units = jnp.eye(calls * passes * k, n_out, dtype=jnp.float32)
         units = jnp.reshape(units, (calls, passes, k, n_out))
-    bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=n * (n_out if exact else max_iter), desc="jq Hessian scores", leave=False
-            )
-        except ImportError:  # tqdm is optional
-            bar = None
+    bar = _progress_bar(n * (n_out if exact else max_iter)) if progress else None
     static = dict(graph=sgraph, plan=plan)
     rule = (jnp.int32(max_iter), jnp.int32(min_iter), jnp.float32(tol))
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
