@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 import jq_torch
-from jq._apply import apply
+from jq._src.graph.apply import apply
 
 VISION = [
     "resnet18",

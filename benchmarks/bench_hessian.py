@@ -8,7 +8,7 @@ draws, stop rule after 10, tolerance 1e-3), seed 0.
 
 ``old`` is the implementation this module replaced, copied below (imports, progress bar and
 a returned draw count aside): one ``jax.vjp`` pass per Rademacher draw, samples under
-``lax.map``, draws under ``lax.while_loop``. ``new`` is ``jq._hessian.weight_scores``. Each
+``lax.map``, draws under ``lax.while_loop``. ``new`` is ``jq._src.ptq.hessian.weight_scores``. Each
 runs in a fresh process (``--worker``), old and new back to back: the first call includes
 compilation, the second ("again") reuses it. Wall and CPU seconds (``time.process_time``, all
 threads) are printed; on a shared machine the CPU seconds are the steadier comparison. The two
@@ -43,9 +43,9 @@ sys.path[:0] = [
     os.path.join(os.path.dirname(__file__), "..", "adapters"),
 ]
 
-from jq._apply import apply  # noqa: E402
+from jq._src.graph.apply import apply  # noqa: E402
 
-# -- the previous implementation (jq/_hessian.py before the batched estimator) ---------------
+# -- the previous implementation (jq/_src/ptq/hessian.py before the batched estimator) -------
 
 
 class _State(NamedTuple):
@@ -138,8 +138,8 @@ def setup(size: int, n: int):
     import torchvision
 
     import jq_torch
-    from jq._fold import fold_batch_norm
-    from jq._placement import KERNEL_AXIS
+    from jq._src.ptq.fold import fold_batch_norm
+    from jq._src.ptq.placement import KERNEL_AXIS
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
@@ -160,7 +160,7 @@ def worker(impl: str, size: int, n: int, again: bool, out: str) -> None:
             scores, draws = old_weight_scores(g1, params, xs, layers)
             return jax.block_until_ready(scores), draws
     else:
-        from jq._hessian import weight_scores
+        from jq._src.ptq.hessian import weight_scores
 
         def run():
             scores = weight_scores(g1, params, xs, layers, progress=False)

@@ -4,7 +4,7 @@ Two workloads (issue 2, item 5), every method x error method:
 
 (a) per-channel weight search over all 21 conv/linear weights of torchvision's resnet18
     (11.7 M parameters, 5800 output channels; seeded kaiming-normal tensors built from the
-    shapes, listed in ``tests/cases.py``), 8 bits, channel axis 0;
+    shapes, listed in ``tests/select/cases.py``), 8 bits, channel axis 0;
 (b) activation search over 50 histograms of 2048 bins of varied activations (relu, gelu, silu,
     tanh, sigmoid, gaussian, laplace, student-t, outliers, positive), 8 bits, signedness from
     the data (MCT's pipeline rule) passed explicitly to both.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "select"))
 import cases  # noqa: E402
 
 METHODS = ("power_of_two", "symmetric", "uniform")

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("out", help="HTML file to write; the markdown goes to OUT with .md")
     rp.add_argument("--title", default="jq quantization report", help="page title")
     args = ap.parse_args(argv)
-    from ._report import report
+    from ._src.report.report import report
 
     try:
         html_path, md_path = report(args.info, args.out, title=args.title)

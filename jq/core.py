@@ -7,13 +7,13 @@ Example::
     core_config = jq.core.CoreConfig(quantization_config=quant_config)
 """
 
-from ._config import CoreConfig as CoreConfig
-from ._config import QuantizationConfig as QuantizationConfig
-from ._config import QuantizationErrorMethod as QuantizationErrorMethod
-from ._config import TargetPlatform as TargetPlatform
-from ._enums import QuantizationMethod as QuantizationMethod
-from ._quant_info import LayerInfo as LayerInfo
-from ._quant_info import QuantizationInfo as QuantizationInfo
+from ._src.ptq.config import CoreConfig as CoreConfig
+from ._src.ptq.config import QuantizationConfig as QuantizationConfig
+from ._src.ptq.config import QuantizationErrorMethod as QuantizationErrorMethod
+from ._src.ptq.config import TargetPlatform as TargetPlatform
+from ._src.report.quant_info import LayerInfo as LayerInfo
+from ._src.report.quant_info import QuantizationInfo as QuantizationInfo
+from ._src.select.enums import QuantizationMethod as QuantizationMethod
 
 __all__ = [
     "CoreConfig",

@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from ._calibrate import check_batch
-from ._config import CoreConfig, TargetPlatform
-from ._enums import QuantizationMethod
-from ._fold import fold_batch_norm
-from ._ptq import PTQResult as PTQResult
-from ._ptq import quantize_graph as quantize_graph
-from ._ptq import rebase_graph
+from ._src.ptq.calibrate import check_batch
+from ._src.ptq.config import CoreConfig, TargetPlatform
+from ._src.ptq.fold import fold_batch_norm
+from ._src.ptq.pipeline import PTQResult as PTQResult
+from ._src.ptq.pipeline import quantize_graph as quantize_graph
+from ._src.ptq.pipeline import rebase_graph
+from ._src.select.enums import QuantizationMethod
 
 __all__ = ["PTQResult", "pytorch_post_training_quantization", "quantize_graph"]
 

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import fx
 
-from jq._apply import apply
-from jq._graph import Graph, Node
+from jq._src.graph.apply import apply
+from jq._src.graph.graph import Graph, Node
 
 from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jq._graph import Graph
+from jq._src.graph.graph import Graph
 
 from ._errors import Unsupported, UnsupportedOpError
 

@@ -14,7 +14,7 @@ jq_torch = pytest.importorskip("jq_torch")
 import jq  # noqa: E402
 import jq.core  # noqa: E402
 import jq.ptq  # noqa: E402
-from jq._apply import apply  # noqa: E402
+from jq._src.graph.apply import apply  # noqa: E402
 
 QUIET = jq.core.CoreConfig(progress=False)
 

@@ -1,0 +1,1 @@
+"""jq's implementation; the public faces are ``jq``, ``jq.core`` and ``jq.ptq``."""

@@ -1,0 +1,265 @@
+"""MCT-style PTQ configuration: ``QuantizationConfig``, ``CoreConfig``, ``TargetPlatform``.
+
+Field names and defaults are MCT 2.6.1's (``mct.core.QuantizationConfig``, reference
+``threshold-selection.md`` §3.5), so code written for MCT runs with ``jq.core`` by changing the
+import. jq adds ``mct_compat`` (reproduce MCT's numbers, quirks included, in float64).
+
+Every field is checked on construction; a wrong type or value raises ``TypeError`` /
+``ValueError`` naming the class and the field. Fields that configure MCT features jq does not
+implement (second-moment correction, input scaling, softmax shift, channel equalization, ...)
+accept only their default value, so a config never silently means something jq ignores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from ..select.enums import ErrorMethod, QuantizationMethod, parse_error_method, parse_method
+from ..select.quantizers import MIN_THRESHOLD
+from .auto import AutoErrorMethod, is_auto
+
+QuantizationErrorMethod = ErrorMethod
+
+# Fields accepted only at their MCT default: jq does not implement the feature they switch.
+_UNSUPPORTED = {
+    "relu_bound_to_power_of_2": False,
+    "weights_second_moment_correction": False,
+    "input_scaling": False,
+    "softmax_shift": False,
+    "activation_channel_equalization": False,
+    "shift_negative_threshold_recalculation": False,
+    "shift_negative_params_search": False,
+    "concat_threshold_update": False,
+    "activation_bias_correction": False,
+    "custom_tpc_opset_to_layer": None,
+}
+
+
+def _parse_error_method_or_auto(value, fn: str):
+    """An :class:`ErrorMethod`, or :attr:`AutoErrorMethod.AUTO` for ``"auto"`` (per layer)."""
+    if is_auto(value):
+        return AutoErrorMethod.AUTO
+    try:
+        return parse_error_method(value, fn)
+    except ValueError as e:
+        raise ValueError(f"{e}, or 'auto' (choose per layer)") from None
+
+
+def _check_bool(obj: Any, field: str) -> None:
+    v = getattr(obj, field)
+    if not isinstance(v, bool):
+        raise TypeError(
+            f"{type(obj).__name__}: {field} must be a bool, got {type(v).__name__} {v!r}"
+        )
+
+
+def _check_number(obj: Any, field: str, *, low: float, low_open: bool, allow_inf: bool) -> float:
+    v = getattr(obj, field)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(
+            f"{type(obj).__name__}: {field} must be a number, got {type(v).__name__} {v!r}"
+        )
+    v = float(v)
+    bad = math.isnan(v) or (math.isinf(v) and not allow_inf) or v < low or (low_open and v == low)
+    if bad:
+        rel = ">" if low_open else ">="
+        inf = "" if allow_inf else ", finite"
+        raise ValueError(f"{type(obj).__name__}: {field} must be {rel} {low}{inf}, got {v!r}")
+    return v
+
+
+def _check_bits(obj: Any, field: str) -> None:
+    v = getattr(obj, field)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{type(obj).__name__}: {field} must be an int, got {v!r}")
+    if not 1 <= v <= 16:
+        raise ValueError(f"{type(obj).__name__}: {field} must be in 1..16, got {v}")
+
+
+def _enum_field(obj: Any, field: str, parse) -> None:
+    v = getattr(obj, field)
+    try:
+        member = parse(v, type(obj).__name__)
+    except ValueError as e:
+        raise ValueError(f"{type(obj).__name__}: {field}: {e}") from None
+    object.__setattr__(obj, field, member)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QuantizationConfig:
+    """How thresholds are chosen and which corrections run (MCT's ``QuantizationConfig``).
+
+    Args:
+      activation_error_method: error method of activation thresholds
+        (:class:`QuantizationErrorMethod`, MCT's enum member, or a name such as ``"kl"``).
+      weights_error_method: error method of kernel thresholds. ``HMSE`` works in plain PTQ
+        (MCT requires GPTQ for it): scores come from JAX autodiff (``jq/_src/ptq/hessian.py``).
+        Both error-method fields also accept ``"auto"`` (jq only): every candidate method's
+        parameters are computed and, per layer, the one with the best layer-output SQNR on the
+        calibration data is kept (``jq/_src/ptq/auto.py``; one extra compiled pass over the data).
+      relu_bound_to_power_of_2: not implemented; must be False.
+      weights_bias_correction: correct each quantized kernel layer's bias for the mean shift
+        of its output (reference §5 step 9).
+      weights_second_moment_correction, input_scaling, softmax_shift,
+      activation_channel_equalization: not implemented; must be False.
+      shift_negative_activation_correction: MCT's shift-negative correction (``snc.py``):
+        a SiLU/Hardswish/GELU output with a small negative tail that feeds one conv/linear is
+        shifted to non-negative, quantized unsigned, and the shift folded into the bias.
+      z_threshold: z-score outlier filter of activation histograms (``inf`` = off), > 0.
+      min_threshold: floor of every threshold, > 0.
+      l_p_value: ``p`` of the LP error method, >= 1.
+      linear_collapsing, residual_collapsing: MCT graph rewrites; accepted, not applied (no
+        effect on graphs without consecutive linear layers or ``conv(x) + x``).
+      shift_negative_ratio: SNC trigger ratio (> 0).
+      shift_negative_threshold_recalculation, shift_negative_params_search,
+      concat_threshold_update, activation_bias_correction: not implemented; must be False.
+      activation_bias_correction_threshold: >= 0 (unused while the feature is off).
+      custom_tpc_opset_to_layer: must be None.
+      mct_compat: jq only. ``True`` reproduces MCT 2.6.1's thresholds (float64, quirks
+        included: collector merging, per-channel HMSE normalisation, POT-KL histograms);
+        ``False`` (default) runs float32 with MCT's defects fixed.
+
+    Raises:
+      TypeError / ValueError: a field of the wrong type or value (the message names it).
+
+    Example::
+
+        qc = jq.core.QuantizationConfig(
+            activation_error_method=jq.core.QuantizationErrorMethod.NOCLIPPING)
+    """
+
+    activation_error_method: ErrorMethod | AutoErrorMethod = ErrorMethod.MSE
+    weights_error_method: ErrorMethod | AutoErrorMethod = ErrorMethod.MSE
+    relu_bound_to_power_of_2: bool = False
+    weights_bias_correction: bool = True
+    weights_second_moment_correction: bool = False
+    input_scaling: bool = False
+    softmax_shift: bool = False
+    shift_negative_activation_correction: bool = True
+    activation_channel_equalization: bool = False
+    z_threshold: float = math.inf
+    min_threshold: float = MIN_THRESHOLD
+    l_p_value: float = 2
+    linear_collapsing: bool = True
+    residual_collapsing: bool = True
+    shift_negative_ratio: float = 0.05
+    shift_negative_threshold_recalculation: bool = False
+    shift_negative_params_search: bool = False
+    concat_threshold_update: bool = False
+    activation_bias_correction: bool = False
+    activation_bias_correction_threshold: float = 0.0
+    custom_tpc_opset_to_layer: Any = None
+    mct_compat: bool = False
+
+    def __post_init__(self) -> None:
+        _enum_field(self, "activation_error_method", _parse_error_method_or_auto)
+        _enum_field(self, "weights_error_method", _parse_error_method_or_auto)
+        for f in dataclasses.fields(self):
+            if f.type in ("bool", bool):
+                _check_bool(self, f.name)
+        _check_number(self, "z_threshold", low=0.0, low_open=True, allow_inf=True)
+        _check_number(self, "min_threshold", low=0.0, low_open=True, allow_inf=False)
+        _check_number(self, "l_p_value", low=1.0, low_open=False, allow_inf=False)
+        _check_number(self, "shift_negative_ratio", low=0.0, low_open=True, allow_inf=False)
+        _check_number(
+            self, "activation_bias_correction_threshold", low=0.0, low_open=False, allow_inf=False
+        )
+        for name, default in _UNSUPPORTED.items():
+            if getattr(self, name) != default:
+                raise ValueError(
+                    f"QuantizationConfig: {name}={getattr(self, name)!r} is not supported by jq "
+                    f"(only the MCT default {default!r})"
+                )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TargetPlatform:
+    """jq's target platform: MCT's default TPC (imx500 v1) with settable bit widths/methods.
+
+    Kernels of ``conv``, ``conv_transpose`` and ``linear`` get ``weights_*``; every other
+    float value gets an activation quantizer (``activation_*``, signedness from the data),
+    except the no-quantization ops and the inner ops of fusing patterns (reference §5).
+
+    Args:
+      weights_n_bits: kernel bit width (1..16), default 8.
+      weights_quantization_method: default SYMMETRIC.
+      weights_per_channel_threshold: per output channel (default) or per tensor.
+      activation_n_bits: activation bit width (1..16), default 8.
+      activation_quantization_method: default POWER_OF_TWO.
+      quantize_inputs: put a quantizer on the graph inputs (MCT does).
+
+    Raises:
+      TypeError / ValueError: a field of the wrong type or value.
+    """
+
+    weights_n_bits: int = 8
+    weights_quantization_method: QuantizationMethod = QuantizationMethod.SYMMETRIC
+    weights_per_channel_threshold: bool = True
+    activation_n_bits: int = 8
+    activation_quantization_method: QuantizationMethod = QuantizationMethod.POWER_OF_TWO
+    quantize_inputs: bool = True
+
+    def __post_init__(self) -> None:
+        _check_bits(self, "weights_n_bits")
+        _check_bits(self, "activation_n_bits")
+        _enum_field(self, "weights_quantization_method", parse_method)
+        _enum_field(self, "activation_quantization_method", parse_method)
+        _check_bool(self, "weights_per_channel_threshold")
+        _check_bool(self, "quantize_inputs")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CoreConfig:
+    """MCT's ``CoreConfig``: holds the :class:`QuantizationConfig`.
+
+    Args:
+      quantization_config: the :class:`QuantizationConfig` (default: MCT's defaults).
+      mixed_precision_config, bit_width_config, debug_config: MCT fields; jq has no mixed
+        precision, manual bit widths or network editor: each must be None (MCT's "unset"
+        default objects are accepted too).
+      progress: jq only: show tqdm progress bars (statistics, Hessians).
+
+    Raises:
+      TypeError / ValueError: a field of the wrong type or value.
+    """
+
+    quantization_config: QuantizationConfig = dataclasses.field(default_factory=QuantizationConfig)
+    mixed_precision_config: Any = None
+    bit_width_config: Any = None
+    debug_config: Any = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        qc = self.quantization_config
+        if not isinstance(qc, QuantizationConfig):
+            raise TypeError(
+                "CoreConfig: quantization_config must be a jq.core.QuantizationConfig, got "
+                f"{type(qc).__module__}.{type(qc).__name__}"
+            )
+        _check_bool(self, "progress")
+        for name in ("mixed_precision_config", "bit_width_config", "debug_config"):
+            v = getattr(self, name)
+            if v is not None and not _is_unset_mct_object(v):
+                raise ValueError(
+                    f"CoreConfig: {name} is not supported by jq (mixed precision, manual bit "
+                    f"widths and the network editor are not implemented); got {v!r}"
+                )
+
+
+def _is_unset_mct_object(v: Any) -> bool:
+    """MCT's default ``MixedPrecisionQuantizationConfig()`` / ``BitWidthConfig()`` /
+    ``DebugConfig()`` instances mean "off"; accept them so MCT-built configs pass through."""
+    name = type(v).__name__
+    if name == "MixedPrecisionQuantizationConfig":
+        return not getattr(v, "is_mixed_precision_enabled", False)
+    if name == "BitWidthConfig":
+        return not getattr(v, "manual_activation_bit_width_selection_list", None) and not getattr(
+            v, "manual_weights_bit_width_selection_list", None
+        )
+    if name == "DebugConfig":
+        return not getattr(v, "network_editor", None) and not getattr(
+            v, "analyze_similarity", False
+        )
+    return False
