@@ -43,7 +43,7 @@ sys.path[:0] = [
     os.path.join(os.path.dirname(__file__), "..", "adapters"),
 ]
 
-from jq._src.graph.apply import apply  # noqa: E402
+from jq import apply  # noqa: E402
 
 # -- the previous implementation (jq/_src/ptq/hessian.py before the batched estimator) -------
 

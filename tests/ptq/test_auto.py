@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 import jq
-from jq._src.graph.graph import Graph, Node
+from jq import ErrorMethod, Graph, Node
 from jq._src.ptq import auto as _auto
-from jq._src.select.enums import ErrorMethod
 from jq._src.select.quantizers import affine_grid, threshold_range
 
 
@@ -255,7 +254,7 @@ def test_config_accepts_auto():
 
 def test_pipeline_auto_one_extra_pass_and_records_every_method(tmp_path):
     import jq.core
-    from jq._src.ptq.pipeline import quantize_graph
+    from jq.ptq import quantize_graph
 
     g, p, xs = _mlp()
     calls = []
@@ -300,7 +299,7 @@ def test_pipeline_auto_one_extra_pass_and_records_every_method(tmp_path):
     info.save(path)
     back = jq.core.QuantizationInfo.load(path)
     assert back.layer("act").analysis == info.layer("act").analysis
-    from jq._src.report.report import report
+    from jq import report
 
     html_path, _ = report(back, tmp_path / "r.html")
     with open(html_path, encoding="utf-8") as f:
@@ -311,7 +310,7 @@ def test_pipeline_auto_one_extra_pass_and_records_every_method(tmp_path):
 def test_pipeline_auto_matches_the_chosen_single_method():
     """An AUTO run whose every layer chose MSE equals the plain MSE run (same params)."""
     import jq.core
-    from jq._src.ptq.pipeline import quantize_graph
+    from jq.ptq import quantize_graph
 
     g, p, xs = _mlp()
     quiet = dict(progress=False)
@@ -347,7 +346,7 @@ def test_pipeline_auto_matches_the_chosen_single_method():
 def test_pipeline_auto_output_sqnr_at_least_every_single_method(kind):
     """The per-layer choice is checked against each method applied to every layer (model output
     SQNR on the kept calibration batches): AUTO is never worse than the best single method."""
-    from jq._src.ptq.pipeline import quantize_graph
+    from jq.ptq import quantize_graph
 
     g, p, xs = _mlp(1)
     xs = xs[:1]  # one batch: the check and the reported output SQNR see the same data

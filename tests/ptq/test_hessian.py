@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jq._src.graph.graph import Graph, Node
+from jq import Graph, Node
 from jq._src.graph.ops import get_op
 from jq._src.ptq.hessian import (
     DRAWS_PER_PASS,
@@ -69,7 +69,8 @@ def samples(n, seed=1):
 
 
 def mct_loop(jacs, draws, *, max_iter=MAX_ITER, min_iter=MIN_ITER, tol=TOL):
-    """MCT's loop (reference §4.1) in float64 NumPy, ``g = J^T v`` from full Jacobians."""
+    """MCT's loop (``_compute_hessian_for_hmse``) in float64 NumPy, ``g = J^T v`` from full
+    Jacobians."""
     scores = {k: np.zeros(j.shape[1]) for k, j in jacs.items()}
     prev = None
     for j in range(max_iter):

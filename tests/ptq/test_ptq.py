@@ -13,14 +13,13 @@ import pytest
 import jq
 import jq.core
 import jq.ptq
-from jq._src.graph.apply import apply
-from jq._src.graph.graph import Graph, Node
+from jq import Graph, Node, apply, histogram_finalize, histogram_init, histogram_update
+from jq._src.ptq.build import bias_correction as _bias_correction
 from jq._src.ptq.calibrate import collect_statistics
 from jq._src.ptq.fold import fold_batch_norm
 from jq._src.ptq.hessian import exact_weight_diag, weight_scores
-from jq._src.ptq.pipeline import _bias_correction, quantize_graph
 from jq._src.ptq.placement import plan_quantization
-from jq._src.select.histogram import histogram_finalize, histogram_init, histogram_update
+from jq.ptq import quantize_graph
 
 CONV = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
 
@@ -347,7 +346,7 @@ def test_pooling_has_gradients_under_jit():
 def test_rebase_graph_carries_shape_attributes():
     """The quantized graph for another batch size: reshape targets from the new float graph,
     quantizers kept; any other difference is an error."""
-    from jq._src.ptq.pipeline import rebase_graph
+    from jq.ptq import rebase_graph
 
     def baked(batch):
         g, p = small_cnn()

@@ -1,4 +1,5 @@
-"""Shift-negative correction (reference §5 step 8) on hand-built jq graphs (torch-free).
+"""Shift-negative correction (MCT's ``apply_shift_negative_correction``) on hand-built jq
+graphs (torch-free).
 
 MCT parity of the whole rewrite (exported model equal to MCT's) is in
 ``tests/torch/test_ptq_torch.py``.
@@ -10,10 +11,9 @@ import numpy as np
 import pytest
 
 import jq.core
-from jq._src.graph.apply import apply
-from jq._src.graph.graph import Graph, Node
-from jq._src.ptq.pipeline import quantize_graph
+from jq import Graph, Node, apply
 from jq._src.ptq.snc import NON_LINEAR_BITS, plan_shifts, shift_value, shifted_bias
+from jq.ptq import quantize_graph
 
 PAD1 = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
 POOL = dict(

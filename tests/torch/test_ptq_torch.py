@@ -14,7 +14,7 @@ jq_torch = pytest.importorskip("jq_torch")
 import jq  # noqa: E402
 import jq.core  # noqa: E402
 import jq.ptq  # noqa: E402
-from jq._src.graph.apply import apply  # noqa: E402
+from jq import apply  # noqa: E402
 
 QUIET = jq.core.CoreConfig(progress=False)
 
@@ -125,7 +125,7 @@ def test_config_field_names_and_defaults_match_mct():
     assert qc.activation_error_method is jq.core.QuantizationErrorMethod.KL
     # An MCT target platform object is read (its default activation and conv kernel configs).
     tpc = mct.get_target_platform_capabilities(tpc_version="1.0", device_type="imx500")
-    assert jq.ptq._platform(tpc) == jq.core.TargetPlatform()
+    assert jq.ptq.resolve_target_platform(tpc) == jq.core.TargetPlatform()
 
 
 class _SNCNet(torch.nn.Module):

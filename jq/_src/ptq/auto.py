@@ -27,7 +27,6 @@ selection by a downstream measure follows the layer-wise calibration idea of e.g
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -39,22 +38,12 @@ import numpy as np
 from ..graph.apply import apply
 from ..graph.graph import Graph
 from ..graph.ops import get_op
+from ..select.enums import AUTO as AUTO
+from ..select.enums import AutoErrorMethod as AutoErrorMethod
 from ..select.enums import ErrorMethod
+from ..select.enums import is_auto as is_auto
 from ..select.quantizers import affine_fake_quant
-
-AUTO = "auto"
-
-
-class AutoErrorMethod(enum.Enum):
-    """The config value ``"auto"`` (``QuantizationConfig.*_error_method``): choose per layer.
-
-    Kept apart from :class:`jq.ErrorMethod` on purpose: AUTO is a pipeline option, not an error
-    metric the threshold search can minimise (``jq.weights_qparams(..., error_method="auto")``
-    stays an error).
-    """
-
-    AUTO = AUTO
-
+from .data import accumulate
 
 # Candidate methods in tie-break order (MSE, jq's default, first). HMSE needs Hessian scores:
 # for weights jq computes them (autodiff); for activations it needs Hessian-weighted histograms,
@@ -69,14 +58,6 @@ ACTIVATION_METHODS = (
 WEIGHTS_METHODS = ACTIVATION_METHODS + (ErrorMethod.HMSE,)
 
 TIE_DB = 1e-6  # SQNRs closer than this (dB) count as equal; float32 sums differ by ~1e-7 dB
-
-
-def is_auto(value: Any) -> bool:
-    """Whether a config value asks for the AUTO error method (``"auto"`` in any case, or
-    :attr:`AutoErrorMethod.AUTO`)."""
-    if value is AutoErrorMethod.AUTO:
-        return True
-    return isinstance(value, str) and value.strip().lower() == AUTO
 
 
 def candidate_methods(kind: str, *, hessian: bool = True) -> tuple[ErrorMethod, ...]:
@@ -200,7 +181,7 @@ def auto_sqnr(
       batches: the calibration batches, each a sequence of arrays (one per graph input).
       act_values: ``La`` quantized values to evaluate.
       act_grids: ``(La, M, 3)``: the ``fake_quant`` grid ``(scale, q_min, q_max)`` of each
-        value under each of the ``M`` methods (``jq._quantizers.affine_grid``).
+        value under each of the ``M`` methods (``jq._src.select.quantizers.affine_grid``).
       kernels: ``Lk`` :class:`KernelSpec`.
       kernel_weights: ``Lk`` arrays ``(Mk, *weight.shape)``: each method's fake-quantized kernel.
       kernel_biases: ``Lk`` arrays ``(Mk, O)``: each method's (bias-corrected) bias; zeros when
@@ -213,14 +194,63 @@ def auto_sqnr(
     Raises:
       ValueError: mismatched lengths, or no batch.
 
-    Example::
-
-        sums = auto_sqnr(lambda s: graph, params, batches, act_values=("relu",),
-                         act_grids=grids)
-        choice, db = choose(sums.act_signal, sums.act_noise)
+    Examples:
+      >>> import numpy as np, jq
+      >>> from jq._src.select.quantizers import affine_grid
+      >>> g = jq.Graph(inputs=("x",), nodes=(jq.Node("r", "relu", ("x",)),), outputs=("r",))
+      >>> grids = np.array([[affine_grid(8, threshold=t, signed=False) for t in (1.0, 4.0)]])
+      >>> x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(4, 16)
+      >>> sums = auto_sqnr(lambda shapes: g, {}, [(x,)], act_values=("r",), act_grids=grids)
+      >>> choose(sums.act_signal, sums.act_noise)[0]  # threshold 1 beats 4 on values in [0, 1]
+      array([0])
     """
     act_values = tuple(act_values)
     kernels = tuple(KernelSpec(*k) for k in kernels)
+    act_grids, kw, kb = _auto_inputs(
+        act_values, act_grids, kernels, kernel_weights, kernel_biases, fn
+    )
+    n_m = act_grids.shape[1]
+    n_mk = kw[0].shape[0] if kw else 0
+    zeros = AutoSums(
+        np.zeros(len(act_values)),
+        np.zeros((len(act_values), n_m)),
+        np.zeros(len(kernels)),
+        np.zeros((len(kernels), n_mk)),
+        0,
+    )
+
+    def step(acc: AutoSums, graph: Graph, arrays) -> AutoSums:
+        out = _auto_step(
+            params,
+            act_grids,
+            kw,
+            kb,
+            tuple(jnp.asarray(np.asarray(a)) for a in arrays),
+            graph=graph,
+            act_values=act_values,
+            kernels=kernels,
+        )
+        s1, e1, s2, e2 = jax.device_get(out)
+        if act_values:
+            acc = acc._replace(
+                act_signal=acc.act_signal + np.asarray(s1, np.float64),
+                act_noise=acc.act_noise + np.asarray(e1, np.float64),
+            )
+        if kernels:
+            acc = acc._replace(
+                kernel_signal=acc.kernel_signal + np.asarray(s2, np.float64),
+                kernel_noise=acc.kernel_noise + np.asarray(e2, np.float64),
+            )
+        return acc
+
+    sums, count = accumulate(batches, graph_for, step, zeros)
+    if count == 0:
+        raise ValueError(f"{fn}: the representative dataset yielded no batch")
+    return sums._replace(n_batches=count)
+
+
+def _auto_inputs(act_values, act_grids, kernels, kernel_weights, kernel_biases, fn: str):
+    """:func:`auto_sqnr`'s grids, kernels and biases as arrays, their shapes checked."""
     if act_values:
         act_grids = jnp.asarray(act_grids, jnp.float32)
         if act_grids.ndim != 3 or act_grids.shape[0] != len(act_values) or act_grids.shape[2] != 3:
@@ -237,37 +267,7 @@ def auto_sqnr(
         )
     kw = [jnp.asarray(w) for w in kernel_weights]
     kb = [jnp.asarray(b, jnp.float32) for b in kernel_biases]
-    n_m = act_grids.shape[1]
-    n_mk = kw[0].shape[0] if kw else 0
-    a_sig = np.zeros(len(act_values))
-    a_noise = np.zeros((len(act_values), n_m))
-    k_sig = np.zeros(len(kernels))
-    k_noise = np.zeros((len(kernels), n_mk))
-    count = 0
-    for arrays in batches:
-        arrays = tuple(np.asarray(a) for a in arrays)
-        g = graph_for(tuple(a.shape for a in arrays))
-        out = _auto_step(
-            params,
-            act_grids,
-            kw,
-            kb,
-            tuple(jnp.asarray(a) for a in arrays),
-            graph=g,
-            act_values=act_values,
-            kernels=kernels,
-        )
-        s1, e1, s2, e2 = jax.device_get(out)
-        if act_values:
-            a_sig += np.asarray(s1, np.float64)
-            a_noise += np.asarray(e1, np.float64)
-        if kernels:
-            k_sig += np.asarray(s2, np.float64)
-            k_noise += np.asarray(e2, np.float64)
-        count += 1
-    if count == 0:
-        raise ValueError(f"{fn}: the representative dataset yielded no batch")
-    return AutoSums(a_sig, a_noise, k_sig, k_noise, count)
+    return act_grids, kw, kb
 
 
 def sqnr_db(signal, noise) -> np.ndarray:
@@ -295,9 +295,10 @@ def choose(signal, noise, *, tie_db: float = TIE_DB) -> tuple[np.ndarray, np.nda
     Raises:
       ValueError: shapes that do not match.
 
-    Example::
-
-        choice, db = choose(np.array([4.0]), np.array([[1.0, 0.5, 2.0]]))  # -> [1]
+    Examples:
+      >>> choice, db = choose(np.array([4.0]), np.array([[1.0, 0.5, 2.0]]))
+      >>> choice, db.round(2)
+      (array([1]), array([[6.02, 9.03, 3.01]]))
     """
     s = np.asarray(signal, np.float64)
     e = np.asarray(noise, np.float64)

@@ -1,7 +1,8 @@
-"""Statistics collection for PTQ (reference §3.5 "Statistics", §4.3): one jitted step per batch.
+"""Statistics collection for PTQ (MCT 2.6.1's ``model_collector.py``): one jitted step per
+batch.
 
 Each batch runs one compiled forward of the float graph with ``capture=...`` and, in the same
-computation, updates a mergeable histogram (:class:`jq._histogram.HistogramState`), the min and
+computation, updates a mergeable histogram (:class:`jq.HistogramState`), the min and
 max of every quantized activation, and the per-channel means of the inputs of kernel layers
 (bias correction). Activations never leave the compiled step, so memory is bounded by the
 histograms. With ``hmse=True`` the step also draws one Rademacher vector ``v`` over the model
@@ -9,11 +10,12 @@ outputs and weights each activation's histogram by ``(d sum(v * y) / d a)^2`` (M
 Hessian-weighted collector; model outputs get unit weights).
 
 ``mct_compat=True`` reproduces MCT's collector instead: each batch's histogram over its own
-``[min, max]`` in float64, merged on read (:class:`jq._histogram.MCTHistogramState`).
+``[min, max]`` in float64, merged on read (:class:`jq.MCTHistogramState`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -31,7 +33,9 @@ from ..select.histogram import (
     _state_update,
     histogram_finalize,
     histogram_init,
+    histogram_merge,
 )
+from .data import _progress, accumulate
 
 PERTURB_OP = "ptq_perturb"
 PERTURB_SUFFIX = "#hmse"
@@ -136,77 +140,150 @@ def _stats_step(
     return new_hists, new_sums, mins, maxs
 
 
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional
-        return iterable
-    return tqdm(iterable, desc=desc, leave=False)
+class StatsSpec(NamedTuple):
+    """What the statistics pass collects (static for a PTQ call).
 
-
-def check_batch(batch: Any, index: int, n_inputs: int, fn: str) -> tuple[np.ndarray, ...]:
-    """One representative batch as a tuple of NumPy arrays; rejects bad input with a clear error.
-
-    Accepts a list/tuple of arrays (MCT's convention) or a single array (one-input models).
-    Float arrays are cast to float32 and must be finite.
+    Attributes:
+      hist_names: values whose histogram and min/max are collected.
+      mean_specs: ``((layer, (input_value, channel_axis)), ...)``: per-channel means of kernel
+        layers' inputs (bias correction).
+      hmse: weight histograms by Hessian scores (MCT's Hessian-weighted collector).
+      mct_compat: MCT's per-batch float64 histograms, merged on read.
+      n_bins: histogram bins.
     """
-    if isinstance(batch, (list, tuple)):
-        items = list(batch)
+
+    hist_names: tuple[str, ...]
+    mean_specs: tuple[tuple[str, tuple[str, int]], ...] = ()
+    hmse: bool = False
+    mct_compat: bool = False
+    n_bins: int = 2048
+
+
+class StatsState(NamedTuple):
+    """The running statistics: a pure function of the batches seen, mergeable across shards.
+
+    Attributes:
+      hists: ``{name: HistogramState | MCTHistogramState}``.
+      sums: ``{layer: (C,)}`` sums of per-batch channel means; ``None`` before the first batch.
+      minimum, maximum: ``{name: float}``.
+      key: the PRNG key of the next batch's Rademacher draw (``hmse``).
+      count: batches seen.
+    """
+
+    hists: dict[str, Any]
+    sums: dict[str, jax.Array] | None
+    minimum: dict[str, float]
+    maximum: dict[str, float]
+    key: jax.Array
+    count: int
+
+
+def stats_init(spec: StatsSpec, seed: int = 0) -> StatsState:
+    """The state before any batch."""
+    if spec.mct_compat:
+        hists: dict[str, Any] = {n: MCTHistogramState(spec.n_bins) for n in spec.hist_names}
     else:
-        items = [batch]
-    if len(items) != n_inputs:
-        raise ValueError(
-            f"{fn}: representative batch {index} has {len(items)} input(s); the model takes "
-            f"{n_inputs}"
+        hists = {n: histogram_init(spec.n_bins, dtype=jnp.float32) for n in spec.hist_names}
+    names = spec.hist_names
+    return StatsState(
+        hists,
+        None,
+        dict.fromkeys(names, np.inf),
+        dict.fromkeys(names, -np.inf),
+        jax.random.PRNGKey(seed),
+        0,
+    )
+
+
+def stats_step(
+    spec: StatsSpec, params, state: StatsState, graph: Graph, inputs: tuple[np.ndarray, ...]
+) -> StatsState:
+    """``state`` after one batch ``inputs`` through the float ``graph`` (one compiled step)."""
+    targets: tuple[str, ...] = ()
+    if spec.hmse:
+        targets = tuple(n for n in spec.hist_names if n not in graph.outputs)
+        graph = perturbed_graph(graph, targets)
+    sums = state.sums
+    if sums is None:
+        sums = _zero_sums(graph, params, inputs, spec.mean_specs)
+    key, sub = jax.random.split(state.key)
+    with jax.enable_x64(True) if spec.mct_compat else contextlib.nullcontext():
+        new_hists, sums, bmin, bmax = _stats_step(
+            params,
+            {} if spec.mct_compat else state.hists,
+            sums,
+            sub,
+            tuple(jnp.asarray(a) for a in inputs),
+            graph=graph,
+            hist_names=spec.hist_names,
+            mean_specs=spec.mean_specs,
+            hmse_targets=targets,
+            compat=spec.mct_compat,
+            n_bins=spec.n_bins,
         )
-    out = []
-    for j, x in enumerate(items):
-        if hasattr(x, "detach"):  # a torch tensor, without importing torch
-            x = x.detach().cpu().numpy()
-        try:
-            a = np.asarray(x)
-        except Exception as e:
-            raise TypeError(
-                f"{fn}: representative batch {index}, input {j}: expected an array or tensor, "
-                f"got {type(x).__name__}"
-            ) from e
-        if a.dtype == object or not (
-            np.issubdtype(a.dtype, np.floating)
-            or np.issubdtype(a.dtype, np.integer)
-            or a.dtype == np.bool_
-        ):
-            raise TypeError(
-                f"{fn}: representative batch {index}, input {j}: expected a real numeric array, "
-                f"got dtype {a.dtype}"
-            )
-        if a.size == 0:
-            raise ValueError(f"{fn}: representative batch {index}, input {j} is empty")
-        if np.issubdtype(a.dtype, np.floating):
-            if not np.isfinite(a).all():
-                what = "NaN" if np.isnan(a).any() else "inf"
-                raise ValueError(
-                    f"{fn}: representative batch {index}, input {j} contains {what}; "
-                    "statistics need finite data"
-                )
-            a = a.astype(np.float32)
-        out.append(a)
-    return tuple(out)
+    if spec.mct_compat:
+        hists = {}
+        for n in spec.hist_names:
+            e, c = new_hists[n]
+            s = state.hists[n]
+            hists[n] = s._replace(bins=s.bins + (e,), counts=s.counts + (c,))
+    else:
+        hists = new_hists
+    bmin, bmax = jax.device_get((bmin, bmax))
+    mins = {n: min(state.minimum[n], float(bmin[n])) for n in spec.hist_names}
+    maxs = {n: max(state.maximum[n], float(bmax[n])) for n in spec.hist_names}
+    return StatsState(hists, sums, mins, maxs, key, state.count + 1)
 
 
-def check_shapes(
-    arrays: Sequence[np.ndarray], expected: Sequence[tuple[int, ...] | None], index: int, fn: str
-) -> None:
-    """Every input must match ``expected`` except on the batch axis (0)."""
-    for j, (a, e) in enumerate(zip(arrays, expected, strict=True)):
-        if e is None:
-            continue
-        if a.ndim != len(e) or tuple(a.shape[1:]) != tuple(e[1:]):
-            raise ValueError(
-                f"{fn}: representative batch {index}, input {j} has shape {tuple(a.shape)}; "
-                f"expected (batch, {', '.join(map(str, e[1:]))}) like the first batch {tuple(e)}"
+def stats_merge(spec: StatsSpec, a: StatsState, b: StatsState) -> StatsState:
+    """The state of ``a``'s batches and ``b``'s together (shards of one dataset).
+
+    Histograms, minima and maxima merge exactly; channel-mean sums add (float rounding may
+    differ from one sequential pass). The merged key is ``a``'s.
+    """
+    if spec.mct_compat:
+        hists = {
+            n: a.hists[n]._replace(
+                bins=a.hists[n].bins + b.hists[n].bins,
+                counts=a.hists[n].counts + b.hists[n].counts,
             )
+            for n in spec.hist_names
+        }
+    else:
+        hists = {n: histogram_merge(a.hists[n], b.hists[n]) for n in spec.hist_names}
+    if a.sums is None or b.sums is None:
+        sums = a.sums if b.sums is None else b.sums
+    else:
+        sums = {k: a.sums[k] + b.sums[k] for k in a.sums}
+    mins = {n: min(a.minimum[n], b.minimum[n]) for n in spec.hist_names}
+    maxs = {n: max(a.maximum[n], b.maximum[n]) for n in spec.hist_names}
+    return StatsState(hists, sums, mins, maxs, a.key, a.count + b.count)
+
+
+def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
+    """The :class:`Statistics` of ``state``.
+
+    Raises:
+      ValueError: no batch, or a non-finite activation (naming the values).
+    """
+    if state.count == 0:
+        raise ValueError(f"{fn}: the representative dataset yielded no batch")
+    names = spec.hist_names
+    bad = [
+        n for n in names if not (np.isfinite(state.minimum[n]) and np.isfinite(state.maximum[n]))
+    ]
+    if bad:
+        raise ValueError(
+            f"{fn}: activations {bad[:5]} have non-finite values (NaN/inf) on the representative "
+            "data; the float model overflows or produces NaN there"
+        )
+    hists = {}
+    with jax.enable_x64(True) if spec.mct_compat else contextlib.nullcontext():
+        for n in names:
+            e, c = histogram_finalize(state.hists[n])
+            hists[n] = (np.asarray(e), np.asarray(c))
+    means = {n: np.asarray(s) / state.count for n, s in (state.sums or {}).items()}
+    return Statistics(hists, state.minimum, state.maximum, means, state.count)
 
 
 def collect_statistics(
@@ -225,17 +302,15 @@ def collect_statistics(
 ) -> Statistics:
     """Run every batch through the float graph once, collecting statistics.
 
+    The pass is :func:`stats_init`, :func:`stats_step` per batch and :func:`stats_finalize`
+    (states of shards merge with :func:`stats_merge`).
+
     Args:
       graph_for: returns the float graph for a tuple of input shapes (graphs may bake the
         batch size into reshapes; a new batch size can need a new graph).
       params: the params pytree.
-      batches: checked batches (tuples of arrays, see :func:`check_batch`).
-      hist_names: values whose histogram and min/max are collected.
-      mean_specs: ``((layer, (input_value, channel_axis)), ...)``: per-channel means collected
-        for bias correction.
-      hmse: weight histograms by Hessian scores (§4.3).
-      mct_compat: MCT's per-batch float64 histograms merged on read.
-      n_bins: histogram bins.
+      batches: checked batches (tuples of arrays, see ``data.check_batch``).
+      hist_names, mean_specs, hmse, mct_compat, n_bins: see :class:`StatsSpec`.
       seed: seed of the Rademacher draws (``hmse``).
       progress: tqdm progress bar.
       fn: name used in error messages.
@@ -246,86 +321,23 @@ def collect_statistics(
     Raises:
       ValueError: no batch, or a non-finite activation (naming the value).
     """
-    hist_names = tuple(hist_names)
-    mean_specs = tuple(mean_specs)
-    key = jax.random.PRNGKey(seed)
-    hists: dict[str, Any] = {}
-    if mct_compat:
-        states = {n: MCTHistogramState(n_bins) for n in hist_names}
-    else:
-        states = {n: histogram_init(n_bins, dtype=jnp.float32) for n in hist_names}
-    sums: dict[str, jax.Array] | None = None
-    mins = {n: np.inf for n in hist_names}
-    maxs = {n: -np.inf for n in hist_names}
-    count = 0
-    ctx = jax.enable_x64(True) if mct_compat else _null()
-    for arrays in _progress(batches, progress, "jq statistics"):
-        g = graph_for(tuple(a.shape for a in arrays))
-        targets = ()
-        if hmse:
-            targets = tuple(n for n in hist_names if n not in g.outputs)
-            g = perturbed_graph(g, targets)
-        if sums is None:
-            sums = _zero_sums(g, params, arrays, mean_specs)
-        key, sub = jax.random.split(key)
-        with ctx:
-            out = _stats_step(
-                params,
-                {} if mct_compat else states,
-                sums,
-                sub,
-                tuple(jnp.asarray(a) for a in arrays),
-                graph=g,
-                hist_names=hist_names,
-                mean_specs=mean_specs,
-                hmse_targets=targets,
-                compat=mct_compat,
-                n_bins=n_bins,
-            )
-        new_hists, sums, bmin, bmax = out
-        if mct_compat:
-            for n in hist_names:
-                e, c = new_hists[n]
-                s = states[n]
-                states[n] = s._replace(bins=s.bins + (e,), counts=s.counts + (c,))
-        else:
-            states = new_hists
-        bmin, bmax = jax.device_get((bmin, bmax))
-        for n in hist_names:
-            mins[n] = min(mins[n], float(bmin[n]))
-            maxs[n] = max(maxs[n], float(bmax[n]))
-        count += 1
-    if count == 0:
-        raise ValueError(f"{fn}: the representative dataset yielded no batch")
-    bad = [n for n in hist_names if not (np.isfinite(mins[n]) and np.isfinite(maxs[n]))]
-    if bad:
-        raise ValueError(
-            f"{fn}: activations {bad[:5]} have non-finite values (NaN/inf) on the representative "
-            "data; the float model overflows or produces NaN there"
-        )
-    with ctx:
-        for n in hist_names:
-            e, c = histogram_finalize(states[n])
-            hists[n] = (np.asarray(e), np.asarray(c))
-    means = {n: np.asarray(s) / count for n, s in (sums or {}).items()}
-    return Statistics(hists, mins, maxs, means, count)
+    spec = StatsSpec(tuple(hist_names), tuple(mean_specs), hmse, mct_compat, n_bins)
+    state, _ = accumulate(
+        _progress(batches, progress, "jq statistics"),
+        graph_for,
+        functools.partial(stats_step, spec, params),
+        stats_init(spec, seed),
+    )
+    return stats_finalize(spec, state, fn)
 
 
-def _zero_sums(graph, params, arrays, mean_specs):
+def _zero_sums(graph, params, inputs, mean_specs):
     if not mean_specs:
         return {}
     srcs = tuple(dict.fromkeys(src for _, (src, _) in mean_specs))
-    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in inputs]
     _, acts = jax.eval_shape(lambda p, *xs: apply(graph, p, *xs, capture=srcs), params, *specs)
     return {
         layer: jnp.zeros(acts[src].shape[axis % len(acts[src].shape)], jnp.float32)
         for layer, (src, axis) in mean_specs
     }
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

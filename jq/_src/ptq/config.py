@@ -1,8 +1,9 @@
 """MCT-style PTQ configuration: ``QuantizationConfig``, ``CoreConfig``, ``TargetPlatform``.
 
-Field names and defaults are MCT 2.6.1's (``mct.core.QuantizationConfig``, reference
-``threshold-selection.md`` §3.5), so code written for MCT runs with ``jq.core`` by changing the
-import. jq adds ``mct_compat`` (reproduce MCT's numbers, quirks included, in float64).
+Field names and defaults are MCT 2.6.1's (``mct.core.QuantizationConfig``,
+``mct/core/common/quantization/quantization_config.py``), so code written for MCT runs with
+``jq.core`` by changing the import. jq adds ``mct_compat`` (reproduce MCT's numbers, quirks
+included, in float64).
 
 Every field is checked on construction; a wrong type or value raises ``TypeError`` /
 ``ValueError`` naming the class and the field. Fields that configure MCT features jq does not
@@ -16,11 +17,15 @@ import dataclasses
 import math
 from typing import Any
 
-from ..select.enums import ErrorMethod, QuantizationMethod, parse_error_method, parse_method
+from ..select.enums import (
+    AutoErrorMethod,
+    ErrorMethod,
+    QuantizationMethod,
+    is_auto,
+    parse_error_method,
+    parse_method,
+)
 from ..select.quantizers import MIN_THRESHOLD
-from .auto import AutoErrorMethod, is_auto
-
-QuantizationErrorMethod = ErrorMethod
 
 # Fields accepted only at their MCT default: jq does not implement the feature they switch.
 _UNSUPPORTED = {
@@ -101,7 +106,7 @@ class QuantizationConfig:
         calibration data is kept (``jq/_src/ptq/auto.py``; one extra compiled pass over the data).
       relu_bound_to_power_of_2: not implemented; must be False.
       weights_bias_correction: correct each quantized kernel layer's bias for the mean shift
-        of its output (reference §5 step 9).
+        of its output (MCT's ``compute_bias_correction_of_graph``).
       weights_second_moment_correction, input_scaling, softmax_shift,
       activation_channel_equalization: not implemented; must be False.
       shift_negative_activation_correction: MCT's shift-negative correction (``snc.py``):
@@ -124,10 +129,14 @@ class QuantizationConfig:
     Raises:
       TypeError / ValueError: a field of the wrong type or value (the message names it).
 
-    Example::
-
-        qc = jq.core.QuantizationConfig(
-            activation_error_method=jq.core.QuantizationErrorMethod.NOCLIPPING)
+    Examples:
+      >>> import jq.core
+      >>> qc = jq.core.QuantizationConfig(
+      ...     activation_error_method=jq.core.QuantizationErrorMethod.NOCLIPPING)
+      >>> qc.activation_error_method, qc.weights_error_method
+      (<ErrorMethod.NOCLIPPING: 'noclipping'>, <ErrorMethod.MSE: 'mse'>)
+      >>> jq.core.QuantizationConfig(weights_error_method="auto").weights_error_method
+      <AutoErrorMethod.AUTO: 'auto'>
     """
 
     activation_error_method: ErrorMethod | AutoErrorMethod = ErrorMethod.MSE
@@ -180,7 +189,8 @@ class TargetPlatform:
 
     Kernels of ``conv``, ``conv_transpose`` and ``linear`` get ``weights_*``; every other
     float value gets an activation quantizer (``activation_*``, signedness from the data),
-    except the no-quantization ops and the inner ops of fusing patterns (reference §5).
+    except the no-quantization ops and the inner ops of fusing patterns (MCT's default
+    imx500 v1 target platform).
 
     Args:
       weights_n_bits: kernel bit width (1..16), default 8.
@@ -246,6 +256,48 @@ class CoreConfig:
                     f"CoreConfig: {name} is not supported by jq (mixed precision, manual bit "
                     f"widths and the network editor are not implemented); got {v!r}"
                 )
+
+
+def resolve_target_platform(tpc: Any, fn: str = "jq") -> TargetPlatform:
+    """The :class:`TargetPlatform` of ``tpc``: ``None`` (MCT's default platform), a
+    :class:`TargetPlatform`, or an MCT ``TargetPlatformCapabilities`` (its default activation
+    config and its Conv kernel config are read).
+
+    Raises:
+      TypeError: ``tpc`` is none of these (``fn`` names the caller).
+    """
+    if tpc is None:
+        return TargetPlatform()
+    if isinstance(tpc, TargetPlatform):
+        return tpc
+    try:
+        base = tpc.default_qco.base_config
+        kernel = None
+        for op_set in getattr(tpc, "operator_set", None) or ():
+            if str(getattr(op_set, "name", "")).lower() in ("conv", "conv2d"):
+                kernel = op_set.qc_options.base_config.attr_weights_configs_mapping["kernel_attr"]
+                break
+        if kernel is None:
+            kernel = base.attr_weights_configs_mapping.get("kernel_attr")
+        a_method = base.activation_quantization_method.name
+        platform = dict(
+            activation_n_bits=int(base.activation_n_bits),
+            activation_quantization_method=QuantizationMethod[a_method],
+        )
+        if kernel is not None:
+            platform.update(
+                weights_n_bits=int(kernel.weights_n_bits),
+                weights_quantization_method=QuantizationMethod[
+                    kernel.weights_quantization_method.name
+                ],
+                weights_per_channel_threshold=bool(kernel.weights_per_channel_threshold),
+            )
+        return TargetPlatform(**platform)
+    except (AttributeError, KeyError, TypeError) as e:
+        raise TypeError(
+            f"{fn}: target_platform_capabilities must be None, a jq.core.TargetPlatform or an "
+            f"MCT TargetPlatformCapabilities; could not read {type(tpc).__name__}: {e}"
+        ) from None
 
 
 def _is_unset_mct_object(v: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Batch-norm folding on jq graphs (reference §5 step 4).
+"""Batch-norm folding on jq graphs (MCT 2.6.1's ``BatchNormalizationFolding``, a
+pre-statistics rewrite).
 
 A ``batch_norm`` whose input is a ``conv`` / ``conv_transpose`` (or ``linear``, 2-D output)
 read by nothing else is folded into that layer: with ``s = gamma / sqrt(var + eps)``,

@@ -1,6 +1,7 @@
-"""Hessian scores for HMSE from JAX autodiff (reference §4).
+"""Hessian scores for HMSE from JAX autodiff (MCT 2.6.1's ``_compute_hessian_for_hmse`` in
+``error_functions.py``, ``mct/core/common/hessian``).
 
-Weights (§4.1): for each sample ``x`` (batch size 1), the per-element score of a kernel ``W`` is
+Weights: for each sample ``x`` (batch size 1), the per-element score of a kernel ``W`` is
 ``diag(J^T J)`` with ``J = d y / d W`` and ``y`` every model output flattened and concatenated
 (``D`` values). MCT estimates it as ``E_v[(J^T v)^2]`` over Rademacher vectors ``v``
 (Hutchinson), one reverse pass per draw, as a running mean that stops after more than
@@ -49,7 +50,8 @@ each; 2 cores shared with other jobs, old and new back to back): at load 4-5, fi
 (about 15 s of it compilation), again 25 s, against 316 s / 408 s for the previous code (7.9x
 / 16.3x; in CPU seconds 11.5x / 16.7x); at load 7-9, 58 s / 32 s against 590 s / 506 s.
 
-Activations (§4.3) are scored during statistics collection (``jq/_src/ptq/calibrate.py``).
+Activations (HMSE as ``activation_error_method``) are scored during statistics collection
+(``jq/_src/ptq/calibrate.py``).
 """
 
 from __future__ import annotations
@@ -427,7 +429,7 @@ def weight_scores(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, jax.Array]:
-    """Per-element HMSE scores of kernels, averaged over samples (what HMSE uses, §4.1).
+    """Per-element HMSE scores of kernels, averaged over samples (what HMSE uses).
 
     Args:
       graph: the float graph (batch norms folded) for inputs of batch size 1.
@@ -450,55 +452,92 @@ def weight_scores(
       ValueError: no layers, unknown layers or layers without a weight, no samples, or bad
         iteration settings.
 
-    Example::
+    Examples:
+      A linear layer ``y = W x``: ``d y_o / d W_oi = x_i``, so the scores are the mean of
+      ``x_i^2`` over the samples (exact: 2 outputs).
 
-        s = weight_scores(g1, params, [x[:16, None]], ["conv1", "fc"])
-        qp = jq.weights_qparams(w, error_method="hmse", hessian=s["conv1"])
+      >>> import numpy as np, jq
+      >>> g = jq.Graph(inputs=("x",), nodes=(jq.Node("fc", "linear", ("x",)),), outputs=("fc",))
+      >>> p = {"fc": {"weight": np.ones((2, 3), np.float32), "bias": np.zeros(2, np.float32)}}
+      >>> x = np.arange(6, dtype=np.float32).reshape(2, 1, 3)  # 2 samples of batch 1
+      >>> s = weight_scores(g, p, [x], ["fc"], progress=False)
+      >>> np.asarray(s["fc"])
+      array([[ 4.5,  8.5, 14.5],
+             [ 4.5,  8.5, 14.5]], dtype=float32)
+      >>> qp = jq.weights_qparams(p["fc"]["weight"], error_method="hmse", hessian=s["fc"])
     """
     fn = "weight_scores"
     layers, xs = _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn)
     n = xs[0].shape[0]
     sgraph, plan, n_out = _plan(graph, params, xs, layers, fn)
-    k = DRAWS_PER_PASS
-    exact = n_out <= max_iter
-    passes = min(max(1, min(chunk, n_out if exact else max_iter) // k), MAX_PASSES_PER_CALL)
-    if exact:  # the D unit vectors, padded with zero rows (which add nothing)
-        calls = -(-n_out // (passes * k))
-        units = jnp.eye(calls * passes * k, n_out, dtype=jnp.float32)
-        units = jnp.reshape(units, (calls, passes, k, n_out))
-    bar = _progress_bar(n * (n_out if exact else max_iter)) if progress else None
-    static = dict(graph=sgraph, plan=plan)
+    sched = _schedule(n_out, max_iter, chunk)
+    bar = _progress_bar(n * sched.per_sample) if progress else None
     rule = (jnp.int32(max_iter), jnp.int32(min_iter), jnp.float32(tol))
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
     total = None
     for s in range(n):
         x = tuple(a[s] for a in xs)
-        zero = jnp.zeros(len(plan), jnp.float32)
-        state = _State(_zeros_acc(plan, jnp.float32), zero, zero, jnp.int32(0), jnp.bool_(False))
-        key, steps = keys[s], 0
-        for c in itertools.count():
-            if exact:
-                state, xms = _run_passes(params, x, state, units[c], rule, exact=True, **static)
-                done, new = c + 1 == calls, min(n_out, (c + 1) * passes * k)
-            else:
-                subs = []
-                for _ in range(passes):  # one key per pass: the draws do not depend on chunk
-                    key, sub = jax.random.split(key)
-                    subs.append(sub)
-                v = jnp.stack([jax.random.rademacher(u, (k, n_out), jnp.float32) for u in subs])
-                state, xms = _run_passes(params, x, state, v, rule, exact=False, **static)
-                done, new = bool(state.done), int(state.j)
-            if bar is not None:
-                bar.update(((n_out if exact else max_iter) if done else new) - steps)
-            steps = new
-            if done:
-                break
-        count = jnp.float32(1) if exact else state.j.astype(jnp.float32)
-        one = _finish(state.acc, xms, count, plan=plan)
+        one = _sample_scores(params, x, keys[s], rule, sched, bar, graph=sgraph, plan=plan)
         total = one if total is None else jax.tree.map(jnp.add, total, one)
     if bar is not None:
         bar.close()
     return {name: v / n for name, v in total.items()}
+
+
+class _Schedule(NamedTuple):
+    """How one sample's draws run: ``passes`` passes of ``DRAWS_PER_PASS`` draws per compiled
+    call; with ``exact``, ``calls`` calls over the ``units`` (the ``n_out`` unit vectors)."""
+
+    exact: bool
+    passes: int
+    calls: int
+    units: jax.Array | None
+    n_out: int
+    per_sample: int  # draws per sample at most (the progress bar's unit)
+
+
+def _schedule(n_out: int, max_iter: int, chunk: int) -> _Schedule:
+    k = DRAWS_PER_PASS
+    exact = n_out <= max_iter
+    passes = min(max(1, min(chunk, n_out if exact else max_iter) // k), MAX_PASSES_PER_CALL)
+    if not exact:
+        return _Schedule(False, passes, 0, None, n_out, max_iter)
+    # The D unit vectors, padded with zero rows (which add nothing).
+    calls = -(-n_out // (passes * k))
+    units = jnp.eye(calls * passes * k, n_out, dtype=jnp.float32)
+    units = jnp.reshape(units, (calls, passes, k, n_out))
+    return _Schedule(True, passes, calls, units, n_out, n_out)
+
+
+def _sample_scores(params, x, key, rule, sched: _Schedule, bar, *, graph, plan):
+    """One sample's scores: compiled calls of draws until MCT's rule stops (or the exact
+    diagonal's unit vectors run out)."""
+    k, n_out = DRAWS_PER_PASS, sched.n_out
+    zero = jnp.zeros(len(plan), jnp.float32)
+    state = _State(_zeros_acc(plan, jnp.float32), zero, zero, jnp.int32(0), jnp.bool_(False))
+    steps = 0
+    for c in itertools.count():
+        if sched.exact:
+            units = sched.units[c]
+            state, xms = _run_passes(
+                params, x, state, units, rule, exact=True, graph=graph, plan=plan
+            )
+            done, new = c + 1 == sched.calls, min(n_out, (c + 1) * sched.passes * k)
+        else:
+            subs = []
+            for _ in range(sched.passes):  # one key per pass: the draws do not depend on chunk
+                key, sub = jax.random.split(key)
+                subs.append(sub)
+            v = jnp.stack([jax.random.rademacher(u, (k, n_out), jnp.float32) for u in subs])
+            state, xms = _run_passes(params, x, state, v, rule, exact=False, graph=graph, plan=plan)
+            done, new = bool(state.done), int(state.j)
+        if bar is not None:
+            bar.update((sched.per_sample if done else new) - steps)
+        steps = new
+        if done:
+            break
+    count = jnp.float32(1) if sched.exact else state.j.astype(jnp.float32)
+    return _finish(state.acc, xms, count, plan=plan)
 
 
 def exact_weight_diag(graph: Graph, params, x: Sequence[jax.Array], layer: str) -> jax.Array:

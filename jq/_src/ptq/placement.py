@@ -1,4 +1,5 @@
-"""Where quantizers go: MCT's default target platform (imx500 v1) on jq graphs (reference §5).
+"""Where quantizers go: MCT's default target platform (imx500 v1) on jq graphs
+(MCT 2.6.1's ``tpc_models/imx500_tpc/v1_0/tpc.py``).
 
 * Kernels of ``conv`` / ``conv_transpose`` / ``linear`` are quantized (channel axis 0, 1, 0).
 * Every float value gets an activation quantizer, graph inputs and outputs included, except
@@ -7,7 +8,8 @@
   fusing patterns: a layer whose only reader is a fusable activation is not quantized, the
   activation is (``conv -> relu``: one quantizer, after the ReLU).
 * Softmax / sigmoid / hardsigmoid outputs are bounded to ``[0, 1]``: their thresholds come from
-  that known range, not from a histogram (§3.3 step 5).
+  that known range, not from a histogram (as MCT's
+  prior info for these ops).
 """
 
 from __future__ import annotations

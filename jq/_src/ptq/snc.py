@@ -1,4 +1,5 @@
-"""Shift-negative correction (SNC; reference §5 step 8, on in MCT's defaults).
+"""Shift-negative correction (SNC; MCT 2.6.1's ``apply_shift_negative_correction``, on in
+MCT's defaults).
 
 A non-linearity with a small negative tail (SiLU, Hardswish, GELU, ...) wastes half of a signed
 grid. When its output feeds one conv/linear layer (possibly through reshapes, average pools or

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class QuantizationMethod(enum.Enum):
@@ -16,7 +17,8 @@ class QuantizationMethod(enum.Enum):
 class ErrorMethod(enum.Enum):
     """The error metric minimised over candidate thresholds.
 
-    Values follow MCT's ``QuantizationErrorMethod`` names; ``int(...)`` codes are MCT's.
+    Names follow MCT's ``QuantizationErrorMethod`` (whose members are accepted wherever an
+    ``ErrorMethod`` is); ``QuantizationErrorMethod`` is an alias of this enum.
     """
 
     NOCLIPPING = "noclipping"
@@ -29,7 +31,26 @@ class ErrorMethod(enum.Enum):
 
 QuantizationErrorMethod = ErrorMethod
 
-_MCT_CODES = {"noclipping": 0, "mse": 1, "mae": 2, "kl": 4, "lp": 5, "hmse": 6}
+AUTO = "auto"
+
+
+class AutoErrorMethod(enum.Enum):
+    """The config value ``"auto"`` (``QuantizationConfig.*_error_method``): choose per layer.
+
+    Kept apart from :class:`jq.ErrorMethod` on purpose: AUTO is a pipeline option, not an error
+    metric the threshold search can minimise (``jq.weights_qparams(..., error_method="auto")``
+    stays an error).
+    """
+
+    AUTO = AUTO
+
+
+def is_auto(value: Any) -> bool:
+    """Whether a config value asks for the AUTO error method (``"auto"`` in any case, or
+    :attr:`AutoErrorMethod.AUTO`)."""
+    if value is AutoErrorMethod.AUTO:
+        return True
+    return isinstance(value, str) and value.strip().lower() == AUTO
 
 
 def _parse(enum_type, value, arg: str, fn: str):
@@ -56,8 +77,3 @@ def parse_method(value, fn: str = "jq") -> QuantizationMethod:
 def parse_error_method(value, fn: str = "jq") -> ErrorMethod:
     """Return an ``ErrorMethod`` from an enum member or a (case-insensitive) name."""
     return _parse(ErrorMethod, value, "error_method", fn)
-
-
-def mct_code(error_method: ErrorMethod) -> int:
-    """MCT's integer code of an error method."""
-    return _MCT_CODES[error_method.value]

@@ -1,0 +1,222 @@
+"""The AUTO passes: choose each layer's error method, then check the mix on the whole model.
+
+:func:`choose_per_layer` makes one more pass over the calibration data (``auto.auto_sqnr``:
+every candidate method's layer-output SQNR, in one compiled step per batch) and keeps the best
+method per layer. :func:`check_mix` builds the model with the per-layer mix and with each
+single method, and keeps whichever gives the best model-output SQNR on the retained batches.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..select.enums import ErrorMethod
+from ..select.types import QParams
+from .auto import KernelSpec, auto_sqnr, choose, error_curve, layer_analysis, params_dict
+from .build import (
+    Built,
+    act_grid,
+    act_range,
+    bias_correction,
+    build_quantized,
+    out_channels,
+    quantize_kernels,
+)
+from .calibrate import Statistics
+from .data import CalibrationData, Retained
+from .prepare import Prepared, Settings
+from .searches import ActChoice, ActQuant, KernelChoice
+from .sqnr import output_db
+
+Analysis = dict[tuple[str, str], dict]  # (name, "weights" | "activation") -> LayerInfo.analysis
+
+
+class Mix(NamedTuple):
+    """The parameters AUTO settled on: kernels, activations, what each layer's choice saw, and
+    the note on the model-level check."""
+
+    kernels: KernelChoice
+    acts: ActChoice
+    analysis: Analysis
+    note: str | None = None
+
+
+def choose_per_layer(
+    prep: Prepared,
+    stats: Statistics,
+    kernels: KernelChoice,
+    acts: ActChoice,
+    data: CalibrationData,
+    st: Settings,
+) -> Mix:
+    """Per layer, the candidate method with the best layer-output SQNR.
+
+    Needs the calibration data again: one more pass over ``data`` (``auto.auto_sqnr``).
+    """
+    w_names = prep.kernel_names if st.w_auto else []
+    a_names = acts.searched if st.act_auto else []
+    n_a, a_method = st.tp.activation_n_bits, st.tp.activation_quantization_method
+    grids = [
+        [act_grid(act_range(qp, i, n_a, a_method), n_a) for qp in acts.candidates]
+        for i in range(len(a_names))
+    ]
+    act_grids = np.array(grids, np.float32).reshape(len(a_names), len(acts.candidates), 3)
+    specs, kernel_w, kernel_b = [], [], []
+    if w_names:
+        specs, kernel_w, kernel_b = _kernel_candidates(prep, stats, kernels, st)
+    sums = auto_sqnr(
+        prep.graphs,
+        prep.params,
+        data.batches(progress=st.progress, desc="jq auto"),
+        act_values=tuple(a_names),
+        act_grids=act_grids,
+        kernels=specs,
+        kernel_weights=kernel_w,
+        kernel_biases=kernel_b,
+        fn=st.fn,
+    )
+    analysis: Analysis = {}
+    if a_names:
+        acts = _choose_activations(acts, sums, stats, st, analysis)
+    if w_names:
+        kernels = _choose_kernels(kernels, sums, w_names, analysis)
+    return Mix(kernels, acts, analysis)
+
+
+def _kernel_candidates(prep: Prepared, stats: Statistics, kernels: KernelChoice, st: Settings):
+    """Per kernel: its :class:`KernelSpec`, each method's fake-quantized kernel ``(M, ...)`` and
+    each method's (bias-corrected) bias ``(M, O)``."""
+    per_method = [quantize_kernels(prep, qps, st) for qps in kernels.candidates]
+    specs, kernel_w, kernel_b = [], [], []
+    for j, k in enumerate(prep.kernel_names):
+        node = prep.nodes[k]
+        w = prep.params[k]["weight"]
+        groups = node.attr("groups", 1)
+        bias = prep.params[k].get("bias")
+        biases = []
+        for wqs in per_method:
+            if st.qc.weights_bias_correction:
+                biases.append(bias_correction(node.op, w, wqs[j], bias, stats.means[k], groups))
+            elif bias is not None:
+                biases.append(np.asarray(bias, np.float32))
+            else:
+                biases.append(np.zeros(out_channels(node.op, w, groups), np.float32))
+        specs.append(KernelSpec(k, node.op, node.inputs[0], node.attrs))
+        kernel_w.append(jnp.stack([wqs[j] for wqs in per_method]))
+        kernel_b.append(np.stack(biases))
+    return specs, kernel_w, kernel_b
+
+
+def _choose_activations(
+    acts: ActChoice, sums, stats: Statistics, st: Settings, analysis: Analysis
+) -> ActChoice:
+    choice, db = choose(sums.act_signal, sums.act_noise)
+    methods, cands = acts.method_list, acts.candidates
+    noclip = cands[methods.index(ErrorMethod.NOCLIPPING)]
+    n_a, a_method = st.tp.activation_n_bits, st.tp.activation_quantization_method
+    quant = dict(acts.quant)
+    for i, v in enumerate(acts.searched):
+        c = int(choice[i])
+        quant[v] = ActQuant(cands[c], i, methods[c].value)
+        params = []
+        for qp in cands:
+            r = act_range(qp, i, n_a, a_method)
+            params.append(
+                params_dict(threshold=r.threshold, signed=r.signed)
+                if r.threshold is not None
+                else params_dict(range_min=r.lo, range_max=r.hi, signed=r.signed)
+            )
+        analysis[(v, "activation")] = layer_analysis(
+            methods,
+            db[i],
+            c,
+            params=params,
+            curves=[_curve(qp, _scale(noclip, i), i) for qp in cands],
+            histogram=stats.histograms[v],
+        )
+    return acts._replace(quant=quant)
+
+
+def _choose_kernels(
+    kernels: KernelChoice, sums, names: list[str], analysis: Analysis
+) -> KernelChoice:
+    choice, db = choose(sums.kernel_signal, sums.kernel_noise)
+    methods, cands = kernels.method_list, kernels.candidates
+    noclip = cands[methods.index(ErrorMethod.NOCLIPPING)]
+    qparams, chosen = [], []
+    for j, k in enumerate(names):
+        c = int(choice[j])
+        qparams.append(cands[c][j])
+        chosen.append(methods[c].value)
+        analysis[(k, "weights")] = layer_analysis(
+            methods,
+            db[j],
+            c,
+            params=[
+                params_dict(threshold=q[j].threshold)
+                if q[j].threshold is not None
+                else params_dict(range_min=q[j].range_min, range_max=q[j].range_max)
+                for q in cands
+            ],
+            curves=[_curve(q[j], _scale(noclip[j])) for q in cands],
+        )
+    return kernels._replace(qparams=qparams, methods=chosen)
+
+
+def check_mix(
+    prep: Prepared, stats: Statistics, mix: Mix, built: Built, retained: Retained, st: Settings
+) -> tuple[Mix, Built]:
+    """The per-layer mix against each single candidate method, on the model's output SQNR
+    over the ``retained`` batches: the best build wins (the mix on ties)."""
+    kernels, acts = mix.kernels, mix.acts
+    options = [("per layer", kernels, acts)]
+    if st.w_auto and prep.kernel_names:
+        for m, cand in zip(kernels.method_list, kernels.candidates, strict=True):
+            single = kernels._replace(qparams=cand, methods=[m.value] * len(cand))
+            options.append((f"weights {m.value}", single, acts))
+    if st.act_auto and acts.searched:
+        for j, m in enumerate(acts.method_list):
+            quant = dict(acts.quant)
+            quant.update(
+                {v: ActQuant(acts.candidates[j], i, m.value) for i, v in enumerate(acts.searched)}
+            )
+            options.append((f"activations {m.value}", kernels, acts._replace(quant=quant)))
+    builds = [built] + [
+        build_quantized(prep, stats, k.qparams, a.quant, st) for _, k, a in options[1:]
+    ]
+    outs = prep.float_outputs
+    scores = [output_db(prep, b, retained.batches, outs) for b in builds]
+    best = int(np.argmax(scores))  # the per-layer mix wins ties (first)
+    _, kernels, acts = options[best]
+    analysis = mix.analysis
+    for (name, kind), a in analysis.items():
+        a["chosen"] = (
+            kernels.methods[prep.kernel_names.index(name)]
+            if kind == "weights"
+            else acts.quant[name].method
+        )
+    note = (
+        f"auto: model output SQNR on {len(retained.batches)} calibration batches, "
+        + ", ".join(f"{o[0]} {db:.2f} dB" for o, db in zip(options, scores, strict=True))
+        + f"; kept {options[best][0]}"
+    )
+    return Mix(kernels, acts, analysis, note), builds[best]
+
+
+def _scale(qp: QParams, i: int | None = None) -> np.ndarray:
+    """No-clipping scale per channel (threshold or range width) of a NOCLIPPING result."""
+    if qp.threshold is not None:
+        t = np.asarray(qp.threshold, np.float64)
+        return (t if i is None else t[i]).ravel()
+    a, b = np.asarray(qp.range_min, np.float64), np.asarray(qp.range_max, np.float64)
+    return (b - a if i is None else b[i] - a[i]).ravel()
+
+
+def _curve(qp: QParams, ref: np.ndarray, i: int | None = None):
+    if qp.errors is None:
+        return [], []
+    e, c = np.asarray(qp.errors), np.asarray(qp.candidates)
+    return error_curve(e if i is None else e[i], c if i is None else c[i], ref)

@@ -1,0 +1,155 @@
+"""The last PTQ pass: the :class:`QuantizationInfo` record of a quantized model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..report.quant_info import LayerInfo, QuantizationInfo
+from .auto_select import Mix
+from .build import Built
+from .calibrate import Statistics
+from .prepare import Prepared, Settings
+from .snc import NON_LINEAR_BITS
+from .sqnr import SQNR_BATCHES, Pair, Sqnr
+
+
+def make_info(
+    prep: Prepared,
+    st: Settings,
+    mix: Mix,
+    built: Built,
+    sqnr: Sqnr,
+    stats: Statistics,
+    *,
+    n_retained: int,
+    timings: dict[str, float],
+) -> QuantizationInfo:
+    """What was quantized and how: a :class:`LayerInfo` per kernel and activation quantizer,
+    the model's output SQNR, the config, stage timings and notes."""
+    layers = _kernel_layers(prep, st, mix, built, sqnr) + _activation_layers(
+        prep, st, mix, built, sqnr
+    )
+    return QuantizationInfo(
+        layers=tuple(layers),
+        output_sqnr_db=sqnr.output,
+        config=_config(st),
+        timings=timings,
+        notes=tuple(_notes(prep, st, mix, built, stats, n_retained)),
+    )
+
+
+def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: Sqnr):
+    tp, layers = st.tp, []
+    for j, ((k, axis), qp) in enumerate(zip(prep.plan.kernels, mix.kernels.qparams, strict=True)):
+        uniform = qp.threshold is None
+        layers.append(
+            LayerInfo(
+                name=k,
+                kind="weights",
+                op=prep.nodes[k].op,
+                n_bits=tp.weights_n_bits,
+                method=tp.weights_quantization_method.value,
+                error_method=mix.kernels.methods[j],
+                signed=True,
+                threshold=None if uniform else np.asarray(qp.threshold).ravel().tolist(),
+                range_min=np.asarray(qp.range_min).ravel().tolist() if uniform else None,
+                range_max=np.asarray(qp.range_max).ravel().tolist() if uniform else None,
+                channel_axis=axis if tp.weights_per_channel_threshold else None,
+                sqnr_db=sqnr.per_pair.get(Pair(k, built.qname.get(k, k))),
+                analysis=mix.analysis.get((k, "weights")),
+            )
+        )
+    return layers
+
+
+def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: Sqnr):
+    method, layers = st.tp.activation_quantization_method.value, []
+    for v in prep.plan.activations:
+        r = built.ranges[v]
+        uniform = r.threshold is None
+        layers.append(
+            LayerInfo(
+                name=v,
+                kind="activation",
+                op=prep.op_of(v),
+                n_bits=built.act_bits[v],
+                method=method,
+                error_method=mix.acts.quant[v].method,
+                signed=r.signed,
+                threshold=r.threshold,
+                range_min=r.lo if uniform else None,
+                range_max=r.hi if uniform else None,
+                sqnr_db=sqnr.per_pair.get(Pair(v, built.qname[v])),
+                analysis=mix.analysis.get((v, "activation")),
+            )
+        )
+    for s in built.shifts:
+        layers.append(
+            LayerInfo(
+                name=s.add,
+                kind="activation",
+                op="add",
+                n_bits=st.tp.activation_n_bits,
+                method=method,
+                error_method=mix.acts.quant[s.shift.value].method,
+                signed=False,
+                threshold=s.shift.threshold,
+                sqnr_db=sqnr.per_pair.get(Pair(s.shift.value, s.quantizer, s.shift.shift)),
+            )
+        )
+    return layers
+
+
+def _notes(
+    prep: Prepared, st: Settings, mix: Mix, built: Built, stats: Statistics, n_retained: int
+) -> list[str]:
+    qc = st.qc
+    notes = [
+        f"batch norms folded: {len(prep.folded)}",
+        f"layer+activation fused (no quantizer between): {len(prep.plan.fused)}",
+        f"bias correction: {built.n_corrected} layers"
+        if qc.weights_bias_correction
+        else "bias correction: off",
+        f"statistics: {stats.n_batches} batches; SQNR on the first {min(n_retained, SQNR_BATCHES)}",
+    ]
+    if qc.shift_negative_activation_correction:
+        shifts = [s.shift for s in built.shifts]
+        applied = ", ".join(f"{sh.value} (+{sh.shift:g} into {sh.layer})" for sh in shifts)
+        notes.append(
+            f"shift-negative correction: {len(shifts)} values"
+            + (
+                f": {applied}; each non-linearity quantized at {NON_LINEAR_BITS} bits"
+                if shifts
+                else ""
+            )
+        )
+    else:
+        notes.append("shift-negative correction: off")
+    for kind in ("weights", "activation"):
+        chosen = [a["chosen"] for (_, k), a in mix.analysis.items() if k == kind]
+        if chosen:
+            tally = ", ".join(f"{m} {chosen.count(m)}" for m in dict.fromkeys(chosen))
+            notes.append(f"auto ({kind}): chosen per layer: {tally}")
+    if mix.note:
+        notes.append(mix.note)
+    if st.compat and not prep.folded and any(n.op == "batch_norm" for n in prep.graph.nodes):
+        notes.append("batch norms left unfolded (no preceding conv with a single reader)")
+    return notes
+
+
+def _config(st: Settings) -> dict:
+    qc, tp = st.qc, st.tp
+    return {
+        "activation_error_method": qc.activation_error_method.value,
+        "weights_error_method": qc.weights_error_method.value,
+        "weights_n_bits": tp.weights_n_bits,
+        "activation_n_bits": tp.activation_n_bits,
+        "weights_method": tp.weights_quantization_method.value,
+        "activation_method": tp.activation_quantization_method.value,
+        "per_channel": tp.weights_per_channel_threshold,
+        "weights_bias_correction": qc.weights_bias_correction,
+        "l_p_value": float(qc.l_p_value),
+        "z_threshold": float(qc.z_threshold),
+        "min_threshold": float(qc.min_threshold),
+        "mct_compat": st.compat,
+    }

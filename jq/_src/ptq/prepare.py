@@ -1,0 +1,225 @@
+"""The first PTQ pass: check the settings, fold batch norms, plan the quantizers.
+
+:func:`settings` checks the configuration once; :func:`prepare` folds the float graph, traces
+it abstractly on the first batch's shapes (which values are floats) and places the quantizers
+(:func:`plan_quantization`). :class:`FloatGraphs` gives the folded float graph for any input
+shapes, the one place where graphs for new shapes are made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ..graph.apply import apply
+from ..graph.graph import Graph, Node
+from ..select.enums import AutoErrorMethod, ErrorMethod
+from .config import CoreConfig, QuantizationConfig, TargetPlatform
+from .data import CalibrationData, Shapes, check_shapes
+from .fold import fold_batch_norm
+from .placement import BOUNDED_OPS, Plan, plan_quantization
+
+
+class Settings(NamedTuple):
+    """The checked configuration of one PTQ call.
+
+    Attributes:
+      qc: the quantization config (error methods, bias correction, shift-negative, ...).
+      tp: the target platform (bit widths, quantization methods, per-channel kernels).
+      fn: the entry point's name, used in error messages.
+      progress: show tqdm progress bars.
+    """
+
+    qc: QuantizationConfig
+    tp: TargetPlatform
+    fn: str
+    progress: bool
+
+    @property
+    def compat(self) -> bool:
+        """MCT 2.6.1's numbers exactly (``mct_compat``)."""
+        return self.qc.mct_compat
+
+    @property
+    def act_auto(self) -> bool:
+        return self.qc.activation_error_method is AutoErrorMethod.AUTO
+
+    @property
+    def w_auto(self) -> bool:
+        return self.qc.weights_error_method is AutoErrorMethod.AUTO
+
+    @property
+    def needs_scores(self) -> bool:
+        """Whether kernels need Hessian scores (HMSE, or AUTO's HMSE candidate)."""
+        return self.qc.weights_error_method is ErrorMethod.HMSE or self.w_auto
+
+
+def settings(
+    core_config: CoreConfig | None, target_platform: TargetPlatform | None, fn: str
+) -> Settings:
+    """Check ``core_config`` and ``target_platform`` (``None``: MCT's defaults).
+
+    Raises:
+      TypeError: either is of the wrong type.
+    """
+    core_config = CoreConfig() if core_config is None else core_config
+    if not isinstance(core_config, CoreConfig):
+        raise TypeError(
+            f"{fn}: core_config must be a jq.core.CoreConfig, got {type(core_config).__name__}"
+        )
+    tp = TargetPlatform() if target_platform is None else target_platform
+    if not isinstance(tp, TargetPlatform):
+        raise TypeError(
+            f"{fn}: target_platform must be None or a jq.core.TargetPlatform, got "
+            f"{type(tp).__name__}"
+        )
+    return Settings(core_config.quantization_config, tp, fn, core_config.progress)
+
+
+class FloatGraphs:
+    """The folded float graph for each tuple of input shapes (built once per shapes).
+
+    Graphs converted from torch bake the batch size into reshapes: ``graph_for(shapes)``, when
+    given, converts the model again for new shapes; without it the graph serves only its own
+    ``input_shapes`` (or any shapes, when it has none).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        params,
+        *,
+        compat: bool,
+        graph_for: Callable[[Shapes], Graph] | None,
+        first_shapes: Shapes,
+        fn: str,
+    ) -> None:
+        self._params = params
+        self._compat = compat
+        self._graph_for = graph_for
+        self._source = graph
+        self._fn = fn
+        self.graph, self.params, self.folded = fold_batch_norm(
+            graph, params, include_linear=not compat
+        )
+        self.first_shapes = first_shapes
+        self._cache: dict[Shapes, Graph] = {first_shapes: self.graph}
+
+    def __call__(self, shapes: Shapes) -> Graph:
+        if shapes not in self._cache:
+            self._cache[shapes] = self._make(shapes)
+        return self._cache[shapes]
+
+    def _make(self, shapes: Shapes) -> Graph:
+        if self._graph_for is None:
+            declared = self._source.input_shapes
+            if declared and tuple(map(tuple, declared)) != shapes:
+                raise ValueError(
+                    f"{self._fn}: a batch has shapes {shapes} but the graph was built for "
+                    f"{declared}; give every batch the same shape"
+                )
+            return self.graph
+        g = self._graph_for(shapes)
+        return fold_batch_norm(g, self._params, include_linear=not self._compat)[0]
+
+
+class Prepared(NamedTuple):
+    """The float model, folded, with its quantizers planned.
+
+    Attributes:
+      graph, params: the float graph after batch-norm folding and its params.
+      folded: names of the batch norms folded.
+      plan: where the quantizers go (:class:`jq._src.ptq.placement.Plan`).
+      nodes: ``{name: Node}`` of ``graph``.
+      float_values: names of the float-valued inputs and nodes.
+      mean_specs: ``((layer, (input value, channel axis)), ...)`` for bias correction.
+      graphs: the folded float graph for any input shapes (:class:`FloatGraphs`).
+    """
+
+    graph: Graph
+    params: dict
+    folded: tuple[str, ...]
+    plan: Plan
+    nodes: Mapping[str, Node]
+    float_values: frozenset[str]
+    mean_specs: tuple[tuple[str, tuple[str, int]], ...]
+    graphs: FloatGraphs
+
+    @property
+    def kernel_names(self) -> list[str]:
+        return [k for k, _ in self.plan.kernels]
+
+    def op_of(self, value: str) -> str:
+        """The op of node ``value`` (``"input"`` for a graph input)."""
+        return self.nodes[value].op if value in self.nodes else "input"
+
+    @property
+    def searched(self) -> list[str]:
+        """Quantized values whose range is searched (not fixed by their op, like sigmoid's)."""
+        return [v for v in self.plan.activations if self.op_of(v) not in BOUNDED_OPS]
+
+    @property
+    def float_outputs(self) -> list[str]:
+        return [f for f in self.graph.outputs if f in self.float_values]
+
+
+def prepare(
+    graph: Graph,
+    params,
+    data: CalibrationData,
+    st: Settings,
+    graph_for: Callable[[Shapes], Graph] | None = None,
+) -> Prepared:
+    """Fold batch norms and plan the quantizers of ``graph`` (see :class:`Prepared`).
+
+    Raises:
+      ValueError: the first batch does not fit the graph's inputs, or the model does not run
+        on it.
+    """
+    fn = st.fn
+    if data.n_inputs != len(graph.inputs):
+        raise ValueError(
+            f"{fn}: representative batch 0 has {data.n_inputs} input(s); the model takes "
+            f"{len(graph.inputs)}"
+        )
+    if graph.input_shapes:
+        check_shapes(data.first, graph.input_shapes, 0, fn)
+    graphs = FloatGraphs(
+        graph, params, compat=st.compat, graph_for=graph_for, first_shapes=data.shapes, fn=fn
+    )
+    fgraph, fparams = graphs.graph, graphs.params
+    float_values = _float_values(fgraph, fparams, data, fn)
+    plan = plan_quantization(
+        fgraph, float_values=float_values, quantize_inputs=st.tp.quantize_inputs
+    )
+    nodes = {n.name: n for n in fgraph.nodes}
+    mean_specs: tuple = ()
+    if st.qc.weights_bias_correction:
+        mean_specs = tuple(
+            (k, (nodes[k].inputs[0], -1 if nodes[k].op == "linear" else 1)) for k, _ in plan.kernels
+        )
+    return Prepared(
+        fgraph, fparams, tuple(graphs.folded), plan, nodes, float_values, mean_specs, graphs
+    )
+
+
+def _float_values(graph: Graph, params, data: CalibrationData, fn: str) -> frozenset[str]:
+    """The float-valued inputs and nodes of ``graph`` on the first batch (abstract trace)."""
+    first = data.first
+    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in first]
+    names = tuple(n.name for n in graph.nodes)
+    try:
+        _, shapes = jax.eval_shape(
+            lambda p, *xs: apply(graph, p, *xs, capture=names), params, *specs
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{fn}: the model does not run on the first batch (input shapes {data.shapes}, "
+            f"dtypes {[str(a.dtype) for a in first]}): {str(e).splitlines()[0]}"
+        ) from e
+    values = {i for i, a in zip(graph.inputs, first, strict=True) if a.dtype.kind == "f"}
+    values |= {n for n, s in shapes.items() if jnp.issubdtype(s.dtype, jnp.floating)}
+    return frozenset(values)

@@ -1,0 +1,112 @@
+"""The SQNR pass: each quantized value's and the model outputs' SQNR against the float model.
+
+One compiled step per retained batch runs the float and the quantized graph and sums, per
+:class:`Pair`, the signal ``sum (f + offset)^2`` and the noise ``sum (f + offset - q)^2``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..graph.apply import apply
+from ..graph.graph import Graph
+from .build import Built
+from .data import Arrays, Retained, accumulate
+from .prepare import Prepared
+
+SQNR_BATCHES = 1  # batches kept (inputs only) to measure per-layer SQNR after quantization
+
+
+class Pair(NamedTuple):
+    """A float value, its quantized counterpart, and the offset between them (a shift-negative
+    correction's shift)."""
+
+    float_value: str
+    quantized: str
+    offset: float = 0.0
+
+
+class Sqnr(NamedTuple):
+    """SQNR in dB per :class:`Pair`, and of the model's float outputs together (``None``
+    without float outputs)."""
+
+    per_pair: dict[Pair, float]
+    output: float | None
+
+
+def _sqnr_sums(fparams, qparams, inputs, *, fgraph, qgraph, pairs):
+    fnames = tuple(dict.fromkeys(p.float_value for p in pairs))
+    qnames = tuple(dict.fromkeys(p.quantized for p in pairs))
+    _, fa = apply(fgraph, fparams, *inputs, capture=fnames)
+    _, qa = apply(qgraph, qparams, *inputs, capture=qnames)
+    sig = jnp.stack([jnp.sum(jnp.square(fa[f] + o)) for f, _, o in pairs])
+    noise = jnp.stack([jnp.sum(jnp.square(fa[f] + o - qa[q])) for f, q, o in pairs])
+    return sig, noise
+
+
+_sqnr_sums_jit = jax.jit(_sqnr_sums, static_argnames=("fgraph", "qgraph", "pairs"))
+
+
+def sqnr_totals(
+    fparams, built: Built, batches: list[Arrays], fgraph: Graph, pairs: tuple[Pair, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(signal, noise)`` per pair, summed over ``batches`` (float64)."""
+
+    def step(acc, _graph, arrays):
+        s, e = _sqnr_sums_jit(
+            fparams,
+            built.params,
+            tuple(jnp.asarray(a) for a in arrays),
+            fgraph=fgraph,
+            qgraph=built.graph,
+            pairs=pairs,
+        )
+        return acc[0] + np.asarray(s, np.float64), acc[1] + np.asarray(e, np.float64)
+
+    zeros = (np.zeros(len(pairs)), np.zeros(len(pairs)))
+    return accumulate(batches, lambda _: fgraph, step, zeros)[0]
+
+
+def db(sig: float, noise: float) -> float:
+    """``10 log10(sig / noise)`` (``inf`` without noise, ``-inf`` without signal)."""
+    if noise <= 0:
+        return float("inf")
+    if sig <= 0:
+        return float("-inf")
+    return float(10.0 * np.log10(sig / noise))
+
+
+def output_db(prep: Prepared, built: Built, batches: list[Arrays], outputs: list[str]) -> float:
+    """SQNR (dB) of the float outputs ``outputs`` of ``built`` against the float graph."""
+    qouts = dict(zip(prep.graph.outputs, built.graph.outputs, strict=True))
+    pairs = tuple(Pair(f, qouts[f]) for f in outputs)
+    sig, noise = sqnr_totals(prep.params, built, batches, prep.graph, pairs)
+    return db(float(np.sum(sig)), float(np.sum(noise)))
+
+
+def measure_sqnr(prep: Prepared, built: Built, retained: Retained) -> Sqnr:
+    """Every quantized value's, kernel layer's and float output's SQNR on the first
+    ``SQNR_BATCHES`` retained batches."""
+    qname, fgraph = built.qname, prep.graph
+    pairs = [Pair(v, qname[v]) for v in prep.plan.activations]
+    pairs += [Pair(s.shift.value, s.quantizer, s.shift.shift) for s in built.shifts]
+    pairs += [Pair(k, k) for k in prep.kernel_names if k not in qname]
+    out_pairs = [
+        Pair(f, q)
+        for f, q in zip(fgraph.outputs, built.graph.outputs, strict=True)
+        if f in prep.float_values
+    ]
+    all_pairs = tuple(pairs + out_pairs)
+    sig = noise = np.zeros(len(all_pairs))
+    if all_pairs:
+        batches = retained.batches[:SQNR_BATCHES]
+        sig, noise = sqnr_totals(prep.params, built, batches, fgraph, all_pairs)
+    per_pair = {p: db(s, e) for p, s, e in zip(all_pairs, sig, noise, strict=True)}
+    out = None
+    if out_pairs:
+        out = db(float(sum(sig[len(pairs) :])), float(sum(noise[len(pairs) :])))
+    return Sqnr(per_pair, out)
