@@ -77,8 +77,8 @@ def act_range(qp: QParams, i: int, n_bits: int, method: QuantizationMethod) -> A
             b = a + 2.0**-16
         return ActRange(signed, None, a, b)
     t = float(np.asarray(qp.threshold)[i])
-    a, b = threshold_range(jnp.float32(t), n_bits, signed)
-    return ActRange(signed, t, float(a), float(b))
+    lo, hi = threshold_range(jnp.float32(t), n_bits, signed)
+    return ActRange(signed, t, float(lo), float(hi))
 
 
 def act_grid(r: ActRange, n_bits: int) -> tuple[float, float, float]:
@@ -156,7 +156,7 @@ def build_quantized(
     parameters ``acts``."""
     n_act = st.tp.activation_n_bits
     ranges = {
-        v: act_range(acts[v].qparams, acts[v].index, n_act, st.tp.activation_quantization_method)
+        v: act_range(acts[v].qparams, acts[v].entry, n_act, st.tp.activation_quantization_method)
         for v in prep.plan.activations
     }
     act_bits = dict.fromkeys(prep.plan.activations, n_act)

@@ -167,7 +167,7 @@ class StatsState(NamedTuple):
       sums: ``{layer: (C,)}`` sums of per-batch channel means; ``None`` before the first batch.
       minimum, maximum: ``{name: float}``.
       key: the PRNG key of the next batch's Rademacher draw (``hmse``).
-      count: batches seen.
+      n_batches: batches seen.
     """
 
     hists: dict[str, Any]
@@ -175,7 +175,7 @@ class StatsState(NamedTuple):
     minimum: dict[str, float]
     maximum: dict[str, float]
     key: jax.Array
-    count: int
+    n_batches: int
 
 
 def stats_init(spec: StatsSpec, seed: int = 0) -> StatsState:
@@ -232,7 +232,7 @@ def stats_step(
     bmin, bmax = jax.device_get((bmin, bmax))
     mins = {n: min(state.minimum[n], float(bmin[n])) for n in spec.hist_names}
     maxs = {n: max(state.maximum[n], float(bmax[n])) for n in spec.hist_names}
-    return StatsState(hists, sums, mins, maxs, key, state.count + 1)
+    return StatsState(hists, sums, mins, maxs, key, state.n_batches + 1)
 
 
 def stats_merge(spec: StatsSpec, a: StatsState, b: StatsState) -> StatsState:
@@ -257,7 +257,7 @@ def stats_merge(spec: StatsSpec, a: StatsState, b: StatsState) -> StatsState:
         sums = {k: a.sums[k] + b.sums[k] for k in a.sums}
     mins = {n: min(a.minimum[n], b.minimum[n]) for n in spec.hist_names}
     maxs = {n: max(a.maximum[n], b.maximum[n]) for n in spec.hist_names}
-    return StatsState(hists, sums, mins, maxs, a.key, a.count + b.count)
+    return StatsState(hists, sums, mins, maxs, a.key, a.n_batches + b.n_batches)
 
 
 def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
@@ -266,7 +266,7 @@ def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
     Raises:
       ValueError: no batch, or a non-finite activation (naming the values).
     """
-    if state.count == 0:
+    if state.n_batches == 0:
         raise ValueError(f"{fn}: the representative dataset yielded no batch")
     names = spec.hist_names
     bad = [
@@ -282,8 +282,8 @@ def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
         for n in names:
             e, c = histogram_finalize(state.hists[n])
             hists[n] = (np.asarray(e), np.asarray(c))
-    means = {n: np.asarray(s) / state.count for n, s in (state.sums or {}).items()}
-    return Statistics(hists, state.minimum, state.maximum, means, state.count)
+    means = {n: np.asarray(s) / state.n_batches for n, s in (state.sums or {}).items()}
+    return Statistics(hists, state.minimum, state.maximum, means, state.n_batches)
 
 
 def collect_statistics(

@@ -280,7 +280,7 @@ def resolve_target_platform(tpc: Any, fn: str = "jq") -> TargetPlatform:
         if kernel is None:
             kernel = base.attr_weights_configs_mapping.get("kernel_attr")
         a_method = base.activation_quantization_method.name
-        platform = dict(
+        platform: dict[str, Any] = dict(
             activation_n_bits=int(base.activation_n_bits),
             activation_quantization_method=QuantizationMethod[a_method],
         )

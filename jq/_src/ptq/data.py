@@ -144,13 +144,16 @@ class CalibrationData:
 
 
 def open_calibration_data(
-    representative_data_gen: Callable[[], Any], fn: str, n_inputs: int | None = None
+    representative_data_gen: Callable[[], Any] | CalibrationData,
+    fn: str,
+    n_inputs: int | None = None,
 ) -> CalibrationData:
     """Open the user's data once and check its first batch.
 
     Args:
       representative_data_gen: a callable returning an iterable of batches; a batch is a list
-        or tuple with one array (or tensor) per model input (MCT's convention) or one array.
+        or tuple with one array per model input (MCT's convention) or one array. Data
+        opened already (a :class:`CalibrationData`) is returned as it is.
       fn: the entry point's name, used in error messages.
       n_inputs: the model's number of inputs (default: the first batch's).
 
@@ -212,9 +215,9 @@ def retaining(
 
 
 def accumulate(
-    batches: Iterable[Arrays],
+    batches: Iterable[Sequence[np.ndarray]],
     graph_for: Callable[[Shapes], Graph],
-    step: Callable[[S, Graph, Arrays], S],
+    step: Callable[[S, Graph, Sequence[np.ndarray]], S],
     state: S,
 ) -> tuple[S, int]:
     """The per-batch loop of every pass: ``state = step(state, graph, arrays)`` for each batch,

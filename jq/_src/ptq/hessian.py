@@ -390,10 +390,12 @@ def _zeros_acc(plan, dtype):
     }
 
 
-def _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn: str):
+def _check_inputs(
+    samples, layers, max_iter, min_iter, tol, chunk, fn: str
+) -> tuple[tuple[str, ...], tuple[jax.Array, ...]]:
     """``(layers without repeats, sample arrays)``; raises ``ValueError`` on bad settings."""
-    layers = tuple(dict.fromkeys(layers))
-    if not layers:
+    names = tuple(dict.fromkeys(layers))
+    if not names:
         raise ValueError(f"{fn}: layers is empty")
     if not (isinstance(max_iter, int) and max_iter >= 1 and isinstance(chunk, int) and chunk >= 1):
         raise ValueError(f"{fn}: max_iter and chunk must be ints >= 1")
@@ -404,7 +406,7 @@ def _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn: str):
         raise ValueError(f"{fn}: no samples")
     if any(a.shape[0] != xs[0].shape[0] for a in xs):
         raise ValueError(f"{fn}: every input needs the same number of samples")
-    return layers, xs
+    return names, xs
 
 
 def _progress_bar(total: int):
@@ -467,18 +469,18 @@ def weight_scores(
       >>> qp = jq.weights_qparams(p["fc"]["weight"], error_method="hmse", hessian=s["fc"])
     """
     fn = "weight_scores"
-    layers, xs = _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn)
+    names, xs = _check_inputs(samples, layers, max_iter, min_iter, tol, chunk, fn)
     n = xs[0].shape[0]
-    sgraph, plan, n_out = _plan(graph, params, xs, layers, fn)
+    sgraph, plan, n_out = _plan(graph, params, xs, names, fn)
     sched = _schedule(n_out, max_iter, chunk)
     bar = _progress_bar(n * sched.per_sample) if progress else None
     rule = (jnp.int32(max_iter), jnp.int32(min_iter), jnp.float32(tol))
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    total = None
+    total: dict[str, jax.Array] = {}
     for s in range(n):
         x = tuple(a[s] for a in xs)
         one = _sample_scores(params, x, keys[s], rule, sched, bar, graph=sgraph, plan=plan)
-        total = one if total is None else jax.tree.map(jnp.add, total, one)
+        total = jax.tree.map(jnp.add, total, one) if total else one
     if bar is not None:
         bar.close()
     return {name: v / n for name, v in total.items()}
@@ -517,7 +519,7 @@ def _sample_scores(params, x, key, rule, sched: _Schedule, bar, *, graph, plan):
     state = _State(_zeros_acc(plan, jnp.float32), zero, zero, jnp.int32(0), jnp.bool_(False))
     steps = 0
     for c in itertools.count():
-        if sched.exact:
+        if sched.units is not None:  # exact
             units = sched.units[c]
             state, xms = _run_passes(
                 params, x, state, units, rule, exact=True, graph=graph, plan=plan

@@ -116,7 +116,7 @@ class FloatGraphs:
     def _make(self, shapes: Shapes) -> Graph:
         if self._graph_for is None:
             declared = self._source.input_shapes
-            if declared and tuple(map(tuple, declared)) != shapes:
+            if declared and tuple(None if s is None else tuple(s) for s in declared) != shapes:
                 raise ValueError(
                     f"{self._fn}: a batch has shapes {shapes} but the graph was built for "
                     f"{declared}; give every batch the same shape"

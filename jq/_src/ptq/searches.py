@@ -20,7 +20,7 @@ import numpy as np
 
 from ..runtime.timing import StageClock, compile_seconds
 from ..select.activations import activation_qparams_batch
-from ..select.enums import ErrorMethod, QuantizationMethod
+from ..select.enums import AutoErrorMethod, ErrorMethod, QuantizationMethod
 from ..select.quantizers import pot
 from ..select.types import QParams
 from ..select.weights import weights_qparams_batch
@@ -48,11 +48,11 @@ class KernelChoice(NamedTuple):
 
 
 class ActQuant(NamedTuple):
-    """One activation quantizer's parameters: entry ``index`` of ``qparams`` (a batch result)
+    """One activation quantizer's parameters: row ``entry`` of ``qparams`` (a batch result)
     and the name of the error method that chose it (``"minmax"`` for a bounded op)."""
 
     qparams: QParams
-    index: int
+    entry: int
     method: str
 
 
@@ -83,7 +83,9 @@ class KernelSearches:
         qc = st.qc
         self.need_scores = need
         self.methods = (
-            candidate_methods("weights", hessian=need) if st.w_auto else (qc.weights_error_method,)
+            candidate_methods("weights", hessian=need)
+            if st.w_auto
+            else _single(qc.weights_error_method)
         )
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._early: dict[ErrorMethod, Future] = {}
@@ -170,7 +172,9 @@ def select_activations(prep: Prepared, stats: Statistics, st: Settings) -> ActCh
     batch search per candidate method; bounded ops take their op's range."""
     tp, qc = st.tp, st.qc
     searched = prep.searched
-    methods = candidate_methods("activation") if st.act_auto else (qc.activation_error_method,)
+    methods = (
+        candidate_methods("activation") if st.act_auto else _single(qc.activation_error_method)
+    )
     cands: list[QParams] = []
     quant: dict[str, ActQuant] = {}
     if searched:
@@ -197,6 +201,12 @@ def select_activations(prep: Prepared, stats: Statistics, st: Settings) -> ActCh
             qp = _bounded_qparams(op, tp.activation_quantization_method, qc.min_threshold)
             quant[v] = ActQuant(qp, 0, "minmax")
     return ActChoice(quant, searched, cands, methods)
+
+
+def _single(method: ErrorMethod | AutoErrorMethod) -> tuple[ErrorMethod]:
+    if not isinstance(method, ErrorMethod):  # AUTO takes candidate_methods instead
+        raise TypeError(f"not a single error method: {method!r}")
+    return (method,)
 
 
 def _bounded_qparams(op: str, method: QuantizationMethod, min_threshold: float) -> QParams:
