@@ -180,7 +180,7 @@ def activation_case(
     kind: str, seed: int = 0, *, n_batches: int = 3, batch_shape=(4, 16, 8, 8)
 ) -> ActivationCase:
     """Seeded activation batches of ``kind``; the scale drifts a little between batches so the
-    collector's merge re-bins (reference §3.5)."""
+    collector's merge re-bins (MCT's ``HistogramCollector``)."""
     rng = np.random.default_rng(_seed("a", kind, seed, n_batches, batch_shape))
     scale = float(rng.uniform(0.5, 3.0))
     batches, weights = [], []
@@ -192,7 +192,8 @@ def activation_case(
 
 
 def histogram(batches, *, n_bins: int = 2048, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """NumPy re-statement of MCT's (weighted) histogram collector (reference §3.5).
+    """NumPy re-statement of MCT's (weighted) histogram collector (``HistogramCollector`` /
+    ``WeightedHistogramCollector``, ``core/common/collectors/``).
 
     Per batch ``np.histogram`` over its own range; merged by interpolating cumulative counts at
     ``linspace(min edge, max edge, n_bins + 1)``. The parity suite checks it equals MCT's
@@ -222,8 +223,8 @@ def histogram(batches, *, n_bins: int = 2048, weights=None) -> tuple[np.ndarray,
 
 
 def mct_auto_signed(bins: np.ndarray, counts: np.ndarray) -> bool:
-    """MCT's pipeline signedness for a histogram node (reference §3.3 step 4): any non-empty
-    bin with a negative left edge."""
+    """MCT's pipeline signedness for a histogram node (MCT's ``determine_signedness``): any
+    non-empty bin with a negative left edge."""
     return bool(np.any(np.asarray(bins)[:-1][np.asarray(counts) > 0] < 0))
 
 

@@ -2,8 +2,10 @@
 
 Used by the parity suite (``tests/select/test_parity_mct.py``) and the benchmark
 (``benchmarks/bench_search.py``). Every function here calls MCT's own selection code, unchanged,
-and returns plain NumPy values in a dict, so callers never touch MCT objects. How MCT is driven
-follows ``shared/reference/threshold-selection.md``, Appendix "driving MCT 2.6.1 directly".
+and returns plain NumPy values in a dict, so callers never touch MCT objects. MCT is driven through
+its public selection functions (``power_of_two_selection_tensor``, ``symmetric_selection_*``,
+``uniform_selection_*`` in ``core/common/quantization/quantization_params_generation/``) and its
+collectors, with stand-ins for the node and the Hessian service.
 
 Importing this module imports MCT (which imports torch, a few seconds); the test file guards it
 with ``pytest.importorskip("model_compression_toolkit")``.
@@ -85,8 +87,9 @@ _NODE = SimpleNamespace(name="n")
 class _FakeHessianService:
     """Stands in for MCT's ``HessianInfoService``: returns the injected per-element scores.
 
-    MCT asks for ``(n_samples, *tensor.shape)`` scores and uses ``sqrt(mean(scores, 0))``
-    (reference §4.1, Appendix). We inject one sample, so MCT sees exactly ``scores``.
+    MCT asks for ``(n_samples, *tensor.shape)`` scores (``_compute_hessian_for_hmse``) and uses
+    ``sqrt(mean(scores, 0))`` (``get_threshold_selection_tensor_error_function``). We inject one
+    sample, so MCT sees exactly ``scores``.
     """
 
     def __init__(self, scores: np.ndarray):
@@ -118,7 +121,7 @@ def weights(
     hessian: np.ndarray | None = None,
     min_threshold: float = MIN_THRESHOLD,
 ) -> dict:
-    """MCT 2.6.1's weight threshold/range for ``tensor`` (reference §3.2).
+    """MCT 2.6.1's weight threshold/range for ``tensor`` (``*_selection_tensor``).
 
     Args:
       tensor: weights, any shape (torch layout).
@@ -129,7 +132,7 @@ def weights(
 
     Returns:
       ``{"threshold": array}`` or ``{"range_min": array, "range_max": array}``, float64 arrays in
-      MCT's own shapes (per-tensor shapes vary by method, see §3.2), plus ``"channel_axis"``.
+      MCT's own shapes (per-tensor shapes vary by method), plus ``"channel_axis"``.
 
     Raises:
       Whatever MCT raises.
@@ -167,7 +170,7 @@ def activations(
     is_signed: bool | None = None,
     min_threshold: float = MIN_THRESHOLD,
 ) -> dict:
-    """MCT 2.6.1's activation threshold/range from a histogram (reference §3.3).
+    """MCT 2.6.1's activation threshold/range from a histogram (``*_selection_histogram``).
 
     HMSE uses the MSE formula on whatever histogram it is given (pass a Hessian-weighted one,
     see :func:`histogram`).
@@ -197,13 +200,13 @@ def activations(
 
 
 def histogram(batches, *, n_bins: int = 2048, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram of ``batches`` with MCT's collector (lazy re-binning merge, §3.5).
+    """Histogram of ``batches`` with MCT's collector (lazy re-binning merge).
 
     Args:
       batches: iterable of arrays, one ``update`` each (cast to float64 as MCT does).
       n_bins: number of bins.
       weights: optional iterable of per-element weights (same shapes): uses MCT's
-        ``WeightedHistogramCollector`` (the HMSE activation histogram, §4.3).
+        ``WeightedHistogramCollector`` (the HMSE activation histogram).
 
     Returns:
       ``(bins[n_bins + 1], counts[n_bins])`` float64.
@@ -235,7 +238,7 @@ def weights_loss(
     """MCT's search loss of one candidate, evaluated by MCT's own error function.
 
     Mirrors how ``qparams_*_tensor_search`` calls the error function (argument order included:
-    the per-tensor power-of-two search passes the *quantized* tensor first, reference §2.3).
+    the per-tensor power-of-two search passes the *quantized* tensor first).
     Used to judge KL disagreements: is the other answer's loss as good as MCT's?
 
     Args:
@@ -280,7 +283,7 @@ def weights_loss(
             err = err_fn(x, q, t)
         elif method == "power_of_two":
             q = _qh.quantize_tensor(x, t[0], n_bits, True)
-            err = err_fn(q, x, threshold=t[0])  # MCT's argument order (quirk, §2.3)
+            err = err_fn(q, x, threshold=t[0])  # MCT's argument order (quirk)
         else:
             q = _qh.quantize_tensor(x, t[0], n_bits, True)
             err = err_fn(x, q, t[0])
@@ -298,7 +301,8 @@ def activation_loss(
     p: float = 2.0,
     signed: bool = True,
 ) -> float:
-    """MCT's histogram search loss of one candidate, by MCT's own error functions (§2.2, §2.3).
+    """MCT's histogram search loss of one candidate, by MCT's own error functions
+    (``_*_error_histogram``).
 
     KL ranges as in MCT: power-of-two ``[-t, t]``; symmetric ``[-t, t]`` or ``[0, t]`` when
     unsigned; uniform ``[a, b]``.

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jq._src.select.histogram import (
+from jq import (
     HistogramState,
     MCTHistogramState,
     histogram,
@@ -37,7 +37,8 @@ def _data(seed: int, kind: str, n: int = 3000) -> np.ndarray:
 
 
 def _loop_histogram(x: np.ndarray, n_bins: int):
-    """Plain-loop reference from the spec: bin k holds e_k <= x < e_{k+1}; the last is closed."""
+    """Plain-loop reference of np.histogram's rule: bin k holds e_k <= x < e_{k+1}; the last is
+    closed."""
     lo, hi = float(x.min()), float(x.max())
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5

@@ -1,4 +1,4 @@
-"""Tests for jq._src.select.kl: KL metric (reference threshold-selection.md §2.3), both modes."""
+"""Tests for jq._src.select.kl: the KL metric (MCT 2.6.1's ``_kl_error_histogram``), both modes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from jq._src.select.kl import kl_hist, kl_tensor, kl_tensor_from_hist, np_log_f32, np_sum
+import jq
+from jq._src.select.kl import kl_hist, kl_tensor, kl_tensor_from_hist, np_log_f32
+from jq._src.select.npsum import slice_sum
 
 
 def _levels(edges: np.ndarray, a: float, b: float, n_bits: int) -> np.ndarray:
@@ -25,7 +27,8 @@ def _hist(seed: int, kind: str = "normal", n_bins: int = 256):
 
 
 def _ref_kl(levels, edges, counts, lo, hi, *, fixed: bool, n_levels: int = 256) -> float:
-    """Plain-loop reference of §2.3 in float64; ``fixed`` applies jq's default-mode fixes."""
+    """Plain-loop restatement of MCT's ``_kl_error_histogram`` in float64; ``fixed`` applies
+    jq's default-mode fixes."""
     n = len(counts)
     if not (np.any(edges >= lo) and np.any(edges < hi)):
         return np.inf
@@ -84,7 +87,7 @@ _default_jit = jax.jit(lambda lv, e, c, lo, hi: kl_hist(lv, e, c, lo, hi, n_leve
 
 def test_np_sum_is_numpy_pairwise_bit_for_bit():
     r = np.random.default_rng(0)
-    f = jax.jit(jax.vmap(np_sum, in_axes=(None, 0, 0)))
+    f = jax.jit(jax.vmap(slice_sum, in_axes=(None, 0, 0)))
     v = (r.standard_normal(2048) * r.random(2048) ** 8).astype(np.float32)
     start = r.integers(0, 2048, 500)
     n = np.minimum((r.random(500) * (2048 - start)).astype(int), 2048 - start)
@@ -93,6 +96,22 @@ def test_np_sum_is_numpy_pairwise_bit_for_bit():
     out = np.asarray(f(v, start, n))
     ref = np.array([np.sum(v[s : s + k]) for s, k in zip(start, n, strict=True)])
     np.testing.assert_array_equal(out, ref)
+
+
+def test_slice_sum_float32_is_numpys_float32_sum():
+    # float32 values held in float64, summed with float32 rounding (compat mode's final KL sum).
+    r = np.random.default_rng(3)
+    v = (r.standard_normal(2048) * r.random(2048) ** 8).astype(np.float32)
+    start = r.integers(0, 2048, 300)
+    n = np.minimum((r.random(300) * (2048 - start)).astype(int), 2048 - start)
+    n[:30], start[:30] = r.integers(0, 20, 30), 0
+    n[30] = 2048 - start[30]
+    with jax.enable_x64(True):
+        f = jax.jit(jax.vmap(lambda v, s, k: slice_sum(v, s, k, float32=True), (None, 0, 0)))
+        out = np.asarray(f(v.astype(np.float64), start, n))
+    ref = np.array([np.sum(v[s : s + k]) for s, k in zip(start, n, strict=True)])
+    np.testing.assert_array_equal(out.astype(np.float32), ref)
+    np.testing.assert_array_equal(out, ref.astype(np.float64))
 
 
 def test_np_log_f32_is_numpys_kernel():
@@ -205,9 +224,7 @@ def test_vmap_equals_loop_and_jit_equals_eager():
 
 def test_kl_tensor_uses_histogram_once_form():
     x = np.random.default_rng(7).standard_normal(300).astype(np.float32)
-    from jq._src.select.histogram import histogram
-
-    edges, counts = histogram(x, n_bins=2048)
+    edges, counts = jq.histogram(x, n_bins=2048)
     a = kl_tensor(x, -1.5, 1.5, n_bits=4)
     b = kl_tensor_from_hist(edges, counts, -1.5, 1.5, n_bits=4)
     assert float(a) == float(b)

@@ -8,15 +8,15 @@ both modes. Rules:
 * ``mct_compat=True`` equals MCT's range / threshold with
   ``tests/select/test_parity_mct.py``'s weight tolerance (``rtol=1e-6``, ``atol=1e-12``;
   power-of-two exactly);
-* default mode: its answer's HMSE, evaluated by MCT's own error function in float64 (reference
-  §2.1: ``mean((sqrt(h) (x - q))^2)`` over the flattened tensor), is at most MCT's answer's
-  HMSE times ``1 + DEFAULT_RTOL``. The default search runs in float32, and a symmetric candidate
-  range ``[-t, t]`` sits exactly on a rounding tie of its zero alignment (``a / s = -(2^n-1)/2``,
-  §1.1): float32 and MCT's float64 resolve some of those ties differently, the two searches
-  then walk different paths and end in different (equally local) optima. Over ~1,300 random
-  cases of this kind the default answer was never worse than MCT's by more than 2.4e-4
-  (relative); DEFAULT_RTOL = 1e-3 keeps that margin and still fails an answer 3 % worse, the
-  size of the reported defect.
+* default mode: its answer's HMSE, evaluated by MCT's own error function in float64 (MCT 2.6.1's
+  ``_hmse_error_function_wrapper``: ``mean((sqrt(h) (x - q))^2)`` over the flattened tensor), is at
+  most MCT's answer's HMSE times ``1 + DEFAULT_RTOL``. The default search runs in float32, and a
+  symmetric candidate range ``[-t, t]`` sits exactly on a rounding tie of its zero alignment
+  (``a / s = -(2^n-1)/2`` in MCT's ``fix_range_to_include_zero``): float32 and MCT's float64
+  resolve some of those ties differently, the two searches then walk different paths and end in
+  different (equally local) optima. Over ~1,300 random cases of this kind the default answer was
+  never worse than MCT's by more than 2.4e-4 (relative); DEFAULT_RTOL = 1e-3 keeps that margin and
+  still fails an answer 3 % worse, the size of the reported defect.
 
 * the exact (compat) quantizer reproduces MCT's float32 quantization of the search's start
   bit for bit (``test_exact_quantizer_bits_at_the_float32_start``; fails before the fix of
@@ -155,7 +155,8 @@ def jq_answers(method: str, n_bits: int, compat: bool) -> dict[Case, dict]:
 
 
 def hmse(case: Case, params: dict, method: str, n_bits: int) -> float:
-    """HMSE of an answer by MCT's own error function, float64 (reference §2.1)."""
+    """HMSE of an answer by MCT's own error function (``_hmse_error_function_wrapper``),
+    float64."""
     w, h = tensors(case)
     loss = mct_ref.weights_loss(
         w, params, method=method, error_method="hmse", n_bits=n_bits, per_channel=False, hessian=h
@@ -236,13 +237,13 @@ def test_issue_case_single_call(compat):
 def test_exact_quantizer_bits_at_the_float32_start(n_bits):
     """compat's float32 start quantizes like NumPy, to the bit.
 
-    The uniform search starts at ``[min, max(-min, max)]`` (§3.2), quantized in float32 for
-    float32 weights (the ``f32_start`` quirk). Where ``-min >= max`` the start is symmetric, its
-    zero alignment is a tie (``a / s = -(2^n-1)/2``, §1.1) and moves the grid half a step, so the
-    minimum lies exactly on a midpoint between two levels. Only a true division resolves such a
-    tie as NumPy does; XLA rewrites ``x / broadcast(d)`` as ``x * (1 / d)``, which is one ulp
-    off for ~25 % of elements. The rows of the issue's kernel (per-channel starts) hold ~120
-    such ties.
+    The uniform search starts at ``[min, max(-min, max)]`` (MCT's ``uniform_selection_tensor``),
+    quantized in float32 for float32 weights (the ``f32_start`` quirk). Where ``-min >= max`` the
+    start is symmetric, its zero alignment is a tie (``a / s = -(2^n-1)/2`` in MCT's
+    ``fix_range_to_include_zero``) and moves the grid half a step, so the minimum lies exactly on a
+    midpoint between two levels. Only a true division resolves such a tie as NumPy does; XLA
+    rewrites ``x / broadcast(d)`` as ``x * (1 / d)``, which is one ulp off for ~25 % of elements.
+    The rows of the issue's kernel (per-channel starts) hold ~120 such ties.
     """
     w, _ = tensors(ISSUE)
     x = w.reshape(w.shape[0], -1)

@@ -7,11 +7,12 @@ histograms (``tests/select/cases.py``). Agreement rules:
 * symmetric thresholds and uniform ranges: ``rtol=1e-6`` (``atol=1e-12`` for exact zeros);
 * signedness (activations): equal; per-channel shapes equal MCT's; per-tensor results are
   single values broadcastable against the tensor;
-* KL: MCT evaluates the divergence in float32 (reference §2.3), so near-tied candidates are
+* KL: MCT evaluates the divergence in float32 (``_kl_error_histogram``), so near-tied candidates are
   ordered by rounding noise. Where jq's answer differs, MCT's own loss function is evaluated at
   both answers and they must agree within ``KL_ATOL + KL_RTOL * |loss|`` (status ``kl_tol``,
   counted and reported separately);
-* where MCT raises (e.g. uniform + KL on one-signed narrow activations, reference §6), jq must
+* where MCT raises (e.g. uniform + KL on one-signed narrow activations, whose candidate ranges
+  trip an ``assert`` in MCT's ``_get_bins_indices_from_range``), jq must
   raise ``ValueError``.
 
 Default mode covers every method x error method x per-channel combination, each over all case
@@ -87,8 +88,9 @@ class WSpec(NamedTuple):
 
 
 class ASpec(NamedTuple):
-    """One activation parity case. ``signed``: "pipeline" passes MCT's pipeline rule (§3.3 step
-    4) as ``is_signed``; "auto" passes ``None`` so each MCT function applies its own rule."""
+    """One activation parity case. ``signed``: "pipeline" passes MCT's pipeline rule
+    (``determine_signedness``) as ``is_signed``; "auto" passes ``None`` so each MCT function
+    applies its own rule."""
 
     method: str
     label: str
@@ -118,7 +120,8 @@ def weight_specs(full: bool = FULL) -> list[WSpec]:
         base = (method, label, err, p, pc)
         if full and err == "kl" and method != "power_of_two":
             # MCT's symmetric/uniform weight KL takes seconds to minutes per case: small shapes.
-            # Uniform weight KL ignores n_bits (always 8, §2.3): one n_bits suffices.
+            # Uniform weight KL ignores n_bits (always 8: MCT's
+            # get_threshold_selection_tensor_error_function does not pass it on): one suffices.
             bits = (8,) if method == "uniform" else cases.N_BITS
             for kind, nb in itertools.product(cases.KINDS, bits):
                 out.append(WSpec(*base, kind, "tiny", nb))
@@ -139,7 +142,7 @@ def weight_specs(full: bool = FULL) -> list[WSpec]:
             for kind in cases.KINDS:
                 out.append(WSpec(*base, kind, shape, nb))
         if pc and err in ("mse", "hmse") and not full:
-            # channel_axis 1 (HMSE reshapes its scores along axis 0 regardless, §2.1 quirk).
+            # channel_axis 1 (HMSE reshapes its scores along axis 0 regardless, an MCT quirk).
             out.append(WSpec(*base, "laplace", "linear", 4, channel_axis=1))
     return out
 
@@ -478,7 +481,7 @@ def test_histogram_collector_restatement_matches_mct():
 
 @pytest.mark.parametrize("data", ["constant", "narrow_positive", "narrow_negative"])
 def test_uniform_kl_activation_raises_where_mct_raises(data):
-    """Uniform + KL on one-signed narrow data: MCT asserts, jq raises a clear ValueError (§6)."""
+    """Uniform + KL on one-signed narrow data: MCT asserts, jq raises a clear ValueError."""
     rng = np.random.default_rng(7)
     x = {
         "constant": np.full(1000, 0.37),

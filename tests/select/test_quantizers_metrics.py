@@ -1,4 +1,5 @@
-"""Quantizers and metrics against plain NumPy loops (reference §1, §2), and NumPy-exact sums."""
+"""Quantizers and metrics against plain NumPy loops (MCT 2.6.1's ``quantizers_helpers.py`` and
+error functions, restated), and NumPy-exact sums."""
 
 import itertools
 
@@ -15,7 +16,8 @@ from jq._src.select.quantizers import pot, threshold_quantize, uniform_quantize,
 
 
 def ref_uniform(x, a, b, n):
-    """§1.1-1.2, one element at a time, in float64."""
+    """MCT's ``uniform_quantize_tensor`` (with ``fix_range_to_include_zero``), one element at a
+    time, in float64."""
     out = np.empty_like(x)
     for i, v in np.ndenumerate(x):
         s = (b - a) / (2**n - 1)

@@ -1,8 +1,14 @@
-"""Threshold / range selection for activations from histograms (reference §3.3)."""
+"""Threshold / range selection for activations from histograms.
+
+MCT 2.6.1's ``power_of_two_selection_histogram``, ``symmetric_selection_histogram`` and
+``uniform_selection_histogram`` (``core/common/quantization/quantization_params_generation/``),
+with the outlier filter and signedness rules of ``qparams_activations_computation.py``.
+"""
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +19,7 @@ from . import metrics as _metrics
 from .buckets import bucket
 from .enums import ErrorMethod, QuantizationMethod
 from .kl import kl_hist
+from .options import parse_options, x64
 from .quantizers import (
     MIN_THRESHOLD,
     pot,
@@ -22,7 +29,6 @@ from .quantizers import (
 from .search import SearchResult, pot_search, symmetric_search, uniform_search
 from .types import QParams
 from .validate import check_histogram
-from .weights import _options, _x64
 
 POT_CANDIDATES = 20
 SYMMETRIC_ROUNDS, SYMMETRIC_DEC_FREQ = 20, 4
@@ -35,7 +41,9 @@ def auto_signed(edges: jax.Array, counts: jax.Array) -> jax.Array:
 
 
 def _mct_signed(edges, counts, method, error_method):
-    """MCT's three auto-signedness rules [quirk] (§3.3 step 4, per selection function)."""
+    """MCT's three auto-signedness rules [quirk], per selection function: power-of-two (and
+    no-clipping symmetric) histograms read every edge, the others the non-empty bins' left edges
+    (MCT 2.6.1's ``*_selection_histogram``)."""
     if method is QuantizationMethod.POWER_OF_TWO or error_method is ErrorMethod.NOCLIPPING:
         if method is not QuantizationMethod.UNIFORM:
             return jnp.any(edges < 0)  # every edge, empty bins included
@@ -43,7 +51,8 @@ def _mct_signed(edges, counts, method, error_method):
 
 
 def outlier_filter(edges: jax.Array, counts: jax.Array, z_threshold) -> jax.Array:
-    """MCT's z-score filter on left edges (§3.3 step 2); ``z_threshold = inf`` is a no-op."""
+    """MCT's z-score filter on left edges (MCT 2.6.1's ``z_score_filter``,
+    ``outlier_filter.py``); ``z_threshold = inf`` is a no-op."""
     x = edges[:-1]
     total = jnp.sum(counts)
     mu = jnp.sum(counts * x) / total
@@ -120,7 +129,7 @@ def _search_activation(
         if error_method is ErrorMethod.NOCLIPPING:
             t = pot(right_abs_max, min_threshold)[None]
             return SearchResult(t, jnp.zeros(1, t.dtype), empty, empty), signed, no_assert
-        t0 = 2 * pot(jnp.max(jnp.abs(edges)), min_threshold)[None]  # all edges (§3.3)
+        t0 = 2 * pot(jnp.max(jnp.abs(edges)), min_threshold)[None]  # all edges, as MCT
         res = pot_search(loss_fn, t0, n_cand=POT_CANDIDATES, compat=compat)
         return res._replace(param=jnp.maximum(res.param, min_threshold)), signed, no_assert
     if method is QuantizationMethod.SYMMETRIC:
@@ -201,7 +210,7 @@ def activation_qparams_batch(
     """
     fn = _fn
     ensure_compilation_cache()
-    n_bits, method, error_method, p, min_threshold = _options(
+    n_bits, method, error_method, p, min_threshold = parse_options(
         n_bits, method, error_method, p, min_threshold, fn
     )
     bins, counts = check_histogram(bins, counts, fn)
@@ -210,20 +219,14 @@ def activation_qparams_batch(
     if not (isinstance(z_threshold, (int, float)) and z_threshold > 0):
         raise ValueError(f"{fn}: z_threshold must be a number > 0, got {z_threshold!r}")
     n_hist = bins.shape[0]
-    if is_signed is None:
-        signed_in = np.full(n_hist, -1, np.int32)
-    else:
-        signed_arr = np.asarray(is_signed)
-        if signed_arr.dtype != bool:
-            raise TypeError(f"{fn}: is_signed must be None or bool, got {is_signed!r}")
-        signed_in = np.broadcast_to(signed_arr, (n_hist,)).astype(np.int32)
+    signed_in = _signed_in(is_signed, n_hist, fn)
     dtype = np.float64 if mct_compat else np.float32
     static = dict(method=method, error_method=error_method, n_bits=n_bits, compat=mct_compat)
     # Histograms per call padded to a bucket (copies of the first; searches are independent
     # per histogram), so one compiled search serves every count of histograms.
     rows = np.arange(bucket(n_hist, minimum=1)) % n_hist
     rows[n_hist:] = 0
-    with _x64(mct_compat):
+    with x64(mct_compat):
         res, signed, asserts = _search_activation_batch(
             jnp.asarray(np.asarray(bins)[rows], dtype),
             jnp.asarray(np.asarray(counts)[rows], dtype),
@@ -237,13 +240,35 @@ def activation_qparams_batch(
     res = jax.tree_util.tree_map(lambda a: a[:n_hist], res)
     signed, asserts = signed[:n_hist], asserts[:n_hist]
     if mct_compat and np.any(asserts):
-        bad = np.flatnonzero(asserts).tolist()
-        raise ValueError(
-            f"{fn}: uniform KL search evaluates an empty range (min >= max) on histogram(s) "
-            f"{bad}; MCT 2.6.1 fails here with an AssertionError. The data are one-signed and "
-            "too narrow for its candidate grid; use mct_compat=False (such candidates count as "
-            "+inf) or another error method."
-        )
+        _raise_mct_assert(asserts, fn)
+    return _qparams(res, signed, method, return_errors)
+
+
+def _signed_in(is_signed: Any, n_hist: int, fn: str) -> np.ndarray:
+    """``(L,)`` int32 signedness request per histogram: -1 auto (``None``), 0 unsigned, 1 signed."""
+    if is_signed is None:
+        return np.full(n_hist, -1, np.int32)
+    signed_arr = np.asarray(is_signed)
+    if signed_arr.dtype != bool:
+        raise TypeError(f"{fn}: is_signed must be None or bool, got {is_signed!r}")
+    return np.broadcast_to(signed_arr, (n_hist,)).astype(np.int32)
+
+
+def _raise_mct_assert(asserts: np.ndarray, fn: str) -> None:
+    """The error for histograms on which MCT 2.6.1's uniform KL search asserts."""
+    bad = np.flatnonzero(asserts).tolist()
+    raise ValueError(
+        f"{fn}: uniform KL search evaluates an empty range (min >= max) on histogram(s) "
+        f"{bad}; MCT 2.6.1 fails here with an AssertionError. The data are one-signed and "
+        "too narrow for its candidate grid; use mct_compat=False (such candidates count as "
+        "+inf) or another error method."
+    )
+
+
+def _qparams(
+    res: SearchResult, signed: np.ndarray, method: QuantizationMethod, return_errors: bool
+) -> QParams:
+    """The batch's :class:`QParams` (device arrays) from the host search result."""
     extra = {}
     if return_errors:
         extra = dict(errors=jax.device_put(res.errors), candidates=jax.device_put(res.candidates))
@@ -292,11 +317,17 @@ def activation_qparams(
       ValueError / TypeError: bad input, naming the argument; with ``mct_compat=True``, the
       uniform-KL case where MCT raises.
 
-    Example:
-      >>> bins, counts = jq.histogram(activations)
+    Examples:
+      >>> import numpy as np
+      >>> import jq
+      >>> x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+      >>> bins, counts = jq.histogram(x, n_bins=256)
       >>> qp = jq.activation_qparams(bins, counts, method="power_of_two", error_method="mse")
+      >>> float(qp.threshold), bool(qp.signed)
+      (4.0, True)
 
-    Reference: MCT 2.6.1 ``*_selection_histogram`` (shared/reference/threshold-selection.md §3.3).
+    Reference: MCT 2.6.1's ``power_of_two_selection_histogram``,
+    ``symmetric_selection_histogram``, ``uniform_selection_histogram``.
     """
     fn = "activation_qparams"
     bins_a, counts_a = check_histogram(bins, counts, fn)

@@ -14,8 +14,12 @@ MIN_BUCKET = 8
 def bucket(n: int, *, minimum: int = MIN_BUCKET) -> int:
     """Smallest ladder size ``>= n`` (ladder: ``2^k`` and ``3 * 2^(k-1)``, from ``minimum``).
 
-    >>> [bucket(n) for n in (1, 9, 13, 17, 576, 4608)]
-    [8, 12, 16, 24, 768, 6144]
+    Examples:
+      >>> from jq._src.select.buckets import bucket
+      >>> [bucket(n) for n in (1, 9, 13, 17, 576, 4608)]
+      [8, 12, 16, 24, 768, 6144]
+      >>> bucket(3, minimum=1), bucket(5, minimum=1)
+      (3, 6)
     """
     n = max(int(n), 1)
     if n <= minimum:

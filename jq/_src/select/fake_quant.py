@@ -18,7 +18,7 @@ from .validate import check_n_bits
 def _fake_quant(x, threshold, range_min, range_max, signed, *, n_bits):
     if threshold is not None:
         grid = affine_grid(n_bits, threshold=threshold.astype(x.dtype), signed=signed)
-    else:  # the inference form (§1.4): the range is first widened to include 0
+    else:  # the deployed uniform quantizer: the range is first widened to include 0
         grid = affine_grid(
             n_bits, range_min=range_min.astype(x.dtype), range_max=range_max.astype(x.dtype)
         )
@@ -44,8 +44,16 @@ def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
       ValueError: ``qparams`` has neither a threshold nor a range, or a non-positive
         threshold / zero-width range (checked when the values are concrete).
 
-    Example:
-      >>> xq = jq.fake_quant(x, jq.weights_qparams(x), n_bits=8)
+    Examples:
+      >>> import numpy as np
+      >>> import jq
+      >>> x = np.array([0.1, -0.5, 0.26, 1.0], np.float32)
+      >>> qp = jq.QParams(threshold=np.float32(1.0), signed=True)
+      >>> np.asarray(jq.fake_quant(x, qp, n_bits=3)).tolist()  # step 1/4, levels -4 .. 3
+      [0.0, -0.5, 0.25, 0.75]
+      >>> uniform = jq.QParams(range_min=np.float32(0.0), range_max=np.float32(1.5))
+      >>> np.asarray(jq.fake_quant(x, uniform, n_bits=2)).tolist()  # step 1/2, levels 0 .. 3
+      [0.0, 0.0, 0.5, 1.0]
     """
     fn = "fake_quant"
     n_bits = check_n_bits(n_bits, fn)
@@ -63,8 +71,10 @@ def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
         return _fake_quant(x, *_as_arrays(t, a, b, qparams.signed), n_bits=n_bits)
     if t is not None and np.any(np.asarray(t) <= 0):
         raise ValueError(f"{fn}: thresholds must be > 0")
-    if t is None and np.any(np.maximum(b, 0) - np.minimum(a, 0) <= 0):
-        raise ValueError(f"{fn}: the range [range_min, range_max] has zero width")
+    if t is None:
+        assert a is not None and b is not None  # checked above (narrows the types)
+        if np.any(np.maximum(b, 0) - np.minimum(a, 0) <= 0):
+            raise ValueError(f"{fn}: the range [range_min, range_max] has zero width")
     return _fake_quant_bucketed(x, t, a, b, qparams.signed, n_bits)
 
 

@@ -1,6 +1,7 @@
 """Histograms of activations: a NumPy-rule histogram and mergeable, batch-by-batch states.
 
-Three pieces (reference ``threshold-selection.md`` §0 and §3.5 "Statistics"):
+Three pieces (MCT 2.6.1 collects activation statistics with ``HistogramCollector`` and
+``WeightedHistogramCollector``, ``core/common/collectors/``):
 
 * :func:`histogram` -- ``np.histogram(x, bins=n_bins)`` in JAX: ``n_bins`` equal bins over
   ``[min x, max x]`` (``[v - 0.5, v + 0.5]`` for constant input), the last bin closed, the bin of
@@ -148,7 +149,7 @@ def _histogram_impl(
     n_blocks = -(-n // _NP_BLOCK)
     # NumPy: per 65536-element block, bincount (a sequential float64 sum), cast to the weights'
     # dtype, added to the running counts. Reproduced block by block for bit parity.
-    acc_dtype = jnp.promote_types(w.dtype, jnp.float64 if jax.config.jax_enable_x64 else w.dtype)
+    acc_dtype = jnp.promote_types(w.dtype, jnp.float64 if jax.enable_x64.value else w.dtype)
     block = jnp.arange(n, dtype=jnp.int32) // _NP_BLOCK
     sums = jax.ops.segment_sum(w.astype(acc_dtype), idx + block * n_bins, n_blocks * n_bins)
     sums = sums.reshape(n_blocks, n_bins).astype(w.dtype)
@@ -212,8 +213,14 @@ def histogram(
       ValueError: empty ``x``, NaN/inf values (checked when ``x`` is concrete), ``n_bins < 1``.
       TypeError: complex or non-numeric ``x``, non-integer ``n_bins``.
 
-    Example:
-      >>> edges, counts = jq.histogram(jnp.arange(10.0), n_bins=4)
+    Examples:
+      >>> import numpy as np
+      >>> import jq
+      >>> edges, counts = jq.histogram(np.arange(10.0), n_bins=4)
+      >>> edges.tolist()
+      [0.0, 2.25, 4.5, 6.75, 9.0]
+      >>> counts.tolist()
+      [3.0, 2.0, 2.0, 3.0]
     """
     fn = "jq.histogram"
     n_bins = _check_n_bins(n_bins, fn)
@@ -474,10 +481,15 @@ def histogram_init(
     Returns:
       :class:`HistogramState` (default) or :class:`MCTHistogramState` (compat).
 
-    Example:
-      >>> s = jq.histogram_init(2048)
-      >>> for batch in batches: s = jq.histogram_update(s, batch)
+    Examples:
+      >>> import numpy as np
+      >>> import jq
+      >>> s = jq.histogram_init(16)
+      >>> for batch in (np.arange(8.0), np.arange(4.0, 12.0)):
+      ...     s = jq.histogram_update(s, batch)
       >>> edges, counts = jq.histogram_finalize(s)
+      >>> float(edges[0]), float(edges[-1]), float(np.sum(counts))
+      (0.0, 11.0, 16.0)
     """
     fn = "jq.histogram_init"
     n_bins = _check_n_bins(n_bins, fn)
@@ -519,10 +531,10 @@ def histogram_update(
             xa = _as_float(x, fn, "x", jnp.float64)
             _check_values(xa, fn, "x")
             xn = np.asarray(xa)
-            w = _mct_weights(xn, weights, fn)
-            if w is None:
-                w = np.ones_like(xn)  # MCT: ones_like(x), float64 counts
-            xp, wp, n = _pad_flat(xa, w)
+            mct_w = _mct_weights(xn, weights, fn)
+            if mct_w is None:
+                mct_w = np.ones_like(xn)  # MCT: ones_like(x), float64 counts
+            xp, wp, n = _pad_flat(xa, mct_w)
             edges, counts = _histogram_jit(xp, wp, n, state.n_bins)
         return state._replace(bins=state.bins + (edges,), counts=state.counts + (counts,))
     if not isinstance(state, HistogramState):
@@ -591,8 +603,8 @@ def histogram_finalize(
         pad = (1 << (nb - 1).bit_length()) - nb  # bucket batch counts to limit recompiles
         with jax.enable_x64(True):
             bins = jnp.stack(list(state.bins) + [state.bins[0]] * pad)
-            cums = [_mct_cumulative(c) for c in state.counts]
-            cums = jnp.stack(cums + [jnp.zeros_like(cums[0])] * pad)
+            cum_list = [_mct_cumulative(c) for c in state.counts]
+            cums = jnp.stack(cum_list + [jnp.zeros_like(cum_list[0])] * pad)
             return _mct_merge(bins, cums, state.n_bins)
     if not isinstance(state, HistogramState):
         raise TypeError(f"{fn}: state must come from jq.histogram_init, got {type(state)}")

@@ -1,9 +1,16 @@
-"""KL-divergence error metric for one candidate range (reference ``threshold-selection.md`` §2.3).
+"""KL-divergence error metric for one candidate range.
+
+MCT 2.6.1's ``_kl_error_histogram`` (histograms) and ``_kl_error_function`` (tensors), in
+``core/common/quantization/quantization_params_generation/error_functions.py``. Their steps: the
+slice ``[i0, i1)`` of bins inside ``[lo, hi]`` (``_get_bins_indices_from_range``); the float
+distribution P, with the clipped tails added to its end bins (``_compute_clipped_counts``); the
+quantized distribution Q (the non-empty bins of each group sharing one quantized value share the
+group's mass); both smoothed (``_smooth_distribution``); then ``sum(P * log(P / Q))``.
 
 Written for one candidate and one histogram; ``jax.vmap`` it over candidates, channels and
-tensors. No Python loop runs over data: the "distinct quantized value" groups of step 7 are a
+tensors. No Python loop runs over data: the "distinct quantized value" groups of Q are a
 ``segment_sum`` keyed on the integer grid level of each quantized edge (equal quantized values
-<=> equal levels), and the slice ``[i0, i1)`` of steps 2-4 is a mask, so every shape is static.
+<=> equal levels), and the slice ``[i0, i1)`` is a mask, so every shape is static.
 
 Two modes:
 
@@ -62,91 +69,13 @@ from jax.typing import ArrayLike
 
 from . import npsum as _npsum
 from .histogram import _histogram_impl
+from .npsum import round_f32, slice_sum
 from .quantizers import uniform_quantize
 
 KL_N_BINS = 2048  # MCT's histogram size for the tensor (weights) KL
 
 # --------------------------------------------------------------------------------------------
-# NumPy float arithmetic, reproduced for compat mode
-
-
-_PW_BLOCK = 128  # NumPy's PW_BLOCKSIZE
-
-
-def _rp32(x: jax.Array) -> jax.Array:
-    """Round float64 values to float32 precision, staying float64.
-
-    Compat mode does its float32 arithmetic this way: a float32 ``+ - * /`` equals the float64
-    operation rounded to float32 (53 >= 2 * 24 + 2 bits, so the double rounding is innocuous),
-    and XLA cannot drop a ``reduce_precision`` the way it drops float32 round trips or keeps
-    excess precision in fused float32 code (``xla_allow_excess_precision``).
-    """
-    return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
-
-
-def _pairwise_leaves(v, start, n, rnd):
-    """NumPy's pairwise_sum of each segment ``v[start[i] : start[i] + n[i]]``, all ``n <= 128``."""
-    size = v.shape[0]
-    pos = jnp.arange(_PW_BLOCK)
-    idx = jnp.clip(start[:, None] + pos[None, :], 0, size - 1)
-    g = jnp.where(pos[None, :] < n[:, None], v[idx], 0)  # (leaves, 128), zeros past each segment
-    zero = jnp.zeros((), v.dtype)
-    # n < 8: a plain loop from 0 (adding the zero padding changes nothing).
-    small = zero
-    for i in range(8):
-        small = rnd(small + g[:, i])
-    # 8 <= n <= 128: eight accumulators over whole blocks of 8, combined as a tree, then the rest.
-    blocks = g.reshape(g.shape[0], _PW_BLOCK // 8, 8)
-    n_blocks = (n // 8)[:, None]
-    r = blocks[:, 0]
-    for b in range(1, _PW_BLOCK // 8):
-        r = rnd(r + jnp.where(b < n_blocks, blocks[:, b], zero))
-    pair = [rnd(r[:, 2 * i] + r[:, 2 * i + 1]) for i in range(4)]
-    big = rnd(rnd(pair[0] + pair[1]) + rnd(pair[2] + pair[3]))
-    base = n_blocks[:, 0] * 8
-    for i in range(7):
-        rest = jnp.take_along_axis(g, jnp.clip(base + i, 0, _PW_BLOCK - 1)[:, None], axis=1)
-        big = rnd(big + jnp.where(base + i < n, rest[:, 0], zero))
-    return jnp.where(n < 8, small, big)
-
-
-def _pairwise_depth(size: int) -> int:
-    """Static depth of NumPy's pairwise recursion for up to ``size`` elements."""
-    depth, bound = 0, size
-    while bound > _PW_BLOCK:
-        bound = -(-bound // 2) + 7  # both halves of n are at most ceil(n / 2) + 7 long
-        depth += 1
-    return depth
-
-
-def np_sum(v: jax.Array, start: jax.Array, n: jax.Array, *, float32: bool = False) -> jax.Array:
-    """``np.sum(v[start:start+n])`` with NumPy's pairwise order (``0 + pairwise``), traceable.
-
-    Args:
-      v: ``(N,)`` array (float32 or float64).
-      start, n: int scalars (may be traced), ``0 <= start``, ``start + n <= N``.
-      float32: ``v`` is float64 holding float32 values; sum as NumPy does in float32.
-
-    Returns:
-      Scalar of ``v``'s dtype, bit-identical to NumPy's sum of the slice.
-    """
-    # NumPy splits n > 128 into n2 = n//2 - (n//2) % 8 and n - n2, recursively, and sums the
-    # leaves (n <= 128) with eight accumulators. Here the tree has a fixed depth: a segment that
-    # is already a leaf passes down as (itself, empty), and adding the empty sum 0.0 is exact.
-    start = jnp.reshape(jnp.asarray(start, jnp.int32), (1,))
-    n = jnp.reshape(jnp.asarray(n, jnp.int32), (1,))
-    depth = _pairwise_depth(v.shape[0])
-    for _ in range(depth):
-        half = n // 2
-        n2 = jnp.where(n > _PW_BLOCK, half - half % 8, n)
-        start = jnp.stack([start, start + n2], axis=1).reshape(-1)
-        n = jnp.stack([n2, n - n2], axis=1).reshape(-1)
-    rnd = _rp32 if float32 else (lambda x: x)
-    sums = _pairwise_leaves(v, start, n, rnd)
-    for _ in range(depth):
-        sums = rnd(sums[0::2] + sums[1::2])
-    return rnd(jnp.zeros((), v.dtype) + sums[0])
-
+# NumPy's float32 log, reproduced for compat mode
 
 # NumPy's float32 log kernel constants (npy_simd_data.h), as float32.
 _LOG_P = (
@@ -171,7 +100,7 @@ def np_log_f32(x: jax.Array) -> jax.Array:
     """NumPy's float32 ``log`` (its SIMD kernel: P5/Q5 rational approximation with FMAs).
 
     Computed in float64 on float32 values (needs ``jax_enable_x64``): each float32 operation is
-    the float64 one rounded by :func:`_rp32`; an FMA is ``a * b + c`` (``a * b`` is exact in
+    the float64 one rounded by :func:`round_f32`; an FMA is ``a * b + c`` (``a * b`` is exact in
     float64) rounded once more to float32 (a 2^-29-rare double rounding). Positive finite
     inputs only (the KL arguments); others follow IEEE ``log``.
 
@@ -192,13 +121,13 @@ def np_log_f32(x: jax.Array) -> jax.Array:
     y = m - 1  # exact: m in [0.5, 2)
     p = [float(np.float32(c)) for c in _LOG_P]
     q = [float(np.float32(c)) for c in _LOG_Q]
-    num = _rp32(p[5] * y + p[4])
+    num = round_f32(p[5] * y + p[4])
     for c in (p[3], p[2], p[1], p[0]):
-        num = _rp32(num * y + c)
-    den = _rp32(q[5] * y + q[4])
+        num = round_f32(num * y + c)
+    den = round_f32(q[5] * y + q[4])
     for c in (q[3], q[2], q[1], q[0]):
-        den = _rp32(den * y + c)
-    out = _rp32(e * float(np.float32(0.693147180559945309417)) + _rp32(num / den))
+        den = round_f32(den * y + c)
+    out = round_f32(e * float(np.float32(0.693147180559945309417)) + round_f32(num / den))
     regular = (x32 > 0) & (x32 < jnp.inf)
     return jnp.where(regular, out, jnp.log(x32).astype(f64))
 
@@ -225,13 +154,15 @@ def kl_hist(
     q_level: ArrayLike,
     edges: ArrayLike,
     counts: ArrayLike,
-    lo: ArrayLike,
-    hi: ArrayLike,
+    lo: jax.Array | float,
+    hi: jax.Array | float,
     *,
     n_levels: int,
     mct_compat: bool = False,
 ) -> jax.Array:
-    """KL divergence between a histogram and its quantized version over ``[lo, hi]`` (§2.3).
+    """KL divergence between a histogram and its quantized version over ``[lo, hi]``.
+
+    MCT 2.6.1's ``_kl_error_histogram`` (``error_functions.py``).
 
     One candidate; vmap over candidates / channels / tensors. Not jitted (a building block).
 
@@ -251,9 +182,19 @@ def kl_hist(
       falls inside one bin (MCT's quirk), ``+inf`` for ``lo >= hi`` (MCT asserts), ``NaN``
       where MCT's smoothing asserts.
 
-    Example:
-      >>> q, lvl = uniform_quantize(edges, -t, t, 8)
-      >>> kl = kl_hist(lvl, edges, counts, -t, t, n_levels=256)
+    Examples:
+      >>> import jax
+      >>> import numpy as np
+      >>> from jq._src.select.kl import kl_hist
+      >>> from jq._src.select.quantizers import uniform_quantize
+      >>> edges = np.linspace(-1.0, 1.0, 9, dtype=np.float32)
+      >>> counts = np.array([1, 2, 4, 8, 8, 4, 2, 1], np.float32)
+      >>> @jax.jit
+      ... def kl_2bit(t):  # the 2-bit grid of [-t, t]
+      ...     _, level = uniform_quantize(edges, -t, t, 2)
+      ...     return kl_hist(level, edges, counts, -t, t, n_levels=4)
+      >>> round(float(kl_2bit(1.0)), 4), round(float(kl_2bit(0.5)), 4)
+      (0.0691, 0.0673)
     """
     edges = jnp.asarray(edges)
     counts = jnp.asarray(counts)
@@ -270,7 +211,8 @@ def kl_hist(
 
 
 def _slice(edges, lo, hi):
-    """Validity, ``i0``, ``i1`` of steps 1-2 (edges sorted)."""
+    """Validity, ``i0``, ``i1`` of the slice (MCT's ``_is_range_valid``,
+    ``_get_bins_indices_from_range``; edges sorted)."""
     valid = jnp.any(edges >= lo) & jnp.any(edges < hi)
     i0 = jnp.maximum(jnp.sum(edges < lo).astype(jnp.int32) - 1, 0)
     i1 = jnp.sum(edges < hi).astype(jnp.int32) - 1
@@ -289,21 +231,21 @@ def _kl_compat(q_level, edges, counts, lo, hi, n_levels):
     c = jnp.where(inside, counts, 0.0)
     has_mass = jnp.any(c != 0)
 
-    # Step 6: clipped tails onto the end bins of P.
-    left = np_sum(counts, 0, i0)
-    right = np_sum(counts, i1, n_bins - i1)
+    # P: clipped tails onto its end bins (MCT's _compute_clipped_counts).
+    left = slice_sum(counts, 0, i0)
+    right = slice_sum(counts, i1, n_bins - i1)
     acc = c + jnp.where(k == i0, left, 0.0)
     acc = acc + jnp.where(k == i1 - 1, right, 0.0)
-    p = _npsum.div(acc, np_sum(acc, i0, length))
+    p = _npsum.div(acc, slice_sum(acc, i0, length))
 
-    # Step 7: each positive bin of a group gets m_u / (z_u + 1e-6); the +1e-6 is float32.
+    # Q: each positive bin of a group gets mass / (#positive + 1e-6); the +1e-6 is float32.
     ids, n_seg = _group_ids(q_level, n_bins, n_levels)
     positive = inside & (counts > 0)
     mass = jax.ops.segment_sum(c, ids, n_seg)
     n_pos = jax.ops.segment_sum(positive.astype(f64), ids, n_seg)  # exact small integers
-    share = mass / _rp32(n_pos + float(np.float32(1e-6)))
+    share = mass / round_f32(n_pos + float(np.float32(1e-6)))
     qbc = jnp.where(positive, share[ids], 0.0)
-    q = _npsum.div(qbc, np_sum(qbc, i0, length))
+    q = _npsum.div(qbc, slice_sum(qbc, i0, length))
 
     def smooth(dist):
         nonzero = inside & (dist != 0)
@@ -311,15 +253,15 @@ def _kl_compat(q_level, edges, counts, lo, hi, n_levels):
         n_nonzero = jnp.sum(nonzero).astype(f64)  # float32 counts in MCT: exact integers
         n_zero = length.astype(f64) - n_nonzero
         reduce = eps * n_zero / n_nonzero
-        out = _rp32(_rp32(dist) + jnp.where(nonzero, -reduce, eps))
+        out = round_f32(round_f32(dist) + jnp.where(nonzero, -reduce, eps))
         ok = (eps > 0) & jnp.all(jnp.where(inside, out > 0, True))
         return out, ok
 
     ps, p_ok = smooth(p)
     qs, q_ok = smooth(q)
-    ratio = jnp.where(inside, _rp32(ps / qs), 1.0)
-    terms = jnp.where(inside, _rp32(ps * np_log_f32(ratio)), 0.0)
-    kl = np_sum(terms, i0, length, float32=True)
+    ratio = jnp.where(inside, round_f32(ps / qs), 1.0)
+    terms = jnp.where(inside, round_f32(ps * np_log_f32(ratio)), 0.0)
+    kl = slice_sum(terms, i0, length, float32=True)
 
     kl = jnp.where(p_ok & q_ok, kl, jnp.nan)
     kl = jnp.where(has_mass, kl, jnp.inf)
@@ -377,13 +319,14 @@ def _kl_default(q_level, edges, counts, lo, hi, n_levels):
 def kl_tensor_from_hist(
     edges: ArrayLike,
     counts: ArrayLike,
-    lo: ArrayLike,
-    hi: ArrayLike,
+    lo: jax.Array | float,
+    hi: jax.Array | float,
     *,
     n_bits: int,
     mct_compat: bool = False,
 ) -> jax.Array:
-    """``KL_tensor`` (§2.3) from a precomputed histogram of the float tensor (row).
+    """The tensor KL (MCT 2.6.1's ``_kl_error_function``) from a precomputed histogram of the
+    float tensor (row).
 
     The histogram does not depend on the candidate, so a search computes it once per channel
     (``histogram(x_row, n_bins=2048)``) and vmaps this over candidates. The quantized edges are
@@ -406,9 +349,15 @@ def kl_tensor_from_hist(
 
 
 def kl_tensor(
-    x_row: ArrayLike, lo: ArrayLike, hi: ArrayLike, *, n_bits: int, mct_compat: bool = False
+    x_row: ArrayLike,
+    lo: jax.Array | float,
+    hi: jax.Array | float,
+    *,
+    n_bits: int,
+    mct_compat: bool = False,
 ) -> jax.Array:
-    """``KL_tensor`` (§2.3) for weights: 2048-bin histogram of ``x_row``, then :func:`kl_hist`.
+    """The tensor KL for weights (MCT 2.6.1's ``_kl_error_function``): a 2048-bin histogram of
+    ``x_row``, then :func:`kl_hist`.
 
     Args:
       x_row: float values (one channel, or the whole tensor per-tensor), any shape.

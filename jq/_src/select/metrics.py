@@ -1,4 +1,9 @@
-"""Error metrics between float values and their quantized candidates (reference §2.1, §2.2).
+"""Error metrics between float values and their quantized candidates.
+
+MCT 2.6.1's tensor metrics (``compute_mse`` / ``compute_mae`` / ``compute_lp_norm`` of
+``core/common/similarity_analyzer.py``, ``_hmse_error_function_wrapper`` of
+``quantization_params_generation/error_functions.py``) and its histogram metrics
+(``_mse_error_histogram``, ``_mae_error_histogram``, ``_lp_error_histogram``, same file).
 
 Each metric reduces over the last axis, so it serves one row ``(N,)`` or a batch of channel rows
 ``(C, N)``; the search ``vmap``s it over candidates. Metrics know nothing about quantizers.
@@ -96,7 +101,11 @@ def hmse(
 def hmse_global_normalised(
     x: jax.Array, q: jax.Array, w: jax.Array, *, mean: Mean | None = None
 ) -> jax.Array:
-    """MCT <= 2.6.1's per-channel HMSE [quirk, §2.1]: one scalar for the whole tensor.
+    """MCT <= 2.6.1's per-channel HMSE [quirk]: one scalar for the whole tensor.
+
+    ``_hmse_error_function_wrapper`` (``error_functions.py``) passes its ``axis`` and ``norm``
+    positionally into ``compute_mse``'s ``norm`` and ``norm_eps``, so per channel the error is
+    normalised and global.
 
     ``mean((w (x - q))^2) / mean(x^2)`` over all elements (``x``, ``q``, ``w``: ``(C, N)``,
     ``w`` paired in the caller's order), in NumPy's summation order. ``mct_compat`` only.

@@ -6,19 +6,43 @@ contracts ``a * b + c`` into fused multiply-adds, so its last bits differ, and o
 curves (MAE at 2 bits, say) those bits decide which candidate wins. These functions rebuild
 NumPy's order as a static plan (computed once per length) of gathers and adds, and keep
 products out of the adds so that XLA cannot fuse them.
+
+Three entry points share NumPy's leaf-block sum (:func:`_leaf_sums`):
+
+* :func:`pairwise_sum` / :func:`mean`: the whole last axis, its length static;
+* :func:`planned_sum` / :func:`planned_mean`: the first ``n`` of a padded axis, in the order of a
+  :class:`SumPlan` built on the host (``n`` a runtime value, one program per padded length);
+* :func:`slice_sum`: ``v[start:start + n]`` with ``start`` and ``n`` traced (computed inside the
+  program, as the KL metric's histogram slices are), optionally in float32 arithmetic on
+  float64 values (:func:`round_f32`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-_BLOCK = 128
+_BLOCK = 128  # NumPy's PW_BLOCKSIZE
 _UNROLL = 8
+
+Round = Callable[[jax.Array], jax.Array]
+
+
+def round_f32(x: jax.Array) -> jax.Array:
+    """Round float64 values to float32 precision, staying float64.
+
+    MCT-compat code does its float32 arithmetic this way: a float32 ``+ - * /`` equals the
+    float64 operation rounded to float32 (53 >= 2 * 24 + 2 bits, so the double rounding is
+    innocuous), and XLA cannot drop a ``reduce_precision`` the way it drops float32 round trips
+    or keeps excess precision in fused float32 code (``xla_allow_excess_precision``).
+    """
+    return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
 
 
 def opaque(x: jax.Array) -> jax.Array:
@@ -113,7 +137,7 @@ def _plan(n: int):
     leaves, nodes = _tree(n)
     main, tail = _leaf_gathers(leaves, len(leaves), n)
     depth_max = max(d for d, _, _ in nodes)
-    pos = {}  # node id -> index within its depth's value array
+    pos: dict[int, int] = {}  # node id -> index within its depth's value array
     levels = []
     prev_count = 0
     for d in range(depth_max, -1, -1):
@@ -146,17 +170,25 @@ def _leaf_gathers(leaves, n_leaves: int, pad: int) -> tuple[np.ndarray, np.ndarr
     return main, tail
 
 
-def _leaf_sums(g: jax.Array, t: jax.Array) -> jax.Array:
+def _add(a: jax.Array, b: jax.Array, rnd: Round | None) -> jax.Array:
+    """``a + b``, rounded by ``rnd`` when given (float32 arithmetic on float64 values)."""
+    return a + b if rnd is None else rnd(a + b)
+
+
+def _leaf_sums(g: jax.Array, t: jax.Array, rnd: Round | None = None) -> jax.Array:
     """NumPy's sum of each leaf block: ``g[..., L, 16, 8]`` rows, 8 interleaved accumulators,
-    their fixed tree, then the ``t[..., L, 7]`` remainder one by one. Zero pads are exact."""
+    their fixed tree, then the ``t[..., L, 7]`` remainder one by one. Zero pads are exact.
+
+    ``rnd`` (e.g. :func:`round_f32`) rounds every addition: NumPy's float32 sum of float32
+    values held in float64.
+    """
     r = g[..., 0, :]
     for i in range(1, g.shape[-2]):
-        r = r + g[..., i, :]
-    res = (r[..., 0] + r[..., 1] + (r[..., 2] + r[..., 3])) + (
-        r[..., 4] + r[..., 5] + (r[..., 6] + r[..., 7])
-    )
+        r = _add(r, g[..., i, :], rnd)
+    pairs = [_add(r[..., 2 * i], r[..., 2 * i + 1], rnd) for i in range(_UNROLL // 2)]
+    res = _add(_add(pairs[0], pairs[1], rnd), _add(pairs[2], pairs[3], rnd), rnd)
     for i in range(t.shape[-1]):
-        res = res + t[..., i]
+        res = _add(res, t[..., i], rnd)
     return res
 
 
@@ -172,13 +204,16 @@ class SumPlan(NamedTuple):
       left, right: ``(D, L)`` int32 children of each tree level (deepest first), indices into
         ``concat(previous level, leaf sums, [0])``.
       copy: ``(D, L)`` bool, take ``left`` alone (a leaf, a pass-through or a zero pad).
+
+    NumPy arrays as :func:`sum_plan` builds them on the host, JAX arrays once passed to a
+    program.
     """
 
-    main: jax.Array
-    tail: jax.Array
-    left: jax.Array
-    right: jax.Array
-    copy: jax.Array
+    main: jax.Array | np.ndarray
+    tail: jax.Array | np.ndarray
+    left: jax.Array | np.ndarray
+    right: jax.Array | np.ndarray
+    copy: jax.Array | np.ndarray
 
 
 def _plan_sizes(length: int) -> tuple[int, int]:
@@ -195,9 +230,9 @@ def _sum_plan_np(n: int, length: int, rows: int, row_len: int):
     main, tail = _leaf_gathers(leaves, n_leaves, length)
     if rows > 1:  # element k of the sum lies in row k // row_len of a padded (rows, ...) layout
         stride = length // rows
-        for a in (main, tail):
-            real = a < length
-            a[real] = (a[real] // row_len) * stride + a[real] % row_len
+        for idx in (main, tail):
+            real = idx < length
+            idx[real] = (idx[real] // row_len) * stride + idx[real] % row_len
     zero = 2 * n_leaves
     left = np.full((n_levels, n_leaves), zero, np.int64)
     right = np.full((n_levels, n_leaves), zero, np.int64)
@@ -316,12 +351,7 @@ def _pairwise_sum_uniform(x: jax.Array, halvings: int) -> jax.Array:
     leaves = 2**halvings
     size = x.shape[-1] // leaves  # a multiple of 8 by construction
     g = x.reshape(x.shape[:-1] + (leaves, size // _UNROLL, _UNROLL))
-    r = g[..., 0, :]
-    for i in range(1, g.shape[-2]):
-        r = r + g[..., i, :]
-    v = (r[..., 0] + r[..., 1] + (r[..., 2] + r[..., 3])) + (
-        r[..., 4] + r[..., 5] + (r[..., 6] + r[..., 7])
-    )
+    v = _leaf_sums(g, g[..., 0, :0])  # no remainder
     while v.shape[-1] > 1:
         v = v.reshape(v.shape[:-1] + (v.shape[-1] // 2, 2))
         v = v[..., 0] + v[..., 1]
@@ -331,3 +361,67 @@ def _pairwise_sum_uniform(x: jax.Array, halvings: int) -> jax.Array:
 def mean(x: jax.Array) -> jax.Array:
     """``np.mean`` over the last axis: the pairwise sum divided by ``N`` (a true division)."""
     return div(pairwise_sum(x), float(x.shape[-1]))
+
+
+# --------------------------------------------------------------------------------------------
+# slices with traced bounds
+
+
+def _slice_leaf_sums(v: jax.Array, start: jax.Array, n: jax.Array, rnd: Round | None):
+    """NumPy's sum of each segment ``v[start[i] : start[i] + n[i]]``, all ``n <= 128``.
+
+    Each segment is gathered into one ``(16, 8)`` block of its whole groups of 8 and a ``(7,)``
+    remainder, zeros elsewhere, then summed by :func:`_leaf_sums` (a segment of fewer than 8
+    elements is all remainder: NumPy's plain loop from 0).
+    """
+    size = v.shape[0]
+    pos = jnp.arange(_BLOCK)
+    idx = jnp.clip(start[:, None] + pos[None, :], 0, size - 1)
+    g = jnp.where(pos[None, :] < n[:, None], v[idx], 0)  # (leaves, 128), zeros past each segment
+    zero = jnp.zeros((), v.dtype)
+    base = (n // _UNROLL) * _UNROLL  # elements in whole groups of 8
+    main = jnp.where(pos[None, :] < base[:, None], g, zero)
+    main = main.reshape(g.shape[0], _BLOCK // _UNROLL, _UNROLL)
+    rest = base[:, None] + jnp.arange(_UNROLL - 1)[None, :]
+    tail = jnp.take_along_axis(g, jnp.clip(rest, 0, _BLOCK - 1), axis=1)
+    tail = jnp.where(rest < n[:, None], tail, zero)
+    return _leaf_sums(main, tail, rnd)
+
+
+def _slice_depth(size: int) -> int:
+    """Static depth of NumPy's pairwise recursion for up to ``size`` elements."""
+    depth, bound = 0, size
+    while bound > _BLOCK:
+        bound = -(-bound // 2) + _UNROLL - 1  # both halves of n are at most ceil(n / 2) + 7 long
+        depth += 1
+    return depth
+
+
+def slice_sum(v: jax.Array, start: ArrayLike, n: ArrayLike, *, float32: bool = False) -> jax.Array:
+    """``np.sum(v[start:start+n])`` with NumPy's pairwise order (``0 + pairwise``), traceable.
+
+    Args:
+      v: ``(N,)`` array (float32 or float64).
+      start, n: int scalars (may be traced), ``0 <= start``, ``start + n <= N``.
+      float32: ``v`` is float64 holding float32 values; sum as NumPy does in float32 (every
+        addition rounded by :func:`round_f32`).
+
+    Returns:
+      Scalar of ``v``'s dtype, bit-identical to NumPy's sum of the slice.
+    """
+    # NumPy splits n > 128 into n2 = n//2 - (n//2) % 8 and n - n2, recursively, and sums the
+    # leaves (n <= 128) with eight accumulators. Here the tree has a fixed depth: a segment that
+    # is already a leaf passes down as (itself, empty), and adding the empty sum 0.0 is exact.
+    start = jnp.reshape(jnp.asarray(start, jnp.int32), (1,))
+    n = jnp.reshape(jnp.asarray(n, jnp.int32), (1,))
+    depth = _slice_depth(v.shape[0])
+    for _ in range(depth):
+        half = n // 2
+        n2 = jnp.where(n > _BLOCK, half - half % _UNROLL, n)
+        start = jnp.stack([start, start + n2], axis=1).reshape(-1)
+        n = jnp.stack([n2, n - n2], axis=1).reshape(-1)
+    rnd = round_f32 if float32 else None
+    sums = _slice_leaf_sums(v, start, n, rnd)
+    for _ in range(depth):
+        sums = _add(sums[0::2], sums[1::2], rnd)
+    return _add(jnp.zeros((), v.dtype), sums[0], rnd)

@@ -1,21 +1,27 @@
-"""Quantize-dequantize functions (reference §1). Pure, elementwise, broadcasting.
+"""Quantize-dequantize functions. Pure, elementwise, broadcasting.
 
-The arithmetic follows MCT's order of operations (offset form, masks blended arithmetically) so
-that float64 results match it bit for bit; see ``shared/reference/threshold-selection.md`` §1.
+The search quantizers are MCT 2.6.1's ``fix_range_to_include_zero``, ``uniform_quantize_tensor``
+and ``quantize_tensor`` (``core/common/quantization/quantizers/quantizers_helpers.py``); their
+arithmetic follows MCT's order of operations (offset form, masks blended arithmetically) so that
+float64 results match it bit for bit. The deployed form (:func:`affine_grid`,
+:func:`affine_fake_quant`) is the arithmetic of ``torch.fake_quantize_per_*_affine``.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .npsum import div, mul, mul_add
 
 MIN_THRESHOLD = 2.0**-16
 
 
-def zero_align(a: jax.Array, b: jax.Array, n_bits: int) -> tuple[jax.Array, jax.Array]:
-    """Shift ``[a, b]`` so that 0 is a grid point of the ``n_bits`` uniform grid (§1.1).
+def zero_align(a: ArrayLike, b: ArrayLike, n_bits: int) -> tuple[jax.Array, jax.Array]:
+    """Shift ``[a, b]`` so that 0 is a grid point of the ``n_bits`` uniform grid.
+
+    MCT 2.6.1's ``fix_range_to_include_zero`` (``quantizers_helpers.py``).
 
     Args:
       a, b: range bounds, broadcastable against each other.
@@ -41,9 +47,11 @@ def zero_align(a: jax.Array, b: jax.Array, n_bits: int) -> tuple[jax.Array, jax.
 
 
 def uniform_quantize(
-    x: jax.Array, a: jax.Array, b: jax.Array, n_bits: int, *, exact: bool = True
+    x: ArrayLike, a: ArrayLike, b: ArrayLike, n_bits: int, *, exact: bool = True
 ) -> tuple[jax.Array, jax.Array]:
-    """Uniform quantize-dequantize on the zero-aligned grid of ``[a, b]`` (§1.2).
+    """Uniform quantize-dequantize on the zero-aligned grid of ``[a, b]``.
+
+    MCT 2.6.1's ``uniform_quantize_tensor`` (``quantizers_helpers.py``).
 
     Args:
       x: values, any shape.
@@ -74,7 +82,8 @@ def uniform_quantize(
 
 
 def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.Array]:
-    """The ``[a, b]`` range of the threshold grid: ``[-t*signed, t - t/2^(n-signed)]`` (§1.3)."""
+    """The ``[a, b]`` range of the threshold grid: ``[-t*signed, t - t/2^(n-signed)]``
+    (the range MCT 2.6.1's ``quantize_tensor`` passes on)."""
     # Python powers of two keep delta exact (a traced ``2.0 ** k`` may go through exp/log).
     delta = jnp.where(signed, t / 2.0 ** (n_bits - 1), t / 2.0**n_bits)
     return jnp.where(signed, -t, jnp.zeros_like(t)), t - delta
@@ -83,7 +92,9 @@ def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.A
 def threshold_quantize_levels(
     x: jax.Array, t: jax.Array, n_bits: int, signed, *, exact: bool = True
 ) -> tuple[jax.Array, jax.Array]:
-    """Threshold (power-of-two / symmetric) quantize-dequantize, ``Q(x; t, n, signed)`` (§1.3).
+    """Threshold (power-of-two / symmetric) quantize-dequantize, ``Q(x; t, n, signed)``.
+
+    MCT 2.6.1's ``quantize_tensor`` (``quantizers_helpers.py``).
 
     Args:
       x: values, any shape.
@@ -125,7 +136,11 @@ def pot(v: jax.Array, min_threshold: float = MIN_THRESHOLD) -> jax.Array:
 
 
 def absmax_factor(n_bits: int, uniform: bool) -> float:
-    """Expansion factor of the positive maximum (§3.1): ``2^(n-1)/(2^(n-1)-1)``, 1 for uniform."""
+    """Expansion factor of the positive maximum: ``2^(n-1)/(2^(n-1)-1)``, 1 for uniform.
+
+    As in MCT 2.6.1's ``get_tensor_max`` (``quantizers_helpers.py``): the threshold grid tops out
+    at ``t - t/2^(n-1)``, so the factor keeps the positive maximum representable.
+    """
     if uniform:
         return 1.0
     if n_bits == 1:
@@ -141,7 +156,10 @@ def affine_grid(
     range_min: jax.Array | None = None,
     range_max: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(scale, q_min, q_max)`` of the deployed quantizer (§1.4) for a threshold or a range.
+    """``(scale, q_min, q_max)`` of the deployed quantizer for a threshold or a range.
+
+    The quantizers MCT 2.6.1 exports (``mct_quantizers``' inferable POT / symmetric / uniform
+    quantizers, run by ``torch.fake_quantize_per_*_affine``).
 
     Threshold quantizers: ``scale = t / 2^(n - signed)`` (exact), levels ``[-2^(n-1),
     2^(n-1) - 1]`` signed or ``[0, 2^n - 1]`` unsigned. Ranges: widened to include 0 and

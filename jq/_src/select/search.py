@@ -1,4 +1,9 @@
-"""Candidate searches shared by weights and activations (reference §3).
+"""Candidate searches shared by weights and activations.
+
+MCT 2.6.1's ``quantization_params_generation/qparams_search.py``: the power-of-two candidate
+lists (``qparams_selection_tensor_search``, ``qparams_selection_histogram_search``), the
+symmetric rounds (``qparams_symmetric_iterative_minimization``, ``search_fixed_range_intervals``)
+and the uniform rounds (``iterative_uniform_dynamic_range_search``, ``search_dynamic_range``).
 
 Each search takes a ``loss_fn`` mapping one candidate for every channel (thresholds ``(C,)`` or
 ranges ``(C, 2)``) to per-channel losses ``(C,)``; the candidates of a round are evaluated with
@@ -93,7 +98,8 @@ def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
 
 
 def pick(cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool):
-    """Choose one candidate per channel (§3.1).
+    """Choose one candidate per channel (as MCT 2.6.1's ``search_fixed_range_intervals`` /
+    ``search_dynamic_range`` do).
 
     Args:
       cands: ``(K, C)`` thresholds or ``(K, C, 2)`` ranges.
@@ -123,7 +129,10 @@ def pick(cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool
 def pot_search(
     loss_fn: LossFn, t0: jax.Array, *, n_cand: int, compat: bool, batch_size: int | None = None
 ) -> SearchResult:
-    """Power-of-two search: candidates ``t0 / 2^i``, ``i = 0..n_cand-1`` (§3.2, §3.3).
+    """Power-of-two search: candidates ``t0 / 2^i``, ``i = 0..n_cand-1``.
+
+    MCT 2.6.1's ``qparams_selection_tensor_search`` / ``qparams_selection_histogram_search``
+    (``qparams_search.py``).
 
     Args:
       loss_fn: ``(C,) -> (C,)``.
@@ -155,7 +164,8 @@ class _LoopState(NamedTuple):
 def _iterate(
     loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, compat, loss0, batch_size, mean
 ):
-    """Common round loop of the symmetric and uniform searches (§3.2)."""
+    """Common round loop of the symmetric and uniform searches (MCT 2.6.1's
+    ``qparams_symmetric_iterative_minimization`` / ``iterative_uniform_dynamic_range_search``)."""
     if mean is None:
         mean = _npsum.mean if compat else jnp.mean
     loss0 = loss_fn(x0) if loss0 is None else loss0
@@ -217,7 +227,10 @@ def symmetric_search(
     batch_size: int | None = None,
     mean: Callable[[jax.Array], jax.Array] | None = None,
 ) -> SearchResult:
-    """MCT's iterative symmetric threshold search (§3.2 SYMMETRIC).
+    """MCT's iterative symmetric threshold search.
+
+    MCT 2.6.1's ``qparams_symmetric_iterative_minimization`` with
+    ``search_fixed_range_intervals`` (``qparams_search.py``).
 
     Each round evaluates ``linspace(c * lo, c * hi, n_cand)`` around the previous round's pick
     ``c``; every ``dec_freq`` rounds the factors narrow towards ``(0.97, 1.03)``; the best so far
@@ -252,7 +265,9 @@ def symmetric_search(
 
 
 def scaler_grid(n: int) -> np.ndarray:
-    """``(n*n, 2)`` pairs of ``linspace(0.7, 1.2, n)`` factors, min-factor major (§3.2 UNIFORM)."""
+    """``(n*n, 2)`` pairs of ``linspace(0.7, 1.2, n)`` factors, min-factor major (the scalers
+    of MCT 2.6.1's ``qparams_uniform_selection_tensor_search`` and
+    ``qparams_uniform_selection_histogram_search``)."""
     g = np.linspace(BOTTOM_FACTOR, UPPER_FACTOR, n)
     return np.stack(np.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, 2)
 
@@ -269,7 +284,10 @@ def uniform_search(
     batch_size: int | None = None,
     mean: Callable[[jax.Array], jax.Array] | None = None,
 ) -> SearchResult:
-    """MCT's iterative uniform range search (§3.2 UNIFORM): ranges ``(a * g_i, b * g_j)``.
+    """MCT's iterative uniform range search: ranges ``(a * g_i, b * g_j)``.
+
+    MCT 2.6.1's ``iterative_uniform_dynamic_range_search`` with ``search_dynamic_range``
+    (``qparams_search.py``).
 
     Args:
       loss_fn: ``(C, 2) -> (C,)``.

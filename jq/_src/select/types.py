@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import numpy as np
 
 
 class QParams(NamedTuple):
@@ -20,11 +21,14 @@ class QParams(NamedTuple):
         ``(rounds, candidates, channels)`` (iterative searches; unused rounds are ``nan``) or
         ``(candidates, channels)`` (power-of-two); ``None`` otherwise.
       candidates: the candidates matching ``errors`` (thresholds, or ``(..., 2)`` ranges).
+
+    jq's functions return JAX arrays; NumPy arrays are accepted wherever a ``QParams`` is
+    passed in (e.g. to :func:`jq.fake_quant`).
     """
 
-    threshold: jax.Array | None = None
-    range_min: jax.Array | None = None
-    range_max: jax.Array | None = None
-    signed: jax.Array | bool = True
-    errors: jax.Array | None = None
-    candidates: jax.Array | None = None
+    threshold: jax.Array | np.ndarray | None = None
+    range_min: jax.Array | np.ndarray | None = None
+    range_max: jax.Array | np.ndarray | None = None
+    signed: jax.Array | np.ndarray | bool = True
+    errors: jax.Array | np.ndarray | None = None
+    candidates: jax.Array | np.ndarray | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+from typing import cast
 
 import jax
 import numpy as np
@@ -23,14 +24,19 @@ def check_p(p, fn: str) -> float:
     """``p`` (the Lp exponent) must be a finite number > 0."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"{fn}: p must be a real number, got {type(p).__name__}")
-    if not np.isfinite(p) or p <= 0:
+    if not np.isfinite(cast(float, p)) or p <= 0:
         raise ValueError(f"{fn}: p must be a finite number > 0, got {p}")
     return float(p)
 
 
 def check_min_threshold(m, fn: str) -> float:
     """``min_threshold`` must be a finite number > 0."""
-    if isinstance(m, bool) or not isinstance(m, numbers.Real) or not np.isfinite(m) or m <= 0:
+    if (
+        isinstance(m, bool)
+        or not isinstance(m, numbers.Real)
+        or not np.isfinite(cast(float, m))
+        or m <= 0
+    ):
         raise ValueError(f"{fn}: min_threshold must be a finite number > 0, got {m!r}")
     return float(m)
 
@@ -63,7 +69,7 @@ def check_axis(axis, ndim: int, name: str, fn: str) -> int:
     """Normalise a (possibly negative) axis; raise if out of range."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{fn}: {name} must be an int, got {type(axis).__name__}")
-    if not -ndim <= axis < ndim:
+    if not -ndim <= cast(int, axis) < ndim:
         raise ValueError(f"{fn}: {name}={axis} is out of range for a tensor of rank {ndim}")
     return int(axis) % ndim
 

@@ -1,10 +1,15 @@
-"""Threshold / range selection for weight tensors (reference §3.2)."""
+"""Threshold / range selection for weight tensors.
+
+MCT 2.6.1's ``power_of_two_selection_tensor``, ``symmetric_selection_tensor`` and
+``uniform_selection_tensor`` (``core/common/quantization/quantization_params_generation/``),
+searched by the functions of :mod:`.search`.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -14,9 +19,11 @@ from ..runtime.cache import ensure_compilation_cache
 from . import metrics as _metrics
 from . import npsum as _npsum
 from .buckets import bucket
-from .enums import ErrorMethod, QuantizationMethod, parse_error_method, parse_method
+from .enums import ErrorMethod, QuantizationMethod
 from .histogram import _histogram_impl
 from .kl import kl_tensor_from_hist
+from .metrics import Mean
+from .options import parse_options, x64
 from .quantizers import (
     MIN_THRESHOLD,
     absmax_factor,
@@ -26,7 +33,7 @@ from .quantizers import (
 )
 from .search import SearchResult, pot_search, symmetric_search, uniform_search
 from .types import QParams
-from .validate import as_float_array, check_axis, check_min_threshold, check_n_bits, check_p
+from .validate import as_float_array, check_axis
 
 KL_BINS = 2048
 POT_CANDIDATES = 10
@@ -37,24 +44,21 @@ CANDIDATE_BATCH = 1  # candidates evaluated per step of lax.map (see _search.eva
 MCT_UNIFORM_KL_BITS = 8  # [quirk] MCT never forwards n_bits to the uniform-weights KL
 
 
-def _x64(compat: bool):
-    return jax.enable_x64(True) if compat else jax.enable_x64(jax.config.jax_enable_x64)
-
-
 class _Layout(NamedTuple):
     """Where a tensor's real values lie in its padded ``(Cb, Nb)`` search layout (a pytree of
     runtime values, so that one compiled search serves every tensor of a bucket).
 
     Attributes:
-      n: int32 ``()``, real elements per channel row (the first ``n`` columns).
+      n: int32 ``()``, real elements per channel row (the first ``n`` columns); a NumPy
+        scalar as :func:`_layout` builds it on the host, a JAX array inside the program.
       c: int32 ``()``, real channels (the first ``c`` rows; padded rows are zeros).
       row_plan, chan_plan, flat_plan: compat mode's NumPy summation orders
         (:class:`jq._npsum.SumPlan`) of a row, of the channel axis and of the whole flattened
         tensor (the last for MCT's per-channel HMSE only); ``None`` where unused.
     """
 
-    n: jax.Array
-    c: jax.Array
+    n: jax.Array | np.int32
+    c: jax.Array | np.int32
     row_plan: _npsum.SumPlan | None = None
     chan_plan: _npsum.SumPlan | None = None
     flat_plan: _npsum.SumPlan | None = None
@@ -73,27 +77,39 @@ def _row_min_max(x2d: jax.Array, cols: jax.Array) -> tuple[jax.Array, jax.Array]
 
 
 def _absmax(x2d: jax.Array, cols: jax.Array, n_bits: int, uniform: bool) -> jax.Array:
-    """``max(-min, f * max)`` per row over the real columns (§3.1). ``(C, N)`` -> ``(C,)``."""
+    """``max(-min, f * max)`` per row over the real columns (MCT 2.6.1's ``get_tensor_max``).
+    ``(C, N)`` -> ``(C,)``."""
     lo, hi = _row_min_max(x2d, cols)
     return jnp.maximum(-lo, hi * absmax_factor(n_bits, uniform))
 
 
-def _means(layout: _Layout, cols: jax.Array, compat: bool):
+def _means(layout: _Layout, cols: jax.Array, compat: bool) -> tuple[Mean, Mean, Mean | None]:
     """``(row mean (C, N) -> (C,), channel mean (C,) -> (), flat mean)`` over real values:
     NumPy's order in compat mode (the layout's plans), a masked sum over ``n`` otherwise."""
-    if compat:
+    return _numpy_means(layout) if compat else _masked_means(layout, cols)
 
-        def row(v):
-            return _npsum.planned_mean(v, layout.row_plan, layout.n.astype(v.dtype))
 
-        def chan(v):
-            return _npsum.planned_mean(v, layout.chan_plan, layout.c.astype(v.dtype))
+def _numpy_means(layout: _Layout) -> tuple[Mean, Mean, Mean]:
+    """:func:`_means` in NumPy's summation order (compat mode: the layout has its plans)."""
+    row_plan, chan_plan, flat_plan = layout.row_plan, layout.chan_plan, layout.flat_plan
+    assert row_plan is not None and chan_plan is not None  # see _layout
 
-        def flat(v):
-            nc = (layout.n * layout.c).astype(v.dtype)
-            return _npsum.planned_mean(v, layout.flat_plan, nc)
+    def row(v):
+        return _npsum.planned_mean(v, row_plan, layout.n.astype(v.dtype))
 
-        return row, chan, flat
+    def chan(v):
+        return _npsum.planned_mean(v, chan_plan, layout.c.astype(v.dtype))
+
+    def flat(v):
+        assert flat_plan is not None  # built for MCT's per-channel HMSE, its only user
+        nc = (layout.n * layout.c).astype(v.dtype)
+        return _npsum.planned_mean(v, flat_plan, nc)
+
+    return row, chan, flat
+
+
+def _masked_means(layout: _Layout, cols: jax.Array) -> tuple[Mean, Mean, None]:
+    """:func:`_means` as masked sums over the real elements (default mode; no flat mean)."""
 
     def row(v):
         return jnp.sum(jnp.where(cols, v, 0), axis=-1) / layout.n.astype(v.dtype)
@@ -106,7 +122,8 @@ def _means(layout: _Layout, cols: jax.Array, compat: bool):
 
 
 def _loss_fn(x2d, w2d, p, layout, *, method, error_method, n_bits, per_channel, compat):
-    """Per-candidate loss ``params -> (C,)`` for a padded ``(C, N)`` tensor (§2.1)."""
+    """Per-candidate loss ``params -> (C,)`` for a padded ``(C, N)`` tensor (MCT 2.6.1's
+    ``get_threshold_selection_tensor_error_function``)."""
     uniform = method is QuantizationMethod.UNIFORM
     cols = _masked(x2d, layout)
     row_mean, _, flat_mean = _means(layout, cols, compat)
@@ -194,13 +211,7 @@ def _search_weights(
         start = jnp.stack([_row_min_max(x2d, cols)[0], _absmax(x2d, cols, n_bits, True)], axis=1)
         if error_method is ErrorMethod.NOCLIPPING:
             return SearchResult(start, jnp.zeros(start.shape[:1], dtype), empty, empty)
-        loss0 = None
-        if f32_start:
-            # Only the tensor and its start range are float32 in MCT: HMSE's scores stay
-            # float64 (``sqrt(mean(scores))``), so the weighted error is float64 [quirk].
-            x32 = x2d.astype(jnp.float32)
-            loss_fn32 = _loss_fn(x32, w2d, p, layout, **options)
-            loss0 = loss_fn32(start.astype(jnp.float32)).astype(dtype)
+        loss0 = _f32_start_loss(x2d, w2d, p, layout, start, options) if f32_start else None
         return uniform_search(
             loss_fn,
             start,
@@ -214,13 +225,38 @@ def _search_weights(
         )
     absmax = _absmax(x2d, cols, n_bits, False)
     if method is QuantizationMethod.POWER_OF_TWO:
-        if error_method is ErrorMethod.NOCLIPPING:
-            return SearchResult(pot(absmax, min_threshold), jnp.zeros_like(absmax), empty, empty)
-        t0 = 2 * pot(absmax, min_threshold)
-        res = pot_search(
-            loss_fn, t0, n_cand=POT_CANDIDATES, compat=compat, batch_size=CANDIDATE_BATCH
-        )
-        return res._replace(param=jnp.maximum(res.param, min_threshold))
+        return _pot_weights(loss_fn, absmax, min_threshold, empty, error_method, compat)
+    return _symmetric_weights(
+        loss_fn, absmax, min_threshold, empty, chan_mean, error_method, per_channel, compat
+    )
+
+
+def _f32_start_loss(x2d, w2d, p, layout, start, options) -> jax.Array:
+    """The uniform start's loss with the tensor and the start range in float32 (MCT's own
+    dtypes for float32 weights), as ``x2d``'s dtype."""
+    # Only the tensor and its start range are float32 in MCT: HMSE's scores stay
+    # float64 (``sqrt(mean(scores))``), so the weighted error is float64 [quirk].
+    x32 = x2d.astype(jnp.float32)
+    loss_fn32 = _loss_fn(x32, w2d, p, layout, **options)
+    return loss_fn32(start.astype(jnp.float32)).astype(x2d.dtype)
+
+
+def _pot_weights(loss_fn, absmax, min_threshold, empty, error_method, compat) -> SearchResult:
+    """Power-of-two thresholds from the rows' ``absmax``: ``pot(absmax)`` (no clipping) or the
+    best of the ``POT_CANDIDATES`` thresholds ``2 pot(absmax) / 2^i``, floored at
+    ``min_threshold``."""
+    if error_method is ErrorMethod.NOCLIPPING:
+        return SearchResult(pot(absmax, min_threshold), jnp.zeros_like(absmax), empty, empty)
+    t0 = 2 * pot(absmax, min_threshold)
+    res = pot_search(loss_fn, t0, n_cand=POT_CANDIDATES, compat=compat, batch_size=CANDIDATE_BATCH)
+    return res._replace(param=jnp.maximum(res.param, min_threshold))
+
+
+def _symmetric_weights(
+    loss_fn, absmax, min_threshold, empty, chan_mean, error_method, per_channel, compat
+) -> SearchResult:
+    """Symmetric thresholds from the rows' ``absmax`` (floored at ``min_threshold``): that
+    start itself (no clipping) or :func:`symmetric_search` around it, floored again."""
     x0 = jnp.maximum(absmax, min_threshold)
     if error_method is ErrorMethod.NOCLIPPING:
         return SearchResult(x0, jnp.zeros_like(x0), empty, empty)
@@ -307,7 +343,7 @@ def _bucket_shape(shape: tuple[int, int], per_channel: bool) -> tuple[int, int]:
     return (bucket(c) if per_channel else 1), bucket(n)
 
 
-def _stack_padded(rows: list[np.ndarray], shape: tuple[int, int], dtype) -> np.ndarray:
+def _stack_padded(rows: list[np.ndarray], shape: tuple[int, ...], dtype) -> np.ndarray:
     """``(T, *shape)`` zeros with each ``(C, N)`` array in its top-left corner."""
     out = np.zeros((len(rows),) + shape, dtype)
     for t, r in enumerate(rows):
@@ -315,7 +351,7 @@ def _stack_padded(rows: list[np.ndarray], shape: tuple[int, int], dtype) -> np.n
     return out
 
 
-def _layout(real: tuple[int, int], padded: tuple[int, int], compat: bool, flat: bool) -> _Layout:
+def _layout(real: tuple[int, ...], padded: tuple[int, ...], compat: bool, flat: bool) -> _Layout:
     """:class:`_Layout` (host arrays) of a ``real`` ``(C, N)`` tensor padded to ``padded``."""
     (c, n), (cb, nb) = real, padded
     lay = _Layout(np.int32(n), np.int32(c))
@@ -343,17 +379,28 @@ def _real_channels(res: SearchResult, t: int, c: int) -> SearchResult:
 class _Prepared:
     """A validated tensor in the ``(C, N)`` search layout."""
 
-    def __init__(self, tensor, hessian, *, per_channel, channel_axis, error_method, compat, fn):
+    def __init__(
+        self,
+        tensor: Any,
+        hessian: Any,
+        *,
+        per_channel: bool,
+        channel_axis: int,
+        error_method: ErrorMethod,
+        compat: bool,
+        fn: str,
+    ) -> None:
         x = as_float_array(tensor, "tensor", fn)
         self.shape = tuple(x.shape)
         self.dtype = np.dtype(x.dtype)
         ndim = max(len(self.shape), 1)
         x = np.asarray(x).reshape(self.shape or (1,))
-        self.axis = check_axis(channel_axis, ndim, "channel_axis", fn) if per_channel else None
-        if per_channel:
-            x = np.moveaxis(x, self.axis, 0)
+        axis = check_axis(channel_axis, ndim, "channel_axis", fn) if per_channel else None
+        self.axis = axis  # None: per tensor
+        if axis is not None:
+            x = np.moveaxis(x, axis, 0)
         self.x2d = x.reshape(x.shape[0] if per_channel else 1, -1)
-        self.w2d = None
+        self.w2d: np.ndarray | None = None  # sqrt(hessian) in the (C, N) layout, HMSE only
         if error_method is ErrorMethod.HMSE:
             if hessian is None:
                 raise ValueError(
@@ -369,15 +416,15 @@ class _Prepared:
             if np.any(h < 0):
                 raise ValueError(f"{fn}: hessian scores must be >= 0, found negative scores")
             h = h.reshape(self.shape or (1,))
-            if per_channel and not compat:
-                h = np.moveaxis(h, self.axis, 0)
+            if axis is not None and not compat:
+                h = np.moveaxis(h, axis, 0)
             # compat: [quirk] MCT pairs scores in their original order (reshaped along axis 0).
             self.w2d = np.sqrt(h.astype(np.float64 if compat else np.float32)).reshape(
                 self.x2d.shape
             )
 
     def out_shape(self, per_channel: bool) -> tuple[int, ...]:
-        if not per_channel:
+        if not per_channel or self.axis is None:
             return ()
         shape = [1] * len(self.shape)
         shape[self.axis] = -1
@@ -414,16 +461,6 @@ def _finish(
     else:
         a, b = a.reshape(shape), b.reshape(shape)
     return QParams(range_min=jax.device_put(a), range_max=jax.device_put(b), signed=True, **extra)
-
-
-def _options(n_bits, method, error_method, p, min_threshold, fn):
-    return (
-        check_n_bits(n_bits, fn),
-        parse_method(method, fn),
-        parse_error_method(error_method, fn),
-        check_p(p, fn),
-        check_min_threshold(min_threshold, fn),
-    )
 
 
 def weights_qparams(
@@ -465,11 +502,21 @@ def weights_qparams(
     Raises:
       ValueError / TypeError: bad input, naming the argument.
 
-    Example:
+    Examples:
+      >>> import numpy as np
+      >>> import jq
+      >>> w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
       >>> qp = jq.weights_qparams(w, method="symmetric", error_method="mse")
+      >>> qp.threshold.shape  # one threshold per output channel (axis 0)
+      (4, 1, 1, 1)
+      >>> [round(float(t), 3) for t in qp.threshold.ravel()]
+      [2.421, 2.276, 2.225, 1.72]
       >>> wq = jq.fake_quant(w, qp, n_bits=8)
+      >>> wq.shape, wq.dtype
+      ((4, 3, 3, 3), dtype('float32'))
 
-    Reference: MCT 2.6.1 ``*_selection_tensor`` (shared/reference/threshold-selection.md §3.2).
+    Reference: MCT 2.6.1's ``power_of_two_selection_tensor``, ``symmetric_selection_tensor``,
+    ``uniform_selection_tensor``.
     """
     return weights_qparams_batch(
         [tensor],
@@ -520,34 +567,19 @@ def weights_qparams_batch(
     """
     fn = _fn
     ensure_compilation_cache()
-    n_bits, method, error_method, p, min_threshold = _options(
+    n_bits, method, error_method, p, min_threshold = parse_options(
         n_bits, method, error_method, p, min_threshold, fn
     )
-    if isinstance(tensors, (np.ndarray, jax.Array)) or not isinstance(tensors, Sequence):
-        raise TypeError(f"{fn}: tensors must be a list of arrays, got {type(tensors).__name__}")
-    axes = channel_axis if isinstance(channel_axis, Sequence) else [channel_axis] * len(tensors)
-    hess = hessians if hessians is not None else [None] * len(tensors)
-    if len(axes) != len(tensors) or len(hess) != len(tensors):
-        raise ValueError(f"{fn}: channel_axis / hessians must have one entry per tensor")
-    preps = [
-        _Prepared(
-            t,
-            h,
-            per_channel=per_channel,
-            channel_axis=a,
-            error_method=error_method,
-            compat=mct_compat,
-            fn=fn,
-        )
-        for t, h, a in zip(tensors, hess, axes, strict=True)
-    ]
-    dtype = np.float64 if mct_compat else np.float32
-    groups: dict[tuple[tuple[int, int], bool], list[int]] = {}
-    for i, prep in enumerate(preps):
-        f32_start = bool(mct_compat and prep.dtype == np.float32)
-        shape = prep.x2d.shape if _exact_shapes else _bucket_shape(prep.x2d.shape, per_channel)
-        groups.setdefault((tuple(shape), f32_start), []).append(i)
-    results: list[QParams | None] = [None] * len(preps)
+    preps = _prepare_all(
+        tensors,
+        channel_axis,
+        hessians,
+        per_channel=per_channel,
+        error_method=error_method,
+        compat=mct_compat,
+        fn=fn,
+    )
+    groups = _group(preps, per_channel=per_channel, compat=mct_compat, exact=_exact_shapes)
     static = dict(
         method=method,
         error_method=error_method,
@@ -555,39 +587,111 @@ def weights_qparams_batch(
         per_channel=per_channel,
         compat=mct_compat,
     )
-    keys = list(groups)
-    hmse = error_method is ErrorMethod.HMSE
-    with _x64(mct_compat):
-        xs, ws, layouts = [], [], []
-        for (shape, _), members in groups.items():
-            xs.append(jax.device_put(_stack_padded([preps[i].x2d for i in members], shape, dtype)))
-            w_rows = [preps[i].w2d for i in members]
-            ws.append(jax.device_put(_stack_padded(w_rows, shape, dtype)) if hmse else None)
-            flat = hmse and per_channel and mct_compat
-            lays = [_layout(preps[i].x2d.shape, shape, mct_compat, flat) for i in members]
-            layouts.append(jax.tree_util.tree_map(lambda *a: jax.device_put(np.stack(a)), *lays))
-        outs = jax.device_get(
-            _search_groups(
-                xs,
-                ws,
-                layouts,
-                p,
-                jnp.asarray(min_threshold, dtype),
-                f32_starts=tuple(k[1] for k in keys),
-                **static,
-            )
+    with x64(mct_compat):
+        outs = _search_stacked(preps, groups, p, min_threshold, static)
+    with x64(mct_compat):
+        return _unstack(outs, preps, groups, static, return_errors)
+
+
+_GroupKey = tuple[tuple[int, ...], bool]  # (padded (C, N) search layout, float32 start)
+
+
+def _prepare_all(
+    tensors: Sequence[Any],
+    channel_axis: int | Sequence[int],
+    hessians: Sequence[Any] | None,
+    *,
+    per_channel: bool,
+    error_method: ErrorMethod,
+    compat: bool,
+    fn: str,
+) -> list[_Prepared]:
+    """One :class:`_Prepared` per tensor (checks the list and its per-tensor arguments)."""
+    if isinstance(tensors, (np.ndarray, jax.Array)) or not isinstance(tensors, Sequence):
+        raise TypeError(f"{fn}: tensors must be a list of arrays, got {type(tensors).__name__}")
+    axes = channel_axis if isinstance(channel_axis, Sequence) else [channel_axis] * len(tensors)
+    hess = hessians if hessians is not None else [None] * len(tensors)
+    if len(axes) != len(tensors) or len(hess) != len(tensors):
+        raise ValueError(f"{fn}: channel_axis / hessians must have one entry per tensor")
+    return [
+        _Prepared(
+            t,
+            h,
+            per_channel=per_channel,
+            channel_axis=a,
+            error_method=error_method,
+            compat=compat,
+            fn=fn,
         )
-    with _x64(mct_compat):
-        for key, res in zip(keys, outs, strict=True):
-            for j, i in enumerate(groups[key]):
-                one = _real_channels(res, j, preps[i].x2d.shape[0])
-                results[i] = _finish(
-                    one,
-                    preps[i],
-                    method=method,
-                    error_method=error_method,
-                    per_channel=per_channel,
-                    compat=mct_compat,
-                    return_errors=return_errors,
-                )
-    return results
+        for t, h, a in zip(tensors, hess, axes, strict=True)
+    ]
+
+
+def _group(
+    preps: list[_Prepared], *, per_channel: bool, compat: bool, exact: bool
+) -> dict[_GroupKey, list[int]]:
+    """Indices of the tensors sharing a search layout (bucketed, or exact with ``exact``) and a
+    start precision: each group is searched as one stack."""
+    groups: dict[_GroupKey, list[int]] = {}
+    for i, prep in enumerate(preps):
+        f32_start = bool(compat and prep.dtype == np.float32)
+        shape = prep.x2d.shape if exact else _bucket_shape(prep.x2d.shape, per_channel)
+        groups.setdefault((tuple(shape), f32_start), []).append(i)
+    return groups
+
+
+def _search_stacked(
+    preps: list[_Prepared],
+    groups: dict[_GroupKey, list[int]],
+    p: float,
+    min_threshold: float,
+    static: dict[str, Any],
+) -> list[SearchResult]:
+    """Stack every group's padded tensors, scores and layouts and search them all in one
+    compiled call (:func:`_search_groups`); host results, one per group."""
+    compat = static["compat"]
+    dtype = np.float64 if compat else np.float32
+    hmse = static["error_method"] is ErrorMethod.HMSE
+    flat = hmse and static["per_channel"] and compat
+    xs, ws, layouts = [], [], []
+    for (shape, _), members in groups.items():
+        xs.append(jax.device_put(_stack_padded([preps[i].x2d for i in members], shape, dtype)))
+        w_rows = [cast(np.ndarray, preps[i].w2d) for i in members]  # set where used: HMSE
+        ws.append(jax.device_put(_stack_padded(w_rows, shape, dtype)) if hmse else None)
+        lays = [_layout(preps[i].x2d.shape, shape, compat, flat) for i in members]
+        layouts.append(jax.tree_util.tree_map(lambda *a: jax.device_put(np.stack(a)), *lays))
+    return jax.device_get(
+        _search_groups(
+            xs,
+            ws,
+            layouts,
+            p,
+            jnp.asarray(min_threshold, dtype),
+            f32_starts=tuple(k[1] for k in groups),
+            **static,
+        )
+    )
+
+
+def _unstack(
+    outs: list[SearchResult],
+    preps: list[_Prepared],
+    groups: dict[_GroupKey, list[int]],
+    static: dict[str, Any],
+    return_errors: bool,
+) -> list[QParams]:
+    """Each tensor's :class:`QParams` from its group's stacked result, in the input order."""
+    results: dict[int, QParams] = {}
+    for key, res in zip(groups, outs, strict=True):
+        for j, i in enumerate(groups[key]):
+            one = _real_channels(res, j, preps[i].x2d.shape[0])
+            results[i] = _finish(
+                one,
+                preps[i],
+                method=static["method"],
+                error_method=static["error_method"],
+                per_channel=static["per_channel"],
+                compat=static["compat"],
+                return_errors=return_errors,
+            )
+    return [results[i] for i in range(len(preps))]
