@@ -19,6 +19,7 @@ install: $(STAMP)
 lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
@@ -35,4 +36,4 @@ bench: install
 	$(PY) benchmarks/bench_ptq.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -22,7 +22,7 @@ import torch
 import torchvision
 
 import jq_torch
-from jq._src.graph.apply import apply
+from jq import apply
 
 VISION = [
     "resnet18",

@@ -34,10 +34,6 @@ def _axis(ctx: ConvertContext, dim: int, arg: Any = None, extra: int = 0) -> int
     return int(dim) % rank if rank else 0
 
 
-def _nd(target_name: str) -> int:
-    return int(target_name[-2]) if target_name[-2].isdigit() else 1
-
-
 # --- layers ------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ The converters live in ``_aten.py``, one per ATen op family, registered with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,7 @@ import numpy as np
 import torch
 from torch import fx
 
-from jq._src.graph.apply import apply
-from jq._src.graph.graph import Graph, Node
+from jq import Graph, Node, apply
 
 from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
 
@@ -188,8 +187,12 @@ class ConvertContext:
 
     def shape(self, arg: fx.Node | None = None) -> tuple[int, ...]:
         """Static shape of an fx value (default: the node being converted)."""
-        val = (arg if arg is not None else self.current).meta["val"]
+        val = (arg if arg is not None else self._node()).meta["val"]
         return tuple(int(d) for d in val.shape)
+
+    def _node(self) -> fx.Node:
+        """The node being converted (:meth:`run` sets it before calling its converter)."""
+        return cast(fx.Node, self.current)
 
     # -- emitting -------------------------------------------------------------------------
 
@@ -207,7 +210,7 @@ class ConvertContext:
             if last.endswith("_weight") and last != "_weight":
                 return f"{head}.{last[: -len('_weight')]}" if head else last[: -len("_weight")]
             return head or last
-        stack = self.current.meta.get("nn_module_stack") or {}
+        stack = self._node().meta.get("nn_module_stack") or {}
         path = next(reversed(stack.values()))[0] if stack else ""
         module = self._modules.get(path)
         if path and module is not None and not any(True for _ in module.children()):
@@ -264,7 +267,7 @@ class ConvertContext:
             return False
         try:
             with torch.no_grad():
-                value = node.target(*args, **kwargs)
+                value = cast(Callable[..., Any], node.target)(*args, **kwargs)
         except Exception:  # not evaluable eagerly: convert it like any other node
             return False
         self._folded[node] = (value, self._base_name(_short_name(node.target), None), False)
@@ -352,8 +355,50 @@ def is_module(obj) -> bool:
     return isinstance(obj, torch.nn.Module)
 
 
+def _example_args(model: Any, example_inputs: Any) -> tuple[torch.Tensor, ...]:
+    """``example_inputs`` as a tuple of tensors, after checking both arguments of
+    :func:`from_torch`."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"from_torch: model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
+        example_inputs = (example_inputs,)
+    args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in example_inputs)
+    if not all(isinstance(a, torch.Tensor) for a in args):
+        raise TypeError(
+            "from_torch: example_inputs must be a tensor or a sequence of tensors, got "
+            f"{[type(a).__name__ for a in args]}"
+        )
+    mode_dependent = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.dropout._DropoutNd)
+    if any(m.training and isinstance(m, mode_dependent) for m in model.modules()):
+        raise ValueError(
+            f"from_torch: {type(model).__name__} is in training mode; call model.eval() first "
+            "(batch norm and dropout convert in their inference form)"
+        )
+    return args
+
+
+def _user_outputs(
+    ep: torch.export.ExportedProgram, ctx: ConvertContext, problems: list[Unsupported]
+) -> list[Any]:
+    """The jq values of the model's outputs (not buffer mutations); outputs that are not
+    tensors are added to ``problems``, those of failed nodes (already reported) left out."""
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    user_outputs = set(ep.graph_signature.user_outputs)
+    outputs = []
+    for i, arg in enumerate(a for a in out_node.args[0] if getattr(a, "name", a) in user_outputs):
+        try:
+            v = ctx.value(arg)
+        except _Skip:
+            continue
+        if not isinstance(v, str):
+            problems.append(Unsupported(f"output {i}", "output", "outputs must be tensors"))
+        outputs.append(v)
+    return outputs
+
+
 def from_torch(
-    model: torch.nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor]
+    model: torch.nn.Module,
+    example_inputs: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray],
 ) -> tuple[Graph, dict[str, dict[str, jax.Array]]]:
     """Convert a PyTorch module (in eval mode) into a jq graph and params.
 
@@ -374,42 +419,32 @@ def from_torch(
       DynamicControlFlowError: data-dependent control flow.
       ExportError: ``torch.export`` failed for another reason (its message included).
 
-    Example::
-
-        graph, params = jq_torch.from_torch(torchvision.models.resnet18().eval(), x)
-        y = jax.jit(jq.apply, static_argnums=0)(graph, params, x.numpy())
+    Example:
+      >>> import jax
+      >>> import numpy as np
+      >>> import torch
+      >>> import jq, jq_torch
+      >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU()).eval()
+      >>> x = torch.randn(2, 4)
+      >>> graph, params = jq_torch.from_torch(model, x)
+      >>> print(graph)
+      name   op      inputs  output shape  params
+      -----  ------  ------  ------------  ------
+      input  input           (2, 4)
+      0      linear  input   (2, 3)            15
+      1      relu    0       (2, 3)
+      2 nodes, 15 params, outputs: 1
+      >>> y = jax.jit(jq.apply, static_argnums=0)(graph, params, x.numpy())
+      >>> with torch.no_grad():
+      ...     want = model(x).numpy()
+      >>> bool(np.allclose(y, want, atol=1e-6))
+      True
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"from_torch: model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(example_inputs, (torch.Tensor, np.ndarray)):
-        example_inputs = (example_inputs,)
-    args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in example_inputs)
-    if not all(isinstance(a, torch.Tensor) for a in args):
-        raise TypeError(
-            "from_torch: example_inputs must be a tensor or a sequence of tensors, got "
-            f"{[type(a).__name__ for a in args]}"
-        )
-    mode_dependent = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.modules.dropout._DropoutNd)
-    if any(m.training and isinstance(m, mode_dependent) for m in model.modules()):
-        raise ValueError(
-            f"from_torch: {type(model).__name__} is in training mode; call model.eval() first "
-            "(batch norm and dropout convert in their inference form)"
-        )
-
+    args = _example_args(model, example_inputs)
     ep = _export(model, args)
     ctx = ConvertContext(ep, model)
     problems = ctx.run(ep)
-    out_node = next(n for n in ep.graph.nodes if n.op == "output")
-    user_outputs = set(ep.graph_signature.user_outputs)  # not buffer mutations
-    outputs = []
-    for i, arg in enumerate(a for a in out_node.args[0] if getattr(a, "name", a) in user_outputs):
-        try:
-            v = ctx.value(arg)
-        except _Skip:
-            continue
-        if not isinstance(v, str):
-            problems.append(Unsupported(f"output {i}", "output", "outputs must be tensors"))
-        outputs.append(v)
+    outputs = _user_outputs(ep, ctx, problems)
     if problems:
         raise UnsupportedOpError(f"from_torch({type(model).__name__})", problems)
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jq._src.graph.graph import Graph
+from jq import Graph
 
 from ._errors import Unsupported, UnsupportedOpError
 
@@ -74,13 +74,15 @@ class JQModule(torch.nn.Module):
 
     def _graph_for_shapes(self, shapes: tuple[tuple[int, ...], ...]) -> Graph:
         graph = self.graph
-        if not graph.input_shapes or shapes == tuple(map(tuple, graph.input_shapes)):
+        # Converted graphs record every input shape; an unrecorded one (None) raises TypeError.
+        recorded = tuple(map(tuple, graph.input_shapes))  # type: ignore[arg-type]
+        if not graph.input_shapes or shapes == recorded:
             return graph
         if shapes not in self._graphs:
             if self._graph_for is None:
                 raise ValueError(
                     f"JQModule: inputs of shapes {list(shapes)}, but this graph was built for "
-                    f"{[tuple(s) for s in graph.input_shapes]} (convert again for other shapes)"
+                    f"{list(recorded)} (convert again for other shapes)"
                 )
             self._graphs[shapes] = self._graph_for(shapes)
         return self._graphs[shapes]
@@ -137,7 +139,7 @@ def _conv(params, x, *, stride, padding, dilation, groups):
     w = params["weight"]
     nd = w.ndim - 2
     if all(lo == hi for lo, hi in padding):
-        pad: Any = tuple(lo for lo, _ in padding)
+        pad = tuple(lo for lo, _ in padding)
     else:  # asymmetric: pad explicitly (F.pad takes the last dim first)
         x = F.pad(x, [p for lo_hi in reversed(padding) for p in lo_hi])
         pad = 0
@@ -251,14 +253,14 @@ def _binary(fn):
     return op
 
 
-for _name, _fn in (
+for _bin_name, _bin_fn in (
     ("add", lambda a, b: a + b),
     ("sub", lambda a, b: a - b),
     ("mul", lambda a, b: a * b),
     ("div", lambda a, b: a / b),
 ):
-    register_torch_op(_name)(_binary(_fn))
-del _name, _fn
+    register_torch_op(_bin_name)(_binary(_bin_fn))
+del _bin_name, _bin_fn
 
 
 @register_torch_op("pad")

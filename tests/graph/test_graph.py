@@ -13,9 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jq._src.graph.apply import apply
-from jq._src.graph.graph import Graph, Node, summary
-from jq._src.graph.ops import register_op, registered_ops
+from jq import Graph, Node, apply, register_op, registered_ops, summary
 
 RTOL = ATOL = 1e-5  # float32 arithmetic on O(1) values
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +108,7 @@ def test_graph_is_hashable_and_equal_graphs_share_hash():
 def test_fingerprint_is_stable_across_processes():
     code = (
         "import sys; sys.path.insert(0, '.');"
-        "from tests.test_graph import _mlp; print(_mlp()[0].fingerprint())"
+        "from tests.graph.test_graph import _mlp; print(_mlp()[0].fingerprint())"
     )
     outs = {
         subprocess.run(

@@ -22,8 +22,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
+from jq import report  # noqa: E402
 from jq._src.ptq import auto as _auto  # noqa: E402
-from jq._src.report.report import report  # noqa: E402
 
 METHODS = ["mse", "noclipping", "mae", "lp", "kl"]
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 import jq_torch
-from jq._src.graph.apply import apply
+from jq import apply
 
 RTOL = 1e-4  # max abs diff <= RTOL * max(1, max |torch output|), float32
 

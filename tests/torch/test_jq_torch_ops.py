@@ -19,11 +19,9 @@ from _helpers import check_model, randomize_  # noqa: E402
 
 import jq  # noqa: E402
 import jq_torch  # noqa: E402
+from jq import Node, apply, register_op, registered_ops  # noqa: E402
 from jq._src.graph import ops as jq_ops  # noqa: E402
-from jq._src.graph.apply import apply  # noqa: E402
-from jq._src.graph.graph import Node  # noqa: E402
 from jq._src.graph.ops import fake_quant as fake_quant_op  # noqa: E402
-from jq._src.graph.ops import register_op, registered_ops  # noqa: E402
 from jq._src.select.quantizers import affine_grid, threshold_quantize  # noqa: E402
 
 

@@ -24,6 +24,21 @@ def _capture_names(graph: Graph, capture: Iterable[str] | str | None) -> tuple[s
     return names
 
 
+def _free_after(graph: Graph, keep: set[str]) -> dict[int, list[str]]:
+    """``{i: names}``: the values not in ``keep`` whose last reader is node ``i``, so that
+    :func:`apply` drops each value after its last reader (eager runs do not hold every
+    activation)."""
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for src in node.inputs:
+            last_use[src] = i
+    free: dict[int, list[str]] = {}
+    for name, i in last_use.items():
+        if name not in keep:
+            free.setdefault(i, []).append(name)
+    return free
+
+
 def apply(
     graph: Graph,
     params: Mapping[str, Mapping[str, jax.Array]],
@@ -48,11 +63,21 @@ def apply(
       TypeError: wrong number of inputs. ValueError: unknown capture name, unknown op, or a
       node whose params are missing.
 
-    Example::
-
-        f = jax.jit(jq.apply, static_argnums=0)
-        y = f(graph, params, x)
-        y, acts = jq.apply(graph, params, x, capture=("layer1.0.relu",))
+    Example:
+      >>> import jax
+      >>> import numpy as np
+      >>> import jq
+      >>> graph = jq.Graph(
+      ...     ("x",), (jq.Node("fc", "linear", ("x",)), jq.Node("act", "relu", ("fc",))), ("act",)
+      ... )
+      >>> params = {"fc": {"weight": np.array([[1.0, -1.0], [-1.0, 0.5]], np.float32)}}
+      >>> x = np.array([[2.0, 1.0]], np.float32)
+      >>> f = jax.jit(jq.apply, static_argnums=0)
+      >>> f(graph, params, x)
+      Array([[1., 0.]], dtype=float32)
+      >>> y, acts = jq.apply(graph, params, x, capture=("fc",))
+      >>> acts["fc"]
+      Array([[ 1. , -1.5]], dtype=float32)
     """
     if not isinstance(graph, Graph):
         raise TypeError(f"apply: graph must be a jq Graph, got {type(graph).__name__}")
@@ -61,17 +86,7 @@ def apply(
             f"apply: the graph takes {len(graph.inputs)} inputs {graph.inputs}, got {len(inputs)}"
         )
     names = _capture_names(graph, capture)
-    keep = set(graph.outputs) | set(names)
-    # Drop each value after its last reader, so eager runs do not hold every activation.
-    last_use: dict[str, int] = {}
-    for i, node in enumerate(graph.nodes):
-        for src in node.inputs:
-            last_use[src] = i
-    free: dict[int, list[str]] = {}
-    for name, i in last_use.items():
-        if name not in keep:
-            free.setdefault(i, []).append(name)
-
+    free = _free_after(graph, set(graph.outputs) | set(names))
     env: dict[str, Any] = {n: jnp.asarray(x) for n, x in zip(graph.inputs, inputs, strict=True)}
     for i, node in enumerate(graph.nodes):
         fn = get_op(node.op)
@@ -89,7 +104,7 @@ def apply(
         for name in free.get(i, ()):
             del env[name]
     outs = tuple(env[n] for n in graph.outputs)
-    out = outs[0] if len(outs) == 1 else outs
+    result = outs[0] if len(outs) == 1 else outs
     if capture is None:
-        return out
-    return out, {n: env[n] for n in names}
+        return result
+    return result, {n: env[n] for n in names}

@@ -11,13 +11,23 @@ conv_transpose weights ``(in, out/groups, *kernel)``.
 Graphs are rewritten by building new ones: ``graph.replace(nodes=...)`` validates the result,
 ``graph.consumers(name)`` finds the users of a value, ``node.replace(...)`` edits a node.
 
-Example::
-
-    g = Graph(inputs=("x",), nodes=(
-        Node("fc", "linear", ("x",)),
-        Node("act", "relu", ("fc",)),
-    ), outputs=("act",))
-    print(g)
+Example:
+  >>> import jq
+  >>> g = jq.Graph(inputs=("x",), nodes=(
+  ...     jq.Node("fc", "linear", ("x",)),
+  ...     jq.Node("act", "relu", ("fc",)),
+  ... ), outputs=("act",))
+  >>> g
+  Graph(inputs=('x',), nodes=<2 nodes>, outputs=('act',))
+  >>> print(g)
+  name  op      inputs  output shape  params
+  ----  ------  ------  ------------  ------
+  x     input           ?
+  fc    linear  x       ?
+  act   relu    fc      ?
+  2 nodes, 0 params, outputs: act
+  >>> [n.name for n in g.consumers("fc")]
+  ['act']
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import dataclasses
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _MISSING = object()
 
@@ -72,6 +82,19 @@ class Node:
     param_shapes: tuple[tuple[str, tuple[int, ...]], ...] = dataclasses.field(
         default=(), compare=False
     )
+
+    if TYPE_CHECKING:  # what the constructor accepts; __post_init__ normalises it to the fields
+
+        def __init__(
+            self,
+            name: str,
+            op: str,
+            inputs: str | Iterable[str] = (),
+            attrs: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+            shape: Iterable[int] | None = None,
+            param_shapes: Mapping[str, Iterable[int] | None]
+            | Iterable[tuple[str, Iterable[int] | None]] = (),
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -149,6 +172,16 @@ class Graph:
     input_shapes: tuple[tuple[int, ...] | None, ...] = dataclasses.field(default=(), compare=False)
     _index: dict = dataclasses.field(init=False, compare=False)
     _hash: int = dataclasses.field(init=False, compare=False)
+
+    if TYPE_CHECKING:  # what the constructor accepts; __post_init__ normalises it to the fields
+
+        def __init__(
+            self,
+            inputs: str | Iterable[str],
+            nodes: Iterable[Node],
+            outputs: str | Iterable[str],
+            input_shapes: Iterable[Iterable[int] | None] = (),
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         inputs = (self.inputs,) if isinstance(self.inputs, str) else tuple(self.inputs)

@@ -28,7 +28,8 @@ Vocabulary (attrs in brackets; ``params`` in braces):
 - ``embedding`` (indices) {weight}.
 - ``fake_quant`` {scale, q_min, q_max}: quantize-dequantize as a deployed quantizer computes
   it, ``clip(round(x * (1/scale)), q_min, q_max) * scale`` (``torch.fake_quantize_*``'s
-  arithmetic; ``jq._quantizers.affine_grid`` gives the three values of a threshold or range).
+  arithmetic; ``jq._src.select.quantizers.affine_grid`` gives the three values of a threshold
+  or range).
 
 Add an op with ``@register_op("name")``; the name must be new unless ``override=True``.
 """
@@ -155,7 +156,7 @@ def _depthwise(x, w, stride, padding, dilation):
         start = [t * d for t, d in zip(tap, dilation, strict=True)]
         limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, stride, strict=True)]
         window = lax.slice(xp, [0, 0, *start], [*xp.shape[:2], *limit], [1, 1, *stride])
-        term = window * jnp.reshape(w[(slice(None), 0, *tap)], (1, -1) + (1,) * nd)
+        term = window * jnp.reshape(w[(slice(None), 0) + tap], (1, -1) + (1,) * nd)
         y = term if y is None else y + term
     return y
 

@@ -39,7 +39,8 @@ class LayerInfo:
         ``inf`` if identical.
       analysis: with the error method ``"auto"``: every candidate method's parameters, layer
         output SQNR and normalised error curve, the choice, and (activations) the histogram,
-        as built by ``jq._auto.layer_analysis``; what ``jq.report`` draws. ``None`` otherwise.
+        as built by ``jq._src.ptq.auto.layer_analysis``; what ``jq.report`` draws. ``None``
+        otherwise.
     """
 
     name: str
@@ -80,10 +81,23 @@ class QuantizationInfo:
         ``weights.compile``.
       notes: what was applied or skipped (e.g. bias correction on N layers).
 
-    Example::
+    Example:
+      A hand-built info (a PTQ run returns one as its second value):
 
-        info.save("info.json"); same = jq.core.QuantizationInfo.load("info.json")
-        info.layer("conv1", "weights").threshold
+      >>> import os, tempfile
+      >>> import jq.core
+      >>> conv1 = jq.core.LayerInfo(name="conv1", kind="weights", op="conv", n_bits=8,
+      ...     method="symmetric", error_method="mse", signed=True, threshold=[0.5, 0.25],
+      ...     channel_axis=0, sqnr_db=31.5)
+      >>> info = jq.core.QuantizationInfo(layers=(conv1,), output_sqnr_db=30.0)
+      >>> with tempfile.TemporaryDirectory() as d:
+      ...     info.save(os.path.join(d, "info.json"))
+      ...     same = jq.core.QuantizationInfo.load(os.path.join(d, "info.json"))
+      >>> same.layer("conv1", "weights").threshold
+      [0.5, 0.25]
+      >>> print(same.table())  # doctest: +NORMALIZE_WHITESPACE
+      name   kind  bits  method     error  signed  thr/range  SQNR dB
+      conv1  wei   8     symmetric  mse    s       0.25..0.5  31.5
     """
 
     layers: tuple[LayerInfo, ...] = ()

@@ -118,39 +118,33 @@ def _marks(p: Mapping[str, Any]) -> list[float]:
     return []
 
 
-def _layer_figure(plt, li: Mapping[str, Any], an: Mapping[str, Any]):
-    methods = list(an["methods"])
-    chosen = an.get("chosen")
-    hist = an.get("histogram")
-    n = 3 if hist else 2
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.0), layout="constrained")
-    axes = list(np.atleast_1d(axes))
-    ax_i = 0
-    if hist:
-        ax = axes[ax_i]
-        ax_i += 1
-        e = np.asarray(hist["edges"], np.float64)
-        k = np.asarray(hist["counts"], np.float64)
-        ax.stairs(k, e, fill=True, color="#c8d4e3", label="_hist")
-        ax.set_yscale("symlog", linthresh=1.0)
-        for m in methods:
-            for x in _marks(an["params"].get(m, {})):
-                ax.axvline(
-                    x,
-                    color=COLORS.get(m, "k"),
-                    lw=2.2 if m == chosen else 1.1,
-                    ls="-" if m == chosen else "--",
-                )
-        handles = [
-            plt.Line2D([], [], color=COLORS.get(m, "k"), lw=2.2 if m == chosen else 1.1, label=m)
-            for m in methods
-        ]
-        ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.8)
-        ax.set_title("histogram and thresholds", fontsize=9)
-        ax.set_xlabel("value", fontsize=8)
-        ax.set_ylabel("count (symlog)", fontsize=8)
-    ax = axes[ax_i]
-    ax_i += 1
+def _draw_histogram(plt, ax, an: Mapping[str, Any], methods: list[str], chosen: Any) -> None:
+    """The activation histogram (symlog counts) with every method's clipping points marked."""
+    hist = an["histogram"]
+    e = np.asarray(hist["edges"], np.float64)
+    k = np.asarray(hist["counts"], np.float64)
+    ax.stairs(k, e, fill=True, color="#c8d4e3", label="_hist")
+    ax.set_yscale("symlog", linthresh=1.0)
+    for m in methods:
+        for x in _marks(an["params"].get(m, {})):
+            ax.axvline(
+                x,
+                color=COLORS.get(m, "k"),
+                lw=2.2 if m == chosen else 1.1,
+                ls="-" if m == chosen else "--",
+            )
+    handles = [
+        plt.Line2D([], [], color=COLORS.get(m, "k"), lw=2.2 if m == chosen else 1.1, label=m)
+        for m in methods
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.8)
+    ax.set_title("histogram and thresholds", fontsize=9)
+    ax.set_xlabel("value", fontsize=8)
+    ax.set_ylabel("count (symlog)", fontsize=8)
+
+
+def _draw_curves(ax, an: Mapping[str, Any], methods: list[str], chosen: Any) -> None:
+    """Every method's (normalised) error over its candidates."""
     curves = an.get("curves") or {}
     drawn = False
     for m in methods:
@@ -178,7 +172,10 @@ def _layer_figure(plt, li: Mapping[str, Any], an: Mapping[str, Any]):
     ax.set_title("error over candidates (normalised per method)", fontsize=9)
     ax.set_xlabel("candidate / no-clipping scale", fontsize=8)
     ax.set_ylabel("error (0 = method's best, 1 = worst)", fontsize=8)
-    ax = axes[ax_i]
+
+
+def _draw_sqnr(ax, an: Mapping[str, Any], methods: list[str], chosen: Any) -> None:
+    """One bar per method: its layer-output SQNR, the chosen one outlined."""
     db = [an["sqnr_db"].get(m) for m in methods]
     vals = [float(v) if v is not None and math.isfinite(float(v)) else np.nan for v in db]
     finite = [v for v in vals if not math.isnan(v)]
@@ -206,12 +203,27 @@ def _layer_figure(plt, li: Mapping[str, Any], an: Mapping[str, Any]):
         ax.set_ylim(base, top + 0.15 * (top - base))  # room for the value labels
     ax.set_xticks(range(len(methods)), methods, fontsize=7)
     ax.set_title(f"layer-output SQNR (dB); chosen: {chosen}", fontsize=9)
+
+
+def _layer_figure(plt, li: Mapping[str, Any], an: Mapping[str, Any]):
+    """One row of plots for a layer with an analysis: histogram (activations), error curves,
+    SQNR per method."""
+    methods = list(an["methods"])
+    chosen = an.get("chosen")
+    hist = an.get("histogram")
+    n = 3 if hist else 2
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.0), layout="constrained")
+    axes = list(np.atleast_1d(axes))
+    if hist:
+        _draw_histogram(plt, axes[0], an, methods, chosen)
+    _draw_curves(axes[n - 2], an, methods, chosen)
+    _draw_sqnr(axes[n - 1], an, methods, chosen)
     for a in axes:
         a.tick_params(labelsize=7)
     return fig
 
 
-def _summary_rows(layers, slugs, methods_all):
+def _summary_rows(layers, slugs):
     rows = []
     for li, slug in zip(layers, slugs, strict=True):
         an = li.get("analysis") or {}
@@ -272,6 +284,154 @@ def _markdown(d: dict, rows, methods_all: list[str], html_name: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _methods_all(layers: list[dict]) -> list[str]:
+    """Every error method any layer's analysis compared, in first-seen order."""
+    methods_all: list[str] = []
+    for li in layers:
+        for m in (li.get("analysis") or {}).get("methods", []):
+            if m not in methods_all:
+                methods_all.append(m)
+    return methods_all
+
+
+def _html_head(d: dict, title: str, n_layers: int) -> list[str]:
+    """The page up to the summary: head, title, output SQNR, error methods, config."""
+    esc = html.escape
+    cfg = d.get("config", {})
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        '<p class="meta">output SQNR (quantized vs float, calibration data): '
+        f"<b>{esc(_fmt_db(d.get('output_sqnr_db')))} dB</b> &middot; activation error method "
+        f"<code>{esc(str(cfg.get('activation_error_method', '?')))}</code> &middot; weights "
+        f"error method <code>{esc(str(cfg.get('weights_error_method', '?')))}</code> &middot; "
+        f"{n_layers} quantized tensors</p>",
+    ]
+    if cfg:
+        parts.append(
+            '<p class="meta">config: '
+            + ", ".join(f"{esc(str(k))}=<code>{esc(str(v))}</code>" for k, v in cfg.items())
+            + "</p>"
+        )
+    return parts
+
+
+def _html_summary_row(li, slug: str, an, per, methods_all: list[str]) -> str:
+    """One row of the summary table; the best SQNR among the methods is marked."""
+    esc = html.escape
+    finite = [v for v in per.values() if v is not None and not math.isnan(float(v))]
+    best = max(finite) if finite else None
+    chosen = an.get("chosen", li.get("error_method", ""))
+    cells = [
+        f'<td class="l"><a href="#{slug}">{esc(li["name"])}</a></td>',
+        f'<td class="l">{esc(str(li.get("kind", "")))}</td>',
+        f'<td class="l">{esc(str(li.get("op", "")))}</td>',
+        f"<td>{esc(str(li.get('n_bits', '')))}</td>",
+        f'<td class="chosen">{esc(str(chosen))}</td>',
+        f"<td>{esc(_fmt_param(li))}</td>",
+        f"<td>{esc(_fmt_db(li.get('sqnr_db')))}</td>",
+    ]
+    for m in methods_all:
+        v = per.get(m)
+        cls = ' class="best"' if v is not None and best is not None and v == best else ""
+        cells.append(f"<td{cls}>{esc(_fmt_db(v))}</td>")
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _html_summary(d: dict, rows, methods_all: list[str]) -> list[str]:
+    """The summary table (one row per quantized tensor), its note, and the run's notes."""
+    esc = html.escape
+    parts = ['<h2 id="summary">Summary</h2><table id="summary-table"><tr>']
+    head = ["layer", "kind", "op", "bits", "chosen", "params", "SQNR dB"]
+    parts.append("".join(f'<th class="l">{h}</th>' for h in head[:3]))
+    parts.append("".join(f"<th>{h}</th>" for h in head[3:]))
+    parts.append("".join(f"<th>{esc(m)}</th>" for m in methods_all) + "</tr>")
+    for li, slug, an, per in rows:
+        parts.append(_html_summary_row(li, slug, an, per, methods_all))
+    parts.append("</table>")
+    parts.append(
+        "<p class=\"note\">SQNR per method: the layer's output with that method's parameters "
+        "against the float layer, on the calibration data (green: best; ties go to the earlier "
+        "method). The SQNR dB column is the layer in the final quantized model (errors of "
+        "earlier layers included).</p>"
+    )
+    notes = d.get("notes") or []
+    if notes:
+        parts.append(
+            '<ul class="note">' + "".join(f"<li>{esc(str(n))}</li>" for n in notes) + "</ul>"
+        )
+    return parts
+
+
+def _html_analysis(plt, li, an, per) -> list[str]:
+    """A layer's plots (one embedded PNG) and its per-method table."""
+    esc = html.escape
+    fig = _layer_figure(plt, li, an)
+    try:
+        img = _png(fig)
+    finally:
+        plt.close(fig)
+    parts = [
+        f'<img alt="plots of {esc(li["name"])}" src="data:image/png;base64,{img}">',
+        '<table><tr><th class="l">method</th><th>SQNR dB</th><th>params</th></tr>',
+    ]
+    for m in an["methods"]:
+        mark = " (chosen)" if m == an.get("chosen") else ""
+        parts.append(
+            f'<tr><td class="l">{esc(m)}{mark}</td>'
+            f"<td>{esc(_fmt_db(per.get(m)))}</td>"
+            f"<td>{esc(_fmt_param(an['params'].get(m, {})))}</td></tr>"
+        )
+    parts.append("</table>")
+    return parts
+
+
+def _html_layer(plt, li, slug: str, an, per) -> list[str]:
+    """One layer's section: heading, parameters, and its analysis when there is one."""
+    esc = html.escape
+    parts = [
+        f'<section class="layer" id="{slug}" data-layer="{esc(li["name"])}">'
+        f'<h2>{esc(li["name"])}<span class="kind">{esc(str(li.get("kind", "")))} '
+        f"&middot; {esc(str(li.get('op', '')))}</span></h2>",
+        f'<p class="meta">{esc(str(li.get("n_bits", "")))}-bit '
+        f"{esc(str(li.get('method', '')))}, "
+        f"{'signed' if li.get('signed') else 'unsigned'}, error method "
+        f"<b>{esc(str(an.get('chosen', li.get('error_method', ''))))}</b>, "
+        f"{esc(_fmt_param(li))}, SQNR in the quantized model "
+        f"{esc(_fmt_db(li.get('sqnr_db')))} dB</p>",
+    ]
+    if an.get("methods"):
+        parts += _html_analysis(plt, li, an, per)
+    else:
+        parts.append(
+            '<p class="note">no per-method analysis recorded (run with '
+            'error method "auto" to compare methods)</p>'
+        )
+    parts.append("</section>")
+    return parts
+
+
+def _pyplot(fn: str):
+    """matplotlib's pyplot on the Agg backend (imported here so ``import jq`` stays light)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as e:  # pragma: no cover - matplotlib is a test dependency
+        raise ImportError(f"{fn} needs matplotlib: {e}") from e
+    return plt
+
+
+def _markdown_path(path: str) -> str:
+    """``report.html`` -> ``report.md``; a ``.md`` path gets ``.summary.md``."""
+    root, ext = os.path.splitext(path)
+    return root + ".md" if ext.lower() != ".md" else root + ".summary.md"
+
+
 def report(quantization_info, path, *, title: str = "jq quantization report") -> tuple[str, str]:
     """Write a self-contained HTML report of a PTQ run and a markdown summary next to it.
 
@@ -289,131 +449,50 @@ def report(quantization_info, path, *, title: str = "jq quantization report") ->
       TypeError: ``quantization_info`` is not one of the accepted forms.
       ImportError: matplotlib is not installed.
 
-    Example::
+    Example:
+      A hand-built info with one activation (a PTQ run returns one as its second value,
+      ``qm, info = jq.ptq.pytorch_post_training_quantization(...)``):
 
-        qm, info = jq.ptq.pytorch_post_training_quantization(model, gen, core_config=auto_cfg)
-        jq.report(info, "report.html")
+      >>> import os, tempfile
+      >>> import jq, jq.core
+      >>> layer = jq.core.LayerInfo(name="relu", kind="activation", op="relu", n_bits=8,
+      ...     method="power_of_two", error_method="mse", signed=False, threshold=4.0,
+      ...     sqnr_db=31.5)
+      >>> info = jq.core.QuantizationInfo(layers=(layer,), output_sqnr_db=30.2)
+      >>> with tempfile.TemporaryDirectory() as out:
+      ...     html_path, md_path = jq.report(info, os.path.join(out, "report.html"))
+      ...     with open(md_path, encoding="utf-8") as f:
+      ...         summary = f.read()
+      >>> os.path.basename(html_path), os.path.basename(md_path)
+      ('report.html', 'report.md')
+      >>> print(summary)
+      # jq quantization report
+      <BLANKLINE>
+      Full report with plots: `report.html`.
+      <BLANKLINE>
+      - output SQNR: 30.20 dB
+      - activation error method: ?; weights error method: ?
+      <BLANKLINE>
+      | layer | kind | op | bits | chosen | params | SQNR dB |
+      |---|---|---|---|---|---|---|
+      | `relu` | activation | relu | 8 | mse | t=4 | 31.50 |
+      <BLANKLINE>
     """
     fn = "jq.report"
     d = _as_dict(quantization_info, fn)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - matplotlib is a test dependency
-        raise ImportError(f"{fn} needs matplotlib: {e}") from e
-
+    plt = _pyplot(fn)
     path = os.fspath(path)
-    root, ext = os.path.splitext(path)
-    md_path = root + ".md" if ext.lower() != ".md" else root + ".summary.md"
+    md_path = _markdown_path(path)
     layers = [dict(li) for li in d["layers"]]
     taken: set[str] = set()
     slugs = [_slug(li.get("kind", ""), li["name"], taken) for li in layers]
-    methods_all: list[str] = []
-    for li in layers:
-        for m in (li.get("analysis") or {}).get("methods", []):
-            if m not in methods_all:
-                methods_all.append(m)
-    rows = _summary_rows(layers, slugs, methods_all)
-    esc = html.escape
-    cfg = d.get("config", {})
+    methods_all = _methods_all(layers)
+    rows = _summary_rows(layers, slugs)
 
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(title)}</h1>",
-        '<p class="meta">output SQNR (quantized vs float, calibration data): '
-        f"<b>{esc(_fmt_db(d.get('output_sqnr_db')))} dB</b> &middot; activation error method "
-        f"<code>{esc(str(cfg.get('activation_error_method', '?')))}</code> &middot; weights "
-        f"error method <code>{esc(str(cfg.get('weights_error_method', '?')))}</code> &middot; "
-        f"{len(layers)} quantized tensors</p>",
-    ]
-    if cfg:
-        parts.append(
-            '<p class="meta">config: '
-            + ", ".join(f"{esc(str(k))}=<code>{esc(str(v))}</code>" for k, v in cfg.items())
-            + "</p>"
-        )
-    parts.append('<h2 id="summary">Summary</h2><table id="summary-table"><tr>')
-    head = ["layer", "kind", "op", "bits", "chosen", "params", "SQNR dB"]
-    parts.append("".join(f'<th class="l">{h}</th>' for h in head[:3]))
-    parts.append("".join(f"<th>{h}</th>" for h in head[3:]))
-    parts.append("".join(f"<th>{esc(m)}</th>" for m in methods_all) + "</tr>")
-    for li, slug, an, per in rows:
-        finite = [v for v in per.values() if v is not None and not math.isnan(float(v))]
-        best = max(finite) if finite else None
-        chosen = an.get("chosen", li.get("error_method", ""))
-        cells = [
-            f'<td class="l"><a href="#{slug}">{esc(li["name"])}</a></td>',
-            f'<td class="l">{esc(str(li.get("kind", "")))}</td>',
-            f'<td class="l">{esc(str(li.get("op", "")))}</td>',
-            f"<td>{esc(str(li.get('n_bits', '')))}</td>",
-            f'<td class="chosen">{esc(str(chosen))}</td>',
-            f"<td>{esc(_fmt_param(li))}</td>",
-            f"<td>{esc(_fmt_db(li.get('sqnr_db')))}</td>",
-        ]
-        for m in methods_all:
-            v = per.get(m)
-            cls = ' class="best"' if v is not None and best is not None and v == best else ""
-            cells.append(f"<td{cls}>{esc(_fmt_db(v))}</td>")
-        parts.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append("</table>")
-    parts.append(
-        "<p class=\"note\">SQNR per method: the layer's output with that method's parameters "
-        "against the float layer, on the calibration data (green: best; ties go to the earlier "
-        "method). The SQNR dB column is the layer in the final quantized model (errors of "
-        "earlier layers included).</p>"
-    )
-    notes = d.get("notes") or []
-    if notes:
-        parts.append(
-            '<ul class="note">' + "".join(f"<li>{esc(str(n))}</li>" for n in notes) + "</ul>"
-        )
-
+    parts = _html_head(d, title, len(layers)) + _html_summary(d, rows, methods_all)
     with plt.rc_context({"figure.max_open_warning": 0}):
         for li, slug, an, per in rows:
-            parts.append(
-                f'<section class="layer" id="{slug}" data-layer="{esc(li["name"])}">'
-                f'<h2>{esc(li["name"])}<span class="kind">{esc(str(li.get("kind", "")))} '
-                f"&middot; {esc(str(li.get('op', '')))}</span></h2>"
-            )
-            parts.append(
-                f'<p class="meta">{esc(str(li.get("n_bits", "")))}-bit '
-                f"{esc(str(li.get('method', '')))}, "
-                f"{'signed' if li.get('signed') else 'unsigned'}, error method "
-                f"<b>{esc(str(an.get('chosen', li.get('error_method', ''))))}</b>, "
-                f"{esc(_fmt_param(li))}, SQNR in the quantized model "
-                f"{esc(_fmt_db(li.get('sqnr_db')))} dB</p>"
-            )
-            if an.get("methods"):
-                fig = _layer_figure(plt, li, an)
-                try:
-                    img = _png(fig)
-                finally:
-                    plt.close(fig)
-                parts.append(
-                    f'<img alt="plots of {esc(li["name"])}" src="data:image/png;base64,{img}">'
-                )
-                parts.append(
-                    '<table><tr><th class="l">method</th><th>SQNR dB</th><th>params</th></tr>'
-                )
-                for m in an["methods"]:
-                    mark = " (chosen)" if m == an.get("chosen") else ""
-                    parts.append(
-                        f'<tr><td class="l">{esc(m)}{mark}</td>'
-                        f"<td>{esc(_fmt_db(per.get(m)))}</td>"
-                        f"<td>{esc(_fmt_param(an['params'].get(m, {})))}</td></tr>"
-                    )
-                parts.append("</table>")
-            else:
-                parts.append(
-                    '<p class="note">no per-method analysis recorded (run with '
-                    'error method "auto" to compare methods)</p>'
-                )
-            parts.append("</section>")
+            parts += _html_layer(plt, li, slug, an, per)
     parts.append("</body></html>")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:

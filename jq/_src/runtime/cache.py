@@ -74,7 +74,7 @@ def ensure_compilation_cache() -> str | None:
         jq then runs without a persistent cache.
 
     Example:
-      >>> from jq._cache import ensure_compilation_cache
+      >>> from jq._src.runtime.cache import ensure_compilation_cache
       >>> ensure_compilation_cache()  # doctest: +SKIP
       '/home/me/.cache/jq/xla'
     """
@@ -140,7 +140,7 @@ def _decide() -> str | None:
     user_dir = _user_jax_cache_dir()
     if user_dir is not None:
         return user_dir
-    if not jax.config.jax_enable_compilation_cache:
+    if not jax.config.jax_enable_compilation_cache:  # type: ignore[attr-defined]
         return None  # the user switched JAX's cache off
     if _opted_out(os.environ.get("JQ_COMPILATION_CACHE")):
         return None
@@ -165,9 +165,9 @@ def _decide() -> str | None:
 
 def _user_jax_cache_dir() -> str | None:
     """The folder the user configured for JAX, if any (config first: it is what JAX uses)."""
-    return (
-        jax.config.jax_compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR") or None
-    )
+    # jax.config's options are attributes set at run time, unknown to type checkers.
+    configured = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
+    return configured or os.environ.get("JAX_COMPILATION_CACHE_DIR") or None
 
 
 def _opted_out(value: str | None) -> bool:

@@ -21,10 +21,10 @@ _lock = threading.Lock()
 _registered = False
 
 
-def _listen(event: str, duration: float, **kwargs) -> None:
+def _listen(event: str, duration_secs: float, **kwargs: str | int) -> None:
     del kwargs
     if event.startswith(_PREFIX):
-        _totals[threading.get_ident()] += duration
+        _totals[threading.get_ident()] += duration_secs
 
 
 def compile_seconds() -> float:
