@@ -1,9 +1,22 @@
-"""Fixtures for the whole suite; the strict process settings (compilation-cache folder, rank
-promotion) are in the repository's root ``conftest.py``, shared with the doctests."""
+"""Strict defaults for the whole suite (docstring examples included: tests/test_doctests.py)."""
+
+import atexit
+import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
 import pytest
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+# jq turns JAX's persistent compilation cache on by default (in ~/.cache/jq/xla): the suite
+# writes to a folder of its own instead, fresh per run (and per xdist worker).
+if "JQ_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache_dir = tempfile.mkdtemp(prefix="jq-test-xla-")
+    os.environ["JQ_COMPILATION_CACHE_DIR"] = _cache_dir
+    atexit.register(shutil.rmtree, _cache_dir, True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

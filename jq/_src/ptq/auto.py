@@ -219,34 +219,38 @@ def auto_sqnr(
         0,
     )
 
-    def step(acc: AutoSums, graph: Graph, arrays) -> AutoSums:
-        out = _auto_step(
-            params,
-            act_grids,
-            kw,
-            kb,
-            tuple(jnp.asarray(np.asarray(a)) for a in arrays),
-            graph=graph,
-            act_values=act_values,
-            kernels=kernels,
-        )
-        s1, e1, s2, e2 = jax.device_get(out)
-        if act_values:
-            acc = acc._replace(
-                act_signal=acc.act_signal + np.asarray(s1, np.float64),
-                act_noise=acc.act_noise + np.asarray(e1, np.float64),
-            )
-        if kernels:
-            acc = acc._replace(
-                kernel_signal=acc.kernel_signal + np.asarray(s2, np.float64),
-                kernel_noise=acc.kernel_noise + np.asarray(e2, np.float64),
-            )
-        return acc
-
+    step = functools.partial(
+        _add_batch,
+        params=params,
+        arrays=(act_grids, kw, kb),
+        act_values=act_values,
+        kernels=kernels,
+    )
     sums, count = accumulate(batches, graph_for, step, zeros)
     if count == 0:
         raise ValueError(f"{fn}: the representative dataset yielded no batch")
     return sums._replace(n_batches=count)
+
+
+def _add_batch(acc: AutoSums, graph: Graph, batch, *, params, arrays, act_values, kernels):
+    """``acc`` plus one batch's sums (one compiled :func:`_auto_step`)."""
+    act_grids, kw, kb = arrays
+    inputs = tuple(jnp.asarray(np.asarray(a)) for a in batch)
+    out = _auto_step(
+        params, act_grids, kw, kb, inputs, graph=graph, act_values=act_values, kernels=kernels
+    )
+    s1, e1, s2, e2 = jax.device_get(out)
+    if act_values:
+        acc = acc._replace(
+            act_signal=acc.act_signal + np.asarray(s1, np.float64),
+            act_noise=acc.act_noise + np.asarray(e1, np.float64),
+        )
+    if kernels:
+        acc = acc._replace(
+            kernel_signal=acc.kernel_signal + np.asarray(s2, np.float64),
+            kernel_noise=acc.kernel_noise + np.asarray(e2, np.float64),
+        )
+    return acc
 
 
 def _auto_inputs(act_values, act_grids, kernels, kernel_weights, kernel_biases, fn: str):
