@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torchvision 0.29.1 needs torch 2.14.1; both wheels lie on this machine's disk.
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[torch,test]"
+	$(PY) -m pip install -q -e ".[torch,flax,onnx,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
