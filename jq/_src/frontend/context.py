@@ -1,0 +1,93 @@
+"""The builder of one conversion: emits nodes and params, materialises layouts and constants.
+
+One :class:`Builder` per ``from_jax`` call (never shared): converters call its methods and it
+collects the nodes, the params and the problems found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..graph.graph import Node
+from .errors import Unsupported
+from .layout import Perm, dims_to, identity
+from .naming import Names, module_of
+from .values import Const, Val
+
+
+class Unconvertible(Exception):
+    """Raised by a converter for an equation it cannot handle; the message is the hint."""
+
+
+class Builder:
+    """Nodes, params and problems of one conversion."""
+
+    def __init__(self, input_names: Sequence[str]) -> None:
+        self.nodes: list[Node] = []
+        self.params: dict[str, dict[str, np.ndarray]] = {}
+        self.names = Names(input_names)
+        self.problems: list[Unsupported] = []
+        self._stored: dict[tuple[str, Perm], str] = {}
+        self._consts: dict[tuple[int, Perm], str] = {}
+        self._keep: list[Const] = []  # constants memoised by id must stay alive
+
+    def emit(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        *,
+        base: str,
+        shape: Sequence[int],
+        attrs: Mapping[str, Any] | None = None,
+        params: Mapping[str, np.ndarray] | None = None,
+    ) -> str:
+        """Add a node; returns its (unique) name."""
+        name = self.names.new(base)
+        pshapes = {k: tuple(np.shape(v)) for k, v in (params or {}).items()}
+        self.nodes.append(Node(name, op, tuple(inputs), attrs or {}, shape, pshapes))
+        if params:
+            self.params[name] = {k: np.asarray(v) for k, v in params.items()}
+        return name
+
+    def stored_as(self, v: Val, target: Perm) -> str:
+        """The name of ``v`` stored with permutation ``target`` (a ``permute`` when needed)."""
+        if tuple(v.perm) == tuple(target):
+            return v.name
+        key = (v.name, tuple(target))
+        if key not in self._stored:
+            dims = dims_to(v.perm, target)
+            shape = tuple(v.shape[t] for t in target)
+            self._stored[key] = self.emit(
+                "permute", (v.name,), base=f"{v.name}.permute", shape=shape, attrs={"dims": dims}
+            )
+        return self._stored[key]
+
+    def logical(self, v: Val) -> str:
+        """The name of ``v`` in the program's own axis order."""
+        return self.stored_as(v, identity(len(v.shape)))
+
+    def const_node(self, c: Const, perm: Perm) -> str:
+        """A ``constant`` node holding ``c`` stored with ``perm`` (one per constant and perm)."""
+        key = (id(c), tuple(perm))
+        if key not in self._consts:
+            self._keep.append(c)
+            value = np.transpose(c.value, perm) if c.value.ndim else c.value
+            owner = module_of(c.paths)
+            base = c.paths[0] if len(c.paths) == 1 else f"{owner}.const" if owner else "const"
+            self._consts[key] = self.emit(
+                "constant", (), base=base, shape=value.shape, params={"value": value}
+            )
+        return self._consts[key]
+
+    def operand(self, x: Val | Const, perm: Perm) -> str:
+        """``x`` as a graph value stored with ``perm`` (constants become ``constant`` nodes)."""
+        if isinstance(x, Const):
+            return self.const_node(x, perm)
+        return self.stored_as(x, perm)
+
+    def val(self, name: str, perm: Perm, aval: Any) -> Val:
+        """The :class:`Val` of node ``name`` holding output ``aval`` stored with ``perm``."""
+        return Val(name, tuple(perm), tuple(aval.shape), np.dtype(aval.dtype))

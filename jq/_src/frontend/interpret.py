@@ -1,0 +1,81 @@
+"""Running a jaxpr abstractly into a :class:`Builder`: inline calls, evaluate what is known,
+convert the rest with the primitive table, collect what cannot be converted."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from jax.extend import core as jcore
+
+from . import kernels as _kernels  # noqa: F401  (registers the kernel-layer converters)
+from .context import Builder, Unconvertible
+from .errors import Unsupported
+from .naming import source_line
+from .primitives import DEFAULT_HINT, HINTS, lookup
+from .values import Const, Val, Value, merge_paths
+from .walk import composite_op, inner_program
+
+
+def _read(env: dict, atom: Any) -> Value:
+    if isinstance(atom, jcore.Literal):
+        return Const(np.asarray(atom.val))
+    return env[atom]
+
+
+def run_jaxpr(b: Builder, jaxpr: Any, consts: Sequence[Value], args: Sequence[Value]) -> list:
+    """The outputs of ``jaxpr`` on ``consts`` and ``args``, emitting nodes into ``b``."""
+    env: dict[Any, Value] = {}
+    for v, c in zip(jaxpr.constvars, consts, strict=True):
+        env[v] = c
+    for v, a in zip(jaxpr.invars, args, strict=True):
+        env[v] = a
+    for eqn in jaxpr.eqns:
+        ins = [_read(env, a) for a in eqn.invars]
+        outs = _equation(b, eqn, ins)
+        for var, out in zip(eqn.outvars, outs, strict=True):
+            if not isinstance(var, jcore.DropVar):
+                env[var] = out
+    return [_read(env, v) for v in jaxpr.outvars]
+
+
+def _as_const(c: Any) -> Value:
+    return c if isinstance(c, (Val, Const)) else Const(np.asarray(c), (), True)
+
+
+def _equation(b: Builder, eqn: Any, ins: list[Value]) -> list[Value]:
+    op = composite_op(eqn)
+    if op is not None and isinstance(ins[0], Val):
+        x = ins[0]
+        name = b.emit(op, (x.name,), base=op, shape=x.stored_shape)
+        return [b.val(name, x.perm, eqn.outvars[0].aval)]
+    inner = inner_program(eqn)
+    if inner is not None:
+        return run_jaxpr(b, inner.jaxpr, [_as_const(c) for c in inner.consts], ins)
+    if all(isinstance(a, Const) for a in ins):
+        return _evaluate(eqn, ins)
+    prim = eqn.primitive.name
+    fn = lookup(prim)
+    hint = HINTS.get(prim, DEFAULT_HINT)
+    if fn is not None:
+        try:
+            return fn(b, eqn, ins)
+        except Unconvertible as e:
+            hint = str(e)
+    b.problems.append(Unsupported(prim, hint, source_line(eqn.source_info)))
+    return [_placeholder(v) for v in eqn.outvars]
+
+
+def _evaluate(eqn: Any, ins: list[Const]) -> list[Value]:
+    """An equation on constants, computed now (constant folding)."""
+    out = eqn.primitive.bind(*(c.value for c in ins), **eqn.params)
+    outs = out if eqn.primitive.multiple_results else [out]
+    paths, closed = merge_paths(ins)
+    return [Const(np.asarray(o), paths, closed) for o in outs]
+
+
+def _placeholder(var: Any) -> Val:
+    """A stand-in output for an unconverted equation, so the rest can still be looked at."""
+    aval = var.aval
+    return Val("<unsupported>", tuple(range(len(aval.shape))), tuple(aval.shape), aval.dtype)
