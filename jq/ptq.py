@@ -1,5 +1,7 @@
 """MCT-style PTQ entry points: ``jq.ptq`` mirrors ``mct.ptq``.
 
+``flax_post_training_quantization`` does the same for Flax models (NNX, or Linen with its
+variables), forwarding to the ``jq_flax`` adapter (``import jq`` never imports flax).
 ``pytorch_post_training_quantization`` takes MCT's arguments and returns ``(quantized
 torch.nn.Module, jq.core.QuantizationInfo)``; it forwards to the ``jq_torch`` adapter, imported
 only when it is called (``import jq`` never imports torch). ``quantize_graph`` is the
@@ -38,6 +40,7 @@ from ._src.ptq.pipeline import rebase_graph as rebase_graph
 __all__ = [
     "CalibrationData",
     "PTQResult",
+    "flax_post_training_quantization",
     "open_calibration_data",
     "pytorch_post_training_quantization",
     "quantize_graph",
@@ -96,4 +99,62 @@ def pytorch_post_training_quantization(
         target_resource_utilization,
         core_config,
         target_platform_capabilities,
+    )
+
+
+def flax_post_training_quantization(
+    model: Any,
+    representative_data_gen: Callable[[], Any],
+    target_resource_utilization: Any = None,
+    core_config: CoreConfig = CoreConfig(),  # noqa: B008  (frozen, MCT's signature)
+    target_platform_capabilities: Any = None,
+    *,
+    variables: Any = None,
+    apply_kwargs: Any = None,
+):
+    """Quantize a Flax model (NNX, or Linen with ``variables``) after training, with MCT's call
+    and defaults.
+
+    Forwards to :func:`jq_flax.flax_post_training_quantization`, importing flax only now. The
+    model is traced with ``jq.from_jax`` on the first batch (NNX in inference mode: dropout
+    off, batch norm on running statistics); kernels keep their Flax layout in the model and
+    are quantized per output channel.
+
+    Args:
+      model: an ``nnx.Module`` (not changed), or a ``linen.Module``.
+      representative_data_gen: a callable returning an iterable of batches, each a list with
+        one array per model input (the model's own layout, e.g. NHWC).
+      target_resource_utilization: must be None (jq has no mixed precision).
+      core_config: :class:`jq.core.CoreConfig` (MCT's defaults when omitted).
+      target_platform_capabilities: as for :func:`pytorch_post_training_quantization`.
+      variables: a Linen module's variables (``{"params": ..., "batch_stats": ...}``).
+      apply_kwargs: keyword arguments for a Linen ``module.apply`` (``{"train": False}``).
+
+    Returns:
+      ``(quantized_model, quantization_info)``: for NNX a ``jq_flax.QuantizedModule`` (an
+      ``nnx.Module`` whose ``__call__`` runs the quantized graph: fake-quantized kernels, a
+      quantizer after every quantized activation); for Linen a ``jq_flax.LinenQuantized``
+      (``.apply(variables, *x)`` and ``.variables``); and a :class:`jq.core.QuantizationInfo`.
+
+    Raises:
+      ImportError: flax or the ``jq_flax`` adapter is not importable.
+      TypeError / ValueError: bad arguments or data, naming the problem.
+      jq.UnsupportedPrimitiveError: primitives without a conversion (all listed).
+      NotImplementedError: a resource target (mixed precision).
+    """
+    try:
+        import jq_flax  # flax lives there, never in jq
+    except ImportError as e:
+        raise ImportError(
+            "flax_post_training_quantization needs flax and the jq_flax adapter (install "
+            f"jq-quant[flax], or put adapters/ on sys.path): {e}"
+        ) from e
+    return jq_flax.flax_post_training_quantization(
+        model,
+        representative_data_gen,
+        target_resource_utilization,
+        core_config,
+        target_platform_capabilities,
+        variables=variables,
+        apply_kwargs=apply_kwargs,
     )
