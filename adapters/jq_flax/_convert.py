@@ -25,11 +25,26 @@ class Source(NamedTuple):
     params: Any
 
 
+_INFERENCE = {"deterministic": True, "use_running_average": True}
+
+
+def _inference_flags(model: nnx.Module) -> dict[str, bool]:
+    """The inference-mode flags some submodule of ``model`` has (``nnx.view`` rejects others)."""
+    present = {
+        k
+        for _, m in nnx.iter_graph(model)
+        if isinstance(m, nnx.Module)
+        for k in _INFERENCE
+        if hasattr(m, k)
+    }
+    return {k: v for k, v in _INFERENCE.items() if k in present}
+
+
 def nnx_source(model: nnx.Module, fn_name: str) -> Source:
     """``model`` as a function of its arrays, in inference mode (the model is not changed)."""
     if not isinstance(model, nnx.Module):
         raise TypeError(f"{fn_name}: model must be a flax.nnx.Module, got {type(model).__name__}")
-    view = nnx.view(model, deterministic=True, use_running_average=True)
+    view = nnx.view(model, **_inference_flags(model))
     graphdef, state, rest = nnx.split(view, nnx.Not(nnx.RngState), ...)
     pure = nnx.to_pure_dict(state)
 

@@ -13,7 +13,8 @@ from .context import Builder
 from .errors import Unsupported, UnsupportedPrimitiveError
 from .interpret import run_jaxpr
 from .naming import param_paths, path_name
-from .recognise import batch_norms, fold_biases, means, prune, softmaxes
+from .patterns import compositions
+from .recognise import batch_norms, fold_biases, means, prune
 from .values import Const, Val
 
 _FN = "jq.from_jax"
@@ -124,7 +125,7 @@ def from_jax(
     )
     graph = Graph(input_names, b.nodes, out_names, [x.shape for x in xs])
     params_out: dict = b.params
-    for rewrite in (fold_biases, batch_norms, means, softmaxes, prune):
+    for rewrite in (fold_biases, batch_norms, means, compositions, prune):
         graph, params_out = rewrite(graph, params_out)
     return graph, params_out
 

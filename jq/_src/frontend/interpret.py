@@ -24,8 +24,13 @@ def _read(env: dict, atom: Any) -> Value:
     return env[atom]
 
 
-def run_jaxpr(b: Builder, jaxpr: Any, consts: Sequence[Value], args: Sequence[Value]) -> list:
-    """The outputs of ``jaxpr`` on ``consts`` and ``args``, emitting nodes into ``b``."""
+def run_jaxpr(
+    b: Builder, jaxpr: Any, consts: Sequence[Value], args: Sequence[Value], where: str = ""
+) -> list:
+    """The outputs of ``jaxpr`` on ``consts`` and ``args``, emitting nodes into ``b``.
+
+    ``where`` is the user's source line of the call being inlined: equations of an inner
+    program (``jnp.cumsum`` is jitted) record no user frame of their own."""
     env: dict[Any, Value] = {}
     for v, c in zip(jaxpr.constvars, consts, strict=True):
         env[v] = c
@@ -33,7 +38,7 @@ def run_jaxpr(b: Builder, jaxpr: Any, consts: Sequence[Value], args: Sequence[Va
         env[v] = a
     for eqn in jaxpr.eqns:
         ins = [_read(env, a) for a in eqn.invars]
-        outs = _equation(b, eqn, ins)
+        outs = _equation(b, eqn, ins, source_line(eqn.source_info) or where)
         for var, out in zip(eqn.outvars, outs, strict=True):
             if not isinstance(var, jcore.DropVar):
                 env[var] = out
@@ -44,7 +49,7 @@ def _as_const(c: Any) -> Value:
     return c if isinstance(c, (Val, Const)) else Const(np.asarray(c), (), True)
 
 
-def _equation(b: Builder, eqn: Any, ins: list[Value]) -> list[Value]:
+def _equation(b: Builder, eqn: Any, ins: list[Value], where: str) -> list[Value]:
     op = composite_op(eqn)
     if op is not None and isinstance(ins[0], Val):
         x = ins[0]
@@ -52,7 +57,7 @@ def _equation(b: Builder, eqn: Any, ins: list[Value]) -> list[Value]:
         return [b.val(name, x.perm, eqn.outvars[0].aval)]
     inner = inner_program(eqn)
     if inner is not None:
-        return run_jaxpr(b, inner.jaxpr, [_as_const(c) for c in inner.consts], ins)
+        return run_jaxpr(b, inner.jaxpr, [_as_const(c) for c in inner.consts], ins, where)
     if all(isinstance(a, Const) for a in ins):
         return _evaluate(eqn, ins)
     prim = eqn.primitive.name
@@ -63,7 +68,7 @@ def _equation(b: Builder, eqn: Any, ins: list[Value]) -> list[Value]:
             return fn(b, eqn, ins)
         except Unconvertible as e:
             hint = str(e)
-    b.problems.append(Unsupported(prim, hint, source_line(eqn.source_info)))
+    b.problems.append(Unsupported(prim, hint, where))
     return [_placeholder(v) for v in eqn.outvars]
 
 

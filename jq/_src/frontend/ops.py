@@ -4,9 +4,9 @@
 
 Vocabulary (attrs in brackets):
 
-- unary: ``neg``, ``exp``, ``log``, ``log1p``, ``expm1``, ``erf``, ``rsqrt``, ``sqrt``, ``abs``,
-  ``sign``, ``floor``, ``ceil``, ``round``, ``square``, ``sin``, ``cos``, ``not``,
-  ``is_finite``, ``integer_pow`` [y].
+- unary: ``neg``, ``exp``, ``log``, ``log1p``, ``expm1``, ``erf``, ``erfc``, ``rsqrt``,
+  ``sqrt``, ``abs``, ``sign``, ``floor``, ``ceil``, ``round``, ``square``, ``sin``, ``cos``,
+  ``not``, ``is_finite``, ``integer_pow`` [y].
 - binary (two broadcast tensors, or a tensor and [scalar, reverse] as ``add``): ``maximum``,
   ``minimum``, ``pow``, ``rem``, ``eq``, ``ne``, ``lt``, ``le``, ``gt``, ``ge``, ``and``,
   ``or``, ``xor``.
@@ -45,6 +45,7 @@ for _name, _fn in (
     ("log1p", lax.log1p),
     ("expm1", lax.expm1),
     ("erf", lax.erf),
+    ("erfc", lax.erfc),
     ("rsqrt", lax.rsqrt),
     ("sqrt", lax.sqrt),
     ("abs", lax.abs),

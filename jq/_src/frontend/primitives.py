@@ -68,9 +68,12 @@ def _out(b: Builder, eqn: Any, op: str, inputs, perm, attrs=None, base=None) -> 
 
 
 def _common_perm(args: Sequence[Value], ndim: int) -> tuple[int, ...]:
-    """The storage perm shared by every graph-value operand (identity if they differ)."""
-    perms = {tuple(a.perm) for a in args if isinstance(a, Val)}
-    return perms.pop() if len(perms) == 1 else identity(ndim)
+    """The storage perm for an op on ``args``: that of the largest graph-value operand, so a
+    permute, if one is needed, moves the smaller (broadcast) operand."""
+    vals = [a for a in args if isinstance(a, Val)]
+    if not vals:
+        return identity(ndim)
+    return tuple(max(vals, key=lambda a: np.prod(a.shape)).perm)
 
 
 # --- elementwise --------------------------------------------------------------------------
@@ -82,6 +85,7 @@ _UNARY = {
     "log1p": "log1p",
     "expm1": "expm1",
     "erf": "erf",
+    "erfc": "erfc",
     "rsqrt": "rsqrt",
     "sqrt": "sqrt",
     "abs": "abs",

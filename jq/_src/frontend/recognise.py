@@ -5,9 +5,8 @@
 - :func:`batch_norms`: ``(x - mean) * mul + bias`` with per-channel constants on axis 1 (Flax's
   inference batch norm once ``rsqrt(var + eps) * scale`` is evaluated) is a ``batch_norm`` node,
   so the pipeline folds it into the conv before it as MCT does.
-- :func:`means`, :func:`softmaxes`: ``jnp.mean`` and ``jax.nn.softmax`` as JAX inlines them
-  (a sum and a division; max, exp, sum, division) are one ``mean`` / ``softmax`` node, which
-  the pipeline quantizes once (and bounds to ``[0, 1]``).
+- :func:`means`: ``jnp.mean`` as JAX inlines it (a sum and a division) is one ``mean`` node.
+  Softmax, GELU and layer norm are matched in :mod:`jq._src.frontend.patterns`.
 - :func:`prune`: drop nodes nothing reads (constants absorbed by the passes above).
 
 Each pass is ``(graph, params) -> (graph, params)``; nodes keep their order.
@@ -18,72 +17,72 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph.graph import Graph, Node
-from .naming import Names, module_of
+from .edit import (
+    channel_vector,
+    const_value,
+    reader_map,
+    renamed,
+    rewire,
+    shape_map,
+)
+from .naming import module_of
 
 
-def _readers(graph: Graph) -> dict[str, list[Node]]:
-    out: dict[str, list[Node]] = {}
-    for n in graph.nodes:
-        for i in n.inputs:
-            out.setdefault(i, []).append(n)
-    return out
-
-
-def _channel_vector(value: np.ndarray, ndim: int, axis: int) -> np.ndarray | None:
-    """``value`` as a ``(C,)`` vector if it broadcasts along ``axis`` only (rank ``ndim``)."""
-    if value.ndim != ndim:
+def _bias_vector(graph: Graph, params: dict, layer: Node, head: Node, add: Node):
+    """The bias that ``add`` adds to ``layer``'s output (read as ``head``: the layer, or a
+    reshape splitting a linear's output axis), or ``None``."""
+    other = add.inputs[1] if add.inputs[0] == head.name else add.inputs[0]
+    value = const_value(graph, params, other)
+    if value is None or layer.shape is None or head.shape is None:
         return None
-    if any(d != 1 for i, d in enumerate(value.shape) if i != axis % ndim):
+    if head is layer:
+        axis = 1 if layer.op == "conv" else -1
+        vec = channel_vector(value, len(layer.shape), axis)
+        return vec if vec is not None and vec.shape[0] == layer.shape[axis] else None
+    lead = len(layer.shape) - 1
+    split = tuple(head.shape[lead:])
+    if tuple(head.shape[:lead]) != tuple(layer.shape[:-1]) or np.prod(split) != layer.shape[-1]:
+        return None
+    if value.shape != (1,) * lead + split:
         return None
     return value.reshape(-1)
 
 
-def _rewire(nodes: list[Node], mapping: dict[str, str], outputs: tuple[str, ...]):
-    nodes = [
-        n.replace(inputs=tuple(mapping.get(i, i) for i in n.inputs))
-        if any(i in mapping for i in n.inputs)
-        else n
-        for n in nodes
-    ]
-    return nodes, tuple(mapping.get(o, o) for o in outputs)
-
-
-def _const(graph: Graph, params: dict, name: str) -> np.ndarray | None:
-    if name in graph.inputs or graph.node(name).op != "constant":
-        return None
-    return np.asarray(params[name]["value"])
-
-
 def fold_biases(graph: Graph, params: dict) -> tuple[Graph, dict]:
-    """Absorb ``add(layer, constant)`` into the layer's ``bias`` (see module docstring)."""
-    readers = _readers(graph)
+    """Absorb ``add(layer, constant)`` into the layer's ``bias`` (see module docstring); also
+    through a reshape that splits a linear's output (``DenseGeneral``: heads, head_dim)."""
+    readers = reader_map(graph)
     params = dict(params)
-    drop: dict[str, str] = {}  # add node -> the layer it folds into
+    drop: dict[str, str] = {}  # add node -> what its readers read instead
+
+    def only_reader(name: str) -> Node | None:
+        users = readers.get(name, [])
+        return users[0] if len(users) == 1 and name not in graph.outputs else None
+
     for n in graph.nodes:
         if n.op not in ("conv", "linear") or "bias" in params.get(n.name, {}):
             continue
-        users = readers.get(n.name, [])
-        if len(users) != 1 or users[0].op != "add" or len(users[0].inputs) != 2:
+        head = n
+        r = only_reader(n.name)
+        if n.op == "linear" and r is not None and r.op == "reshape":
+            head = r
+        add = only_reader(head.name)
+        if add is None or add.op != "add" or len(add.inputs) != 2:
             continue
-        add = users[0]
-        other = add.inputs[1] if add.inputs[0] == n.name else add.inputs[0]
-        value = _const(graph, params, other)
-        if value is None or n.shape is None or n.name in graph.outputs:
-            continue
-        axis = 1 if n.op == "conv" else -1
-        vec = _channel_vector(value, len(n.shape), axis)
-        if vec is None or vec.shape[0] != n.shape[axis]:
+        vec = _bias_vector(graph, params, n, head, add)
+        if vec is None:
             continue
         params[n.name] = {**params[n.name], "bias": vec.astype(np.float32)}
-        drop[add.name] = n.name
+        drop[add.name] = head.name
+    layers = {n.name for n in graph.nodes if n.op in ("conv", "linear")}
     nodes = [
         n.replace(param_shapes={k: v.shape for k, v in params[n.name].items()})
-        if n.name in drop.values()
+        if n.name in layers
         else n
         for n in graph.nodes
         if n.name not in drop
     ]
-    nodes, outputs = _rewire(nodes, drop, graph.outputs)
+    nodes, outputs = rewire(nodes, drop, graph.outputs)
     return graph.replace(nodes=tuple(nodes), outputs=outputs), params
 
 
@@ -96,15 +95,15 @@ def _chain_step(graph, params, readers, value: str, op: str, ndim: int):
     n = users[0]
     if n.op != op or len(n.inputs) != 2 or n.inputs[0] != value:
         return None
-    c = _const(graph, params, n.inputs[1])
-    vec = None if c is None else _channel_vector(c, ndim, 1)
+    c = const_value(graph, params, n.inputs[1])
+    vec = None if c is None else channel_vector(c, ndim, 1)
     return None if vec is None else (n, vec)
 
 
 def batch_norms(graph: Graph, params: dict) -> tuple[Graph, dict]:
     """Turn ``sub(x, mean) -> mul(., s) [-> add(., b)]`` per-channel chains into
     ``batch_norm`` nodes (``eps=0``, ``running_var=1``, ``weight=s``: exact)."""
-    readers = _readers(graph)
+    readers = reader_map(graph)
     params = dict(params)
     replace: dict[str, Node] = {}  # last node of a chain -> the batch_norm node
     drop: set[str] = set()
@@ -141,14 +140,8 @@ def batch_norms(graph: Graph, params: dict) -> tuple[Graph, dict]:
         rename[last.name] = name
         drop.update(c.name for c, _ in chain[:-1])
     nodes = [replace.get(n.name, n) for n in graph.nodes if n.name not in drop]
-    nodes, outputs = _rewire(nodes, rename, graph.outputs)
+    nodes, outputs = rewire(nodes, rename, graph.outputs)
     return graph.replace(nodes=tuple(nodes), outputs=outputs), params
-
-
-def _shapes(graph: Graph) -> dict[str, tuple[int, ...] | None]:
-    shapes = dict(zip(graph.inputs, graph.input_shapes or (None,) * len(graph.inputs), strict=True))
-    shapes.update((n.name, n.shape) for n in graph.nodes)
-    return shapes
 
 
 def _only_reader(readers, graph: Graph, name: str, op: str) -> Node | None:
@@ -158,22 +151,9 @@ def _only_reader(readers, graph: Graph, name: str, op: str) -> Node | None:
     return users[0]
 
 
-def _renamed(graph: Graph, replace: dict[str, Node], drop: set[str]) -> Graph:
-    """``graph`` with nodes replaced (each renamed after its new op) and ``drop`` removed."""
-    names = Names(set(graph.inputs) | {n.name for n in graph.nodes})
-    rename = {old: names.new(node.op) for old, node in replace.items()}
-    nodes = [
-        replace[n.name].replace(name=rename[n.name]) if n.name in replace else n
-        for n in graph.nodes
-        if n.name not in drop
-    ]
-    nodes, outputs = _rewire(nodes, rename, graph.outputs)
-    return graph.replace(nodes=tuple(nodes), outputs=outputs)
-
-
 def means(graph: Graph, params: dict) -> tuple[Graph, dict]:
     """``reduce_sum(x, axes) / count`` -> ``mean`` (``jnp.mean``, global average pooling)."""
-    readers, shapes = _readers(graph), _shapes(graph)
+    readers, shapes = reader_map(graph), shape_map(graph)
     replace: dict[str, Node] = {}
     drop: set[str] = set()
     for n in graph.nodes:
@@ -187,63 +167,7 @@ def means(graph: Graph, params: dict) -> tuple[Graph, dict]:
         attrs = {"axis": tuple(axes), "keepdims": False}
         replace[div.name] = Node(div.name, "mean", n.inputs, attrs, div.shape)
         drop.add(n.name)
-    return _renamed(graph, replace, drop), params
-
-
-def _through_shapes(graph: Graph, readers, name: str) -> tuple[str, list[str]]:
-    """Follow ``name`` back through single-reader ``reshape`` / ``expand`` nodes."""
-    passed = []
-    while name not in graph.inputs:
-        n = graph.node(name)
-        if n.op not in ("reshape", "expand") or len(readers.get(name, [])) != 1:
-            break
-        passed.append(name)
-        name = n.inputs[0]
-    return name, passed
-
-
-def _softmax_at(graph: Graph, readers, div: Node) -> tuple[str, int, list[str]] | None:
-    """``(x, axis, nodes replaced)`` if ``div`` ends ``exp(x - max(x)) / sum(exp(...))``."""
-    if len(div.inputs) != 2:
-        return None
-    e, s = div.inputs
-    if e in graph.inputs or graph.node(e).op != "exp" or len(readers.get(e, [])) != 2:
-        return None
-    total, s_chain = _through_shapes(graph, readers, s)
-    t = None if total in graph.inputs else graph.node(total)
-    if t is None or t.op != "reduce_sum" or t.inputs != (e,) or len(t.attr("axes")) != 1:
-        return None
-    u = graph.node(graph.node(e).inputs[0]) if graph.node(e).inputs[0] not in graph.inputs else None
-    if u is None or u.op != "sub" or len(u.inputs) != 2 or len(readers.get(u.name, [])) != 1:
-        return None
-    x, m = u.inputs
-    top, m_chain = _through_shapes(graph, readers, m)
-    mx = None if top in graph.inputs else graph.node(top)
-    extra = []
-    if mx is not None and mx.op == "maximum" and mx.attr("scalar", None) == -float("inf"):
-        extra.append(mx.name)
-        mx = graph.node(mx.inputs[0]) if mx.inputs[0] not in graph.inputs else None
-    if mx is None or mx.op != "reduce_max" or mx.inputs != (x,):
-        return None
-    if mx.attr("axes") != t.attr("axes"):
-        return None
-    replaced = [e, t.name, u.name, mx.name] + s_chain + m_chain + extra
-    return x, t.attr("axes")[0], replaced
-
-
-def softmaxes(graph: Graph, params: dict) -> tuple[Graph, dict]:
-    """``exp(x - max(x)) / sum(exp(x - max(x)))`` over one axis -> ``softmax``
-    (``jax.nn.softmax`` as JAX inlines it)."""
-    readers = _readers(graph)
-    replace: dict[str, Node] = {}
-    drop: set[str] = set()
-    for n in graph.nodes:
-        found = _softmax_at(graph, readers, n) if n.op == "div" else None
-        if found:
-            x, axis, replaced = found
-            replace[n.name] = Node(n.name, "softmax", (x,), {"axis": axis}, n.shape)
-            drop.update(replaced)
-    return _renamed(graph, replace, drop), params
+    return renamed(graph, replace, drop, params)
 
 
 def prune(graph: Graph, params: dict) -> tuple[Graph, dict]:
