@@ -87,6 +87,28 @@ def test_pairwise_sum_is_numpy_exact(rng, n):
     np.testing.assert_array_equal(mean, np.mean(x, axis=-1))
 
 
+@pytest.mark.parametrize("length", [12, 24, 130, 3072])
+def test_planned_sums_are_numpy_exact_for_every_n(rng, length):
+    """One program per padded length sums every prefix ``n <= length`` (and every ``(r, c)``
+    corner of a padded 2-D layout) in NumPy's order; NaNs in the padding are never read."""
+    x = rng.normal(size=(2, length)) * 10.0 ** rng.integers(-3, 4, size=(2, length))
+    ns = sorted({1, 5, 7, 8, 9, length // 2, length - 1, length, *rng.integers(1, length, 6)})
+    with jax.enable_x64(True):
+        fn = jax.jit(_npsum.planned_sum)
+        for n in ns:
+            padded = np.where(np.arange(length) < n, x, np.nan)
+            got = np.asarray(fn(padded, _npsum.sum_plan(n, length)))
+            np.testing.assert_array_equal(got, np.sum(x[:, :n], axis=-1), err_msg=f"n={n}")
+        rows = 4
+        cols = length // rows
+        for r, c in [(1, 1), (3, cols - 1), (rows, cols), (2, max(1, cols // 3))]:
+            grid = np.full((2, rows, cols), np.nan)
+            grid[:, :r, :c] = x[:, : r * c].reshape(2, r, c)
+            got = np.asarray(fn(grid.reshape(2, -1), _npsum.sum_plan_2d(r, c, rows, cols)))
+            want = np.sum(grid[:, :r, :c].reshape(2, -1), axis=-1)
+            np.testing.assert_array_equal(got, want, err_msg=f"corner {r}x{c}")
+
+
 def test_no_fma_contraction(rng):
     a, b, c = rng.normal(size=(3, 10000))
     with jax.enable_x64(True):

@@ -10,8 +10,9 @@ products out of the adds so that XLA cannot fuse them.
 Three entry points share NumPy's leaf-block sum (:func:`_leaf_sums`):
 
 * :func:`pairwise_sum` / :func:`mean`: the whole last axis, its length static;
-* :func:`planned_sum` / :func:`planned_mean`: the first ``n`` of a padded axis, in the order of a
-  :class:`SumPlan` built on the host (``n`` a runtime value, one program per padded length);
+* :func:`planned_sum` / :func:`planned_mean`: the first ``n`` of a padded axis (a
+  :class:`PrefixPlan`), or ``n`` elements at any slots (a :class:`SumPlan`), in the order of a
+  plan built on the host (``n`` a runtime value, one program per padded length);
 * :func:`slice_sum`: ``v[start:start + n]`` with ``start`` and ``n`` traced (computed inside the
   program, as the KL metric's histogram slices are), optionally in float32 arithmetic on
   float64 values (:func:`round_f32`).
@@ -175,6 +176,12 @@ def _add(a: jax.Array, b: jax.Array, rnd: Round | None) -> jax.Array:
     return a + b if rnd is None else rnd(a + b)
 
 
+def _acc_tree(r: jax.Array, rnd: Round | None = None) -> jax.Array:
+    """NumPy's fixed tree over the 8 accumulators ``r[..., 8]`` of a leaf block."""
+    pairs = [_add(r[..., 2 * i], r[..., 2 * i + 1], rnd) for i in range(_UNROLL // 2)]
+    return _add(_add(pairs[0], pairs[1], rnd), _add(pairs[2], pairs[3], rnd), rnd)
+
+
 def _leaf_sums(g: jax.Array, t: jax.Array, rnd: Round | None = None) -> jax.Array:
     """NumPy's sum of each leaf block: ``g[..., L, 16, 8]`` rows, 8 interleaved accumulators,
     their fixed tree, then the ``t[..., L, 7]`` remainder one by one. Zero pads are exact.
@@ -185,18 +192,15 @@ def _leaf_sums(g: jax.Array, t: jax.Array, rnd: Round | None = None) -> jax.Arra
     r = g[..., 0, :]
     for i in range(1, g.shape[-2]):
         r = _add(r, g[..., i, :], rnd)
-    pairs = [_add(r[..., 2 * i], r[..., 2 * i + 1], rnd) for i in range(_UNROLL // 2)]
-    res = _add(_add(pairs[0], pairs[1], rnd), _add(pairs[2], pairs[3], rnd), rnd)
+    res = _acc_tree(r, rnd)
     for i in range(t.shape[-1]):
         res = _add(res, t[..., i], rnd)
     return res
 
 
 class SumPlan(NamedTuple):
-    """NumPy's pairwise-sum order for ``n`` of ``length`` slots, as runtime arrays (a pytree).
-
-    The array shapes depend on ``length`` only, so one compiled program sums every ``n`` of a
-    bucket in NumPy's order (see :func:`sum_plan`, :func:`planned_sum`).
+    """NumPy's pairwise-sum order for ``n`` elements at arbitrary slots of a padded axis, as
+    runtime arrays (a pytree); for a sum over a prefix, :class:`PrefixPlan` is faster.
 
     Attributes:
       main: ``(L, 16, 8)`` int32 slot of each leaf block's 8-strided part (``length``: zero).
@@ -205,12 +209,40 @@ class SumPlan(NamedTuple):
         ``concat(previous level, leaf sums, [0])``.
       copy: ``(D, L)`` bool, take ``left`` alone (a leaf, a pass-through or a zero pad).
 
-    NumPy arrays as :func:`sum_plan` builds them on the host, JAX arrays once passed to a
+    NumPy arrays as :func:`sum_plan_2d` builds them on the host, JAX arrays once passed to a
     program.
     """
 
     main: jax.Array | np.ndarray
     tail: jax.Array | np.ndarray
+    left: jax.Array | np.ndarray
+    right: jax.Array | np.ndarray
+    copy: jax.Array | np.ndarray
+
+
+class PrefixPlan(NamedTuple):
+    """NumPy's pairwise-sum order for the first ``n`` of ``length`` slots (a pytree).
+
+    Every leaf block of NumPy's tree but the last starts and ends on a multiple of 8 (the tree
+    splits at multiples of 8), so the leaves are runs of whole rows of 8 in the axis seen as
+    ``(ceil(length / 8), 8)``, and only the last leaf has a remainder. Summing rows at 16 static
+    shifts needs no gather of the data (10x faster than :class:`SumPlan`'s on CPU).
+
+    Attributes:
+      rows: ``(R,)`` int32, ``R = ceil(length / 8)``: at the first row of a leaf, its number
+        of whole rows; 0 elsewhere.
+      starts: ``(L,)`` int32 first row of each leaf (``R + 16``, a zero row, past the last).
+      tail: ``()`` int32 first slot of the remainder, ``n - n % 8``.
+      n_tail: ``()`` int32 remainder length, ``n % 8``.
+      last: ``()`` int32 the leaf that takes the remainder.
+      left, right, copy: the tree levels, as in :class:`SumPlan`.
+    """
+
+    rows: jax.Array | np.ndarray
+    starts: jax.Array | np.ndarray
+    tail: jax.Array | np.ndarray
+    n_tail: jax.Array | np.ndarray
+    last: jax.Array | np.ndarray
     left: jax.Array | np.ndarray
     right: jax.Array | np.ndarray
     copy: jax.Array | np.ndarray
@@ -223,23 +255,16 @@ def _plan_sizes(length: int) -> tuple[int, int]:
     return n_leaves, n_leaves.bit_length() + 1
 
 
-@functools.lru_cache(maxsize=1024)
-def _sum_plan_np(n: int, length: int, rows: int, row_len: int):
-    leaves, nodes = _tree(n)
-    n_leaves, n_levels = _plan_sizes(length)
-    main, tail = _leaf_gathers(leaves, n_leaves, length)
-    if rows > 1:  # element k of the sum lies in row k // row_len of a padded (rows, ...) layout
-        stride = length // rows
-        for idx in (main, tail):
-            real = idx < length
-            idx[real] = (idx[real] // row_len) * stride + idx[real] % row_len
+def _levels(nodes, n_leaves: int, n_levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(left, right, copy)``, each ``(n_levels, n_leaves)``: the tree's levels, deepest first
+    (see :class:`SumPlan`), the deepest real one placed last but one."""
     zero = 2 * n_leaves
-    left = np.full((n_levels, n_leaves), zero, np.int64)
-    right = np.full((n_levels, n_leaves), zero, np.int64)
+    left = np.full((n_levels, n_leaves), zero, np.int32)
+    right = np.full((n_levels, n_leaves), zero, np.int32)
     copy = np.ones((n_levels, n_leaves), bool)
     depth_max = max(d for d, _, _ in nodes)
-    if depth_max + 1 > n_levels or len(leaves) > n_leaves:  # pragma: no cover - a bound bug
-        raise RuntimeError(f"pairwise plan of {n} elements does not fit {length} slots")
+    if depth_max + 1 > n_levels:  # pragma: no cover - a bound bug
+        raise RuntimeError(f"pairwise plan of depth {depth_max} does not fit {n_levels} levels")
     pos: dict[int, int] = {}
     for level, d in enumerate(range(depth_max, -1, -1), start=n_levels - depth_max - 1):
         ids = [k for k, nd in enumerate(nodes) if nd[0] == d]
@@ -250,11 +275,45 @@ def _sum_plan_np(n: int, length: int, rows: int, row_len: int):
             else:
                 left[level, j], right[level, j], copy[level, j] = pos[a], pos[b], False
             pos[k] = j
+    return left, right, copy
+
+
+@functools.lru_cache(maxsize=1024)
+def _sum_plan_np(n: int, length: int, rows: int, row_len: int) -> SumPlan:
+    leaves, nodes = _tree(n)
+    n_leaves, n_levels = _plan_sizes(length)
+    if len(leaves) > n_leaves:  # pragma: no cover - a bound bug
+        raise RuntimeError(f"pairwise plan of {n} elements does not fit {length} slots")
+    main, tail = _leaf_gathers(leaves, n_leaves, length)
+    if rows > 1:  # element k of the sum lies in row k // row_len of a padded (rows, ...) layout
+        stride = length // rows
+        for idx in (main, tail):
+            real = idx < length
+            idx[real] = (idx[real] // row_len) * stride + idx[real] % row_len
     i32 = np.int32
-    return SumPlan(main.astype(i32), tail.astype(i32), left.astype(i32), right.astype(i32), copy)
+    return SumPlan(main.astype(i32), tail.astype(i32), *_levels(nodes, n_leaves, n_levels))
 
 
-def sum_plan(n: int, length: int) -> SumPlan:
+@functools.lru_cache(maxsize=1024)
+def _prefix_plan_np(n: int, length: int) -> PrefixPlan:
+    leaves, nodes = _tree(n)
+    n_leaves, n_levels = _plan_sizes(length)
+    if len(leaves) > n_leaves:  # pragma: no cover - a bound bug
+        raise RuntimeError(f"pairwise plan of {n} elements does not fit {length} slots")
+    n_rows = -(-length // _UNROLL)
+    rows = np.zeros(n_rows, np.int32)
+    starts = np.full(n_leaves, n_rows + _BLOCK // _UNROLL, np.int32)
+    for i, (start, size) in enumerate(leaves):
+        if start % _UNROLL or (size % _UNROLL and i != len(leaves) - 1):  # pragma: no cover
+            raise RuntimeError(f"leaf ({start}, {size}) of {n} is not aligned to rows of 8")
+        rows[start // _UNROLL] = size // _UNROLL
+        starts[i] = start // _UNROLL
+    i32 = np.int32
+    scalars = (i32(n - n % _UNROLL), i32(n % _UNROLL), i32(len(leaves) - 1))
+    return PrefixPlan(rows, starts, *scalars, *_levels(nodes, n_leaves, n_levels))
+
+
+def sum_plan(n: int, length: int) -> PrefixPlan:
     """NumPy's pairwise order for the first ``n`` of ``length`` slots (host NumPy arrays).
 
     Args:
@@ -262,9 +321,9 @@ def sum_plan(n: int, length: int) -> SumPlan:
       length: slots of the (padded) axis summed; the plan's shapes depend on it alone.
 
     Returns:
-      :class:`SumPlan` of NumPy arrays (pass them as jit arguments).
+      :class:`PrefixPlan` of NumPy arrays (pass them as jit arguments).
     """
-    return _sum_plan_np(int(n), int(length), 1, int(n))
+    return _prefix_plan_np(int(n), int(length))
 
 
 def sum_plan_2d(n_rows: int, row_len: int, rows: int, cols: int) -> SumPlan:
@@ -273,20 +332,8 @@ def sum_plan_2d(n_rows: int, row_len: int, rows: int, cols: int) -> SumPlan:
     return _sum_plan_np(n_rows * row_len, rows * cols, rows, row_len)
 
 
-def planned_sum(x: jax.Array, plan: SumPlan) -> jax.Array:
-    """Sum over the last axis in the NumPy order of ``plan`` (bit-exact with ``np.sum`` of the
-    real elements; padded slots are never read).
-
-    Args:
-      x: ``(..., length)`` float array.
-      plan: :class:`SumPlan` for ``length`` (may be traced).
-
-    Returns:
-      ``(...)``.
-    """
-    x = opaque(x)
-    xp = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
-    res = _leaf_sums(jnp.take(xp, plan.main, axis=-1), jnp.take(xp, plan.tail, axis=-1))
+def _combine(res: jax.Array, plan: SumPlan | PrefixPlan) -> jax.Array:
+    """The plan's tree over the leaf sums ``res[..., L]``; returns ``(...)``."""
     values = jnp.zeros_like(res)
     zero = jnp.zeros(res.shape[:-1] + (1,), res.dtype)
     for d in range(plan.left.shape[0]):
@@ -297,7 +344,46 @@ def planned_sum(x: jax.Array, plan: SumPlan) -> jax.Array:
     return values[..., 0]
 
 
-def planned_mean(x: jax.Array, plan: SumPlan, n: jax.Array) -> jax.Array:
+def _prefix_leaf_sums(x: jax.Array, plan: PrefixPlan) -> jax.Array:
+    """NumPy's sum of each leaf block of a :class:`PrefixPlan`: ``(..., length)`` ->
+    ``(..., L)``. A leaf's rows are added in order (rows past it add an exact 0)."""
+    n_rows, depth = plan.rows.shape[0], _BLOCK // _UNROLL
+    pad = (n_rows + depth) * _UNROLL - x.shape[-1]
+    xp = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)])
+    r = xp.reshape(x.shape[:-1] + (n_rows + depth, _UNROLL))
+    acc = jnp.where((plan.rows > 0)[:, None], r[..., :n_rows, :], 0)
+    for i in range(1, depth):
+        acc = acc + jnp.where((plan.rows > i)[:, None], r[..., i : i + n_rows, :], 0)
+    acc = jnp.concatenate([acc, jnp.zeros_like(r[..., n_rows:, :])], axis=-2)
+    res = _acc_tree(jnp.take(acc, plan.starts, axis=-2))
+    tail = jax.lax.dynamic_slice_in_dim(xp, plan.tail, _UNROLL, axis=-1)
+    at_last = jnp.arange(res.shape[-1]) == plan.last
+    for j in range(_UNROLL - 1):
+        t = jnp.where(j < plan.n_tail, tail[..., j], 0)
+        res = jnp.where(at_last, res + t[..., None], res)
+    return res
+
+
+def planned_sum(x: jax.Array, plan: SumPlan | PrefixPlan) -> jax.Array:
+    """Sum over the last axis in the NumPy order of ``plan`` (bit-exact with ``np.sum`` of the
+    real elements; padded slots are never read).
+
+    Args:
+      x: ``(..., length)`` float array.
+      plan: :class:`PrefixPlan` or :class:`SumPlan` for ``length`` (may be traced).
+
+    Returns:
+      ``(...)``.
+    """
+    x = opaque(x)
+    if isinstance(plan, PrefixPlan):
+        return _combine(_prefix_leaf_sums(x, plan), plan)
+    xp = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
+    res = _leaf_sums(jnp.take(xp, plan.main, axis=-1), jnp.take(xp, plan.tail, axis=-1))
+    return _combine(res, plan)
+
+
+def planned_mean(x: jax.Array, plan: SumPlan | PrefixPlan, n: jax.Array) -> jax.Array:
     """``np.mean`` of the real elements: :func:`planned_sum` divided by ``n`` (true division)."""
     return div(planned_sum(x, plan), n)
 

@@ -53,14 +53,16 @@ class _Layout(NamedTuple):
         scalar as :func:`_layout` builds it on the host, a JAX array inside the program.
       c: int32 ``()``, real channels (the first ``c`` rows; padded rows are zeros).
       row_plan, chan_plan, flat_plan: compat mode's NumPy summation orders
-        (:class:`jq._npsum.SumPlan`) of a row, of the channel axis and of the whole flattened
-        tensor (the last for MCT's per-channel HMSE only); ``None`` where unused.
+        (:class:`~jq._src.select.npsum.PrefixPlan` of a row and of the channel axis,
+        :class:`~jq._src.select.npsum.SumPlan` of the whole flattened tensor, for MCT's
+        per-channel HMSE only); ``None`` where unused and in exact-shape searches, which sum
+        with static lengths.
     """
 
     n: jax.Array | np.int32
     c: jax.Array | np.int32
-    row_plan: _npsum.SumPlan | None = None
-    chan_plan: _npsum.SumPlan | None = None
+    row_plan: _npsum.PrefixPlan | None = None
+    chan_plan: _npsum.PrefixPlan | None = None
     flat_plan: _npsum.SumPlan | None = None
 
 
@@ -90,9 +92,11 @@ def _means(layout: _Layout, cols: jax.Array, compat: bool) -> tuple[Mean, Mean, 
 
 
 def _numpy_means(layout: _Layout) -> tuple[Mean, Mean, Mean]:
-    """:func:`_means` in NumPy's summation order (compat mode: the layout has its plans)."""
+    """:func:`_means` in NumPy's summation order (compat mode): over the real elements by the
+    layout's plans, or by static-length sums when it has none (an exact-shape search)."""
     row_plan, chan_plan, flat_plan = layout.row_plan, layout.chan_plan, layout.flat_plan
-    assert row_plan is not None and chan_plan is not None  # see _layout
+    if row_plan is None or chan_plan is None:  # exact shapes: static sums, faster than plans
+        return _npsum.mean, _npsum.mean, _npsum.mean
 
     def row(v):
         return _npsum.planned_mean(v, row_plan, layout.n.astype(v.dtype))
@@ -351,11 +355,14 @@ def _stack_padded(rows: list[np.ndarray], shape: tuple[int, ...], dtype) -> np.n
     return out
 
 
-def _layout(real: tuple[int, ...], padded: tuple[int, ...], compat: bool, flat: bool) -> _Layout:
-    """:class:`_Layout` (host arrays) of a ``real`` ``(C, N)`` tensor padded to ``padded``."""
+def _layout(
+    real: tuple[int, ...], padded: tuple[int, ...], compat: bool, flat: bool, exact: bool
+) -> _Layout:
+    """:class:`_Layout` (host arrays) of a ``real`` ``(C, N)`` tensor padded to ``padded``;
+    with ``exact`` (every tensor of the group unpadded) no summation plans."""
     (c, n), (cb, nb) = real, padded
     lay = _Layout(np.int32(n), np.int32(c))
-    if not compat:
+    if not compat or exact:
         return lay
     return lay._replace(
         row_plan=_npsum.sum_plan(n, nb),
@@ -588,7 +595,7 @@ def weights_qparams_batch(
         compat=mct_compat,
     )
     with x64(mct_compat):
-        outs = _search_stacked(preps, groups, p, min_threshold, static)
+        outs = _search_stacked(preps, groups, p, min_threshold, static, _exact_shapes)
     with x64(mct_compat):
         return _unstack(outs, preps, groups, static, return_errors)
 
@@ -646,9 +653,11 @@ def _search_stacked(
     p: float,
     min_threshold: float,
     static: dict[str, Any],
+    exact: bool,
 ) -> list[SearchResult]:
     """Stack every group's padded tensors, scores and layouts and search them all in one
-    compiled call (:func:`_search_groups`); host results, one per group."""
+    compiled call (:func:`_search_groups`); host results, one per group (``exact``: the
+    groups are unpadded, see :func:`_group`)."""
     compat = static["compat"]
     dtype = np.float64 if compat else np.float32
     hmse = static["error_method"] is ErrorMethod.HMSE
@@ -658,7 +667,7 @@ def _search_stacked(
         xs.append(jax.device_put(_stack_padded([preps[i].x2d for i in members], shape, dtype)))
         w_rows = [cast(np.ndarray, preps[i].w2d) for i in members]  # set where used: HMSE
         ws.append(jax.device_put(_stack_padded(w_rows, shape, dtype)) if hmse else None)
-        lays = [_layout(preps[i].x2d.shape, shape, compat, flat) for i in members]
+        lays = [_layout(preps[i].x2d.shape, shape, compat, flat, exact) for i in members]
         layouts.append(jax.tree_util.tree_map(lambda *a: jax.device_put(np.stack(a)), *lays))
     return jax.device_get(
         _search_groups(
