@@ -11,6 +11,7 @@ flax is imported here and only here; ``import jq`` never imports it.
 
 from ._convert import from_linen as from_linen
 from ._convert import from_nnx as from_nnx
+from ._convert import inference_view as inference_view
 from ._module import LinenQuantized as LinenQuantized
 from ._module import QuantizedModule as QuantizedModule
 from ._module import QuantizedParams as QuantizedParams
@@ -23,4 +24,5 @@ __all__ = [
     "flax_post_training_quantization",
     "from_linen",
     "from_nnx",
+    "inference_view",
 ]

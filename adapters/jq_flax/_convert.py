@@ -40,11 +40,17 @@ def _inference_flags(model: nnx.Module) -> dict[str, bool]:
     return {k: v for k, v in _INFERENCE.items() if k in present}
 
 
+def inference_view(model: nnx.Module) -> nnx.Module:
+    """``model`` in inference mode (dropout off, batch norm on running statistics), sharing
+    its variables: what ``from_nnx`` converts and quantizes."""
+    return nnx.view(model, **_inference_flags(model))
+
+
 def nnx_source(model: nnx.Module, fn_name: str) -> Source:
     """``model`` as a function of its arrays, in inference mode (the model is not changed)."""
     if not isinstance(model, nnx.Module):
         raise TypeError(f"{fn_name}: model must be a flax.nnx.Module, got {type(model).__name__}")
-    view = nnx.view(model, **_inference_flags(model))
+    view = inference_view(model)
     graphdef, state, rest = nnx.split(view, nnx.Not(nnx.RngState), ...)
     pure = nnx.to_pure_dict(state)
 

@@ -18,6 +18,8 @@ Vocabulary (attrs in brackets):
   base_dilation, window_dilation]: pooling on any layout.
 - ``dot_general`` (a, b) [dimension_numbers]: a product of two activations (attention).
 - ``pad_nd`` [config ((lo, hi, interior) per axis), value].
+- ``masked_softmax`` (x, mask) [axis, fill]: ``softmax(where(mask, x, fill))``, attention's
+  masked softmax (the fill, e.g. ``finfo.min``, never reaches a quantizer).
 """
 
 from __future__ import annotations
@@ -181,3 +183,10 @@ def dot_general(params, a, b, *, dimension_numbers):
 def pad_nd(params, x, *, config, value):
     """``lax.pad`` with ``(lo, hi, interior)`` per axis and a constant ``value``."""
     return lax.pad(x, jnp.asarray(value, x.dtype), tuple(tuple(c) for c in config))
+
+
+@register_op("masked_softmax")
+def masked_softmax(params, x, mask, *, axis, fill):
+    """``softmax(where(mask, x, fill), axis)``; ``mask`` broadcasts to ``x`` (same rank)."""
+    x, mask = jnp.broadcast_arrays(x, mask)
+    return jax.nn.softmax(jnp.where(mask, x, jnp.asarray(fill, x.dtype)), axis=axis)

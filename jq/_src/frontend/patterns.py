@@ -170,10 +170,27 @@ def _softmax(v: View, d: Node) -> Match | None:
     if mx is None or mx.op != "reduce_max" or mx.inputs != (x,) or mx.attr("axes") != axes:
         return None
     inner = [e, u, t, mx, *extra, *s_chain, *m_chain, d]
+    masked = _masked(v, x)
+    if masked is not None and v.closed([masked[0], *inner], d):
+        sel, fill = masked
+        attrs = {"axis": axes[0], "fill": fill}
+        node = Node(d.name, "masked_softmax", (sel.inputs[2], sel.inputs[0]), attrs, d.shape)
+        return Match(node, d.name, tuple(n.name for n in [sel, *inner[:-1]]))
     if not v.closed(inner, d):
         return None
     node = Node(d.name, "softmax", (x,), {"axis": axes[0]}, d.shape)
     return Match(node, d.name, tuple(n.name for n in inner[:-1]))
+
+
+def _masked(v: View, x: str) -> tuple[Node, float] | None:
+    """``(select_n node, fill)`` if ``x`` is ``where(mask, scores, fill)`` with one very
+    negative fill (``jnp.finfo.min`` or ``-inf``: Flax's attention masking)."""
+    sel = v.node(x, "select_n")
+    fill = v.const(sel.inputs[1]) if sel is not None and len(sel.inputs) == 3 else None
+    if fill is None or fill.size == 0 or not np.all(fill == fill.flat[0]):
+        return None
+    value = float(fill.flat[0])
+    return (sel, value) if value <= -1e30 else None
 
 
 def _axes_of(v: View, name: str) -> tuple[int, ...]:

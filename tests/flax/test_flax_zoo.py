@@ -1,0 +1,117 @@
+"""Flax zoo through jq_flax: each model's graph matches the model within 1e-5 relative, and
+PTQ runs on each (NNX comes back as an nnx.Module, Linen as apply + variables)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+nnx = pytest.importorskip("flax.nnx")
+
+from _models import CausalLM, DigitsCNN, Encoder, LinenResNet  # noqa: E402
+
+import jq  # noqa: E402
+import jq.core  # noqa: E402
+import jq.ptq  # noqa: E402
+import jq_flax  # noqa: E402
+
+RTOL = 1e-5  # max |graph - model| <= RTOL * max(1, max |model|), float32
+CFG = jq.core.CoreConfig(progress=False)
+
+
+def _rel(got, ref) -> float:
+    ref = np.asarray(ref)
+    return float(np.max(np.abs(np.asarray(got) - ref)) / max(1.0, np.max(np.abs(ref))))
+
+
+def _inputs(kind: str, rng, n: int = 2):
+    if kind == "tokens":
+        return rng.integers(0, 20, size=(n, 8)).astype(np.int32)
+    shape = {"digits": (n, 8, 8, 1), "image": (n, 16, 16, 3)}[kind]
+    return rng.normal(size=shape).astype(np.float32)
+
+
+ZOO = [
+    (DigitsCNN, "digits", {"batch_norm", "silu", "conv", "linear", "mean"}),
+    (Encoder, "image", {"layer_norm", "softmax", "gelu", "dot_general", "conv"}),
+    (CausalLM, "tokens", {"embedding", "layer_norm", "masked_softmax", "linear"}),
+]
+
+
+@pytest.mark.parametrize("cls, kind, ops", ZOO, ids=[c.__name__ for c, _, _ in ZOO])
+def test_nnx_zoo_matches(rng, cls, kind, ops):
+    model = cls(nnx.Rngs(0))
+    x = _inputs(kind, rng)
+    graph, params = jq_flax.from_nnx(model, x)
+    ref = jq_flax.inference_view(model)(x)
+    assert _rel(jq.apply(graph, params, x), ref) <= RTOL
+    assert ops <= {n.op for n in graph.nodes}
+    # No permute between layers: only at the image input and before reshapes.
+    assert sum(n.op == "permute" for n in graph.nodes) <= 4
+
+
+def test_linen_resnet_matches_and_names(rng):
+    model = LinenResNet()
+    x = _inputs("digits", rng).repeat(3, axis=-1)
+    variables = model.init(jax.random.key(0), x)
+    graph, params = jq_flax.from_linen(model, variables, x)
+    assert _rel(jq.apply(graph, params, x), model.apply(variables, x)) <= RTOL
+    names = [n.name for n in graph.nodes if n.op in ("conv", "batch_norm", "linear")]
+    assert names[:3] == ["Conv_0", "LinenBlock_0.Conv_0", "LinenBlock_0.BatchNorm_0"]
+    assert names[-1] == "Dense_0"
+
+
+def _batches(kind, n_batches=2, n=8):
+    return [[_inputs(kind, np.random.default_rng(i), n)] for i in range(n_batches)]
+
+
+def test_nnx_ptq_returns_an_nnx_module(rng):
+    model = DigitsCNN(nnx.Rngs(0))
+    batches = _batches("digits")
+    q, info = jq.ptq.flax_post_training_quantization(model, lambda: iter(batches), core_config=CFG)
+    assert isinstance(q, nnx.Module) and isinstance(q, jq_flax.QuantizedModule)
+    x = batches[0][0]
+    ref = np.asarray(jq_flax.inference_view(model)(x))
+    got = np.asarray(q(x))
+    sqnr = 10 * np.log10(np.sum(ref**2) / np.sum((got - ref) ** 2))
+    assert sqnr > 25, sqnr
+    assert q(x[:3]).shape == (3, 10)  # another batch size: re-traced and rebased
+    kinds = {(layer.name, layer.kind) for layer in info.layers}
+    assert {("stem", "weights"), ("dw", "weights"), ("head", "weights")} <= kinds
+    assert np.asarray(jax.jit(lambda m, x: m(x))(q, x)).shape == (8, 10)
+
+
+def test_linen_ptq_returns_apply_and_variables(rng):
+    model = LinenResNet()
+    batches = [[b[0].repeat(3, axis=-1)] for b in _batches("digits")]
+    variables = model.init(jax.random.key(0), batches[0][0])
+    q, info = jq.ptq.flax_post_training_quantization(
+        model, lambda: iter(batches), core_config=CFG, variables=variables
+    )
+    x = batches[1][0]
+    ref = np.asarray(model.apply(variables, x))
+    got = np.asarray(q.apply(q.variables, x))
+    assert _rel(got, ref) < 0.1 and np.array_equal(got, np.asarray(q(x)))
+    assert sum(layer.kind == "weights" for layer in info.layers) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls, kind", [(Encoder, "image"), (CausalLM, "tokens")])
+def test_nnx_transformers_ptq(cls, kind):
+    model = cls(nnx.Rngs(0))
+    batches = _batches(kind)
+    q, info = jq.ptq.flax_post_training_quantization(model, lambda: iter(batches), core_config=CFG)
+    x = batches[0][0]
+    ref = np.asarray(jq_flax.inference_view(model)(x))
+    assert _rel(q(x), ref) < 0.1
+    assert any(layer.op.endswith("softmax") for layer in info.layers)
+
+
+def test_errors(rng):
+    with pytest.raises(TypeError, match="nnx.Module or a flax.linen.Module"):
+        jq.ptq.flax_post_training_quantization(object(), lambda: iter([]), core_config=CFG)
+    with pytest.raises(TypeError, match="needs its variables"):
+        jq.ptq.flax_post_training_quantization(LinenResNet(), lambda: iter([]), core_config=CFG)
+    with pytest.raises(TypeError, match="flax.nnx.Module"):
+        jq_flax.from_nnx(LinenResNet(), _inputs("digits", rng))
