@@ -76,8 +76,9 @@ def pytorch_post_training_quantization(
     Returns:
       ``(quantized_model, quantization_info)``: a ``torch.nn.Module`` computing the quantized
       graph (``jq_torch.JQModule``; fake-quantized kernels, a quantizer after every quantized
-      activation), and a :class:`jq.core.QuantizationInfo`. Inputs of other batch sizes work:
-      the module converts the float model (kept by reference) once per new input shape.
+      activation), and a :class:`jq.core.QuantizationInfo`. The module is self-contained (no
+      reference to the float model; ``torch.save`` works) and one graph serves every batch
+      size, unless the model pins it (then the error names the node that does).
 
     Raises:
       ImportError: the ``jq_torch`` adapter (or torch) is not importable.

@@ -2,8 +2,10 @@
 
 Identity-like ops (dropout in eval, clone, contiguous, detach, no-op casts) emit no node; every
 view-like op (view, reshape, flatten, unflatten, squeeze, unsqueeze) becomes one ``reshape`` to
-the static output shape; ``transpose`` is a ``permute``; split/chunk/unbind become ``slice`` /
-``select`` nodes.
+the output shape, ``-1`` where the size involves the dynamic batch; ``transpose`` is a
+``permute``; split/chunk/unbind become ``slice`` / ``select`` nodes. Sizes read from tensors
+(``x.size(0)``, ``bsz * heads``) become :class:`SymSize` markers, used by ``expand`` and
+ignored by ``reshape`` (whose ``-1`` covers them).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ._batch import SymSize
 from ._convert import ConvertContext, Unconvertible, register_converter
 
 aten = torch.ops.aten
@@ -327,10 +330,13 @@ def _cat(ctx, tensors, dim):
     aten.reshape_as,
 )
 def _reshape(ctx, self, **_):
-    shape = ctx.shape()
-    if shape == ctx.shape(self):
+    shape, sym = ctx.shape(), ctx.sym_axes()
+    if (shape, sym) == (ctx.shape(self), ctx.sym_axes(self)):
         return ctx.value(self)
-    return ctx.emit("reshape", [ctx.value(self)], {"shape": shape})
+    if len(sym) > 1:
+        raise Unconvertible(f"a reshape to {len(sym)} axes whose sizes involve the batch size")
+    target = tuple(-1 if i in sym else d for i, d in enumerate(shape))
+    return ctx.emit("reshape", [ctx.value(self)], {"shape": target})
 
 
 @register_converter(aten.permute)
@@ -356,15 +362,30 @@ def _t(ctx, self):
 
 @register_converter(aten.expand)
 def _expand(ctx, self, size, implicit=False):
-    shape = ctx.shape()
-    if shape == ctx.shape(self):
+    shape, sym = ctx.shape(), ctx.sym_axes()
+    if (shape, sym) == (ctx.shape(self), ctx.sym_axes(self)):
         return ctx.value(self)
-    return ctx.emit("expand", [ctx.value(self)], {"shape": shape})
+    lead = len(shape) - len(ctx.shape(self))
+    target, like, like_axes = list(shape), None, []
+    for i in sym:
+        kept = i >= lead and i - lead in ctx.sym_axes(self)
+        s = ctx.value(size[i]) if isinstance(size[i], torch.fx.Node) else size[i]
+        if kept or s == -1:
+            target[i] = -1
+        elif isinstance(s, SymSize) and s.value is not None and like in (None, s.value):
+            like, target[i] = s.value, -1
+            like_axes.append((i, s.axis))
+        else:
+            raise Unconvertible("expand to a size computed from the batch size")
+    attrs = {"shape": tuple(target), "like_axes": tuple(like_axes)}
+    inputs = [ctx.value(self)] + ([like] if like is not None else [])
+    return ctx.emit("expand", inputs, attrs)
 
 
 def _emit_slice(ctx, x, axis, start, stop, step):
     if (start, stop, step) == (0, ctx.shape(x)[axis], 1):
         return ctx.value(x)
+    ctx.static_axis(x, axis, "slicing")
     attrs = dict(axis=axis, start=start, stop=stop, step=step)
     return ctx.emit("slice", [ctx.value(x)], attrs)
 
@@ -383,6 +404,7 @@ def _slice(ctx, self, dim, start, end, step):
 @register_converter(aten.select.int)
 def _select(ctx, self, dim, index):
     axis = _axis(ctx, dim, self)
+    ctx.static_axis(self, axis, "indexing")
     index = int(index) % ctx.shape(self)[axis]
     return ctx.emit("select", [ctx.value(self)], {"axis": axis, "index": index})
 
@@ -420,6 +442,7 @@ def _chunk(ctx, self, chunks, dim=0):
 @register_converter(aten.unbind.int)
 def _unbind(ctx, self, dim=0):
     axis = _axis(ctx, dim, self)
+    ctx.static_axis(self, axis, "unbind")
     return tuple(
         ctx.emit("select", [ctx.value(self)], {"axis": axis, "index": i})
         for i in range(ctx.shape(self)[axis])
@@ -503,3 +526,33 @@ def _sdpa(ctx, query, key, value, attn_mask, dropout_p, is_causal, scale=None, e
         inputs.append(ctx.value(attn_mask))
     attrs = {"is_causal": bool(is_causal), "scale": None if scale is None else float(scale)}
     return ctx.emit("scaled_dot_product_attention", inputs, attrs)
+
+
+# --- sizes (a dynamic batch) -------------------------------------------------------------
+
+
+@register_converter(aten.sym_size.int)
+def _sym_size(ctx, self, dim):
+    return SymSize(ctx.value(self), _axis(ctx, dim, self))
+
+
+def _sym_arith(ctx, *args, **kwargs):
+    return SymSize(None, 0)  # a size computed from sizes: reshape's -1 stands for it
+
+
+for _target in (
+    operator.mul,
+    operator.add,
+    operator.sub,
+    operator.floordiv,
+    operator.truediv,
+    operator.mod,
+    torch.sym_int,
+):
+    register_converter(_target)(_sym_arith)
+del _target
+
+
+@register_converter(aten._assert_scalar, aten.sym_constrain_range_for_size)
+def _size_check(ctx, *args, **kwargs):
+    return None  # torch's runtime checks on symbolic sizes; jq checks input shapes instead

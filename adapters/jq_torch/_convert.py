@@ -32,6 +32,7 @@ from torch import fx
 
 from jq import Graph, Node, apply
 
+from ._batch import SymSize, dynamic_example, export_dynamic, hint, pin_reason, symbolic_axes
 from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
 
 Converter = Callable[..., Any]
@@ -137,7 +138,7 @@ class ConvertContext:
         self._modules = dict(model.named_modules())
         self.nodes: list[Node] = []
         self.params: dict[str, dict[str, torch.Tensor]] = {}
-        self.torch_shapes: dict[str, tuple[int, ...]] = {}
+        self.torch_shapes: dict[str, tuple[int | None, ...]] = {}
         self._taken: set[str] = set(sig.user_inputs)
         self._env: dict[fx.Node, Any] = {}
         self._consts: dict[fx.Node, str] = {}
@@ -172,7 +173,11 @@ class ConvertContext:
         return v
 
     def is_tensor(self, arg: Any) -> bool:
-        return isinstance(arg, fx.Node)
+        return isinstance(arg, fx.Node) and not isinstance(self._env.get(arg), SymSize)
+
+    def env_items(self) -> list[tuple[fx.Node, Any]]:
+        """``(fx node, jq value)`` of every node converted so far."""
+        return list(self._env.items())
 
     def param(self, arg: fx.Node, what: str) -> tuple[torch.Tensor, str | None]:
         """``(tensor, fully-qualified name or None)`` of a parameter/buffer/constant argument."""
@@ -186,9 +191,21 @@ class ConvertContext:
         return tensor, name if is_fqn else None
 
     def shape(self, arg: fx.Node | None = None) -> tuple[int, ...]:
-        """Static shape of an fx value (default: the node being converted)."""
+        """Shape of an fx value (default: the node being converted); a symbolic (batch) size
+        as the example's value: see :meth:`sym_axes`."""
         val = (arg if arg is not None else self._node()).meta["val"]
-        return tuple(int(d) for d in val.shape)
+        return tuple(hint(d) for d in val.shape)
+
+    def sym_axes(self, arg: fx.Node | None = None) -> tuple[int, ...]:
+        """Axes of an fx value (default: the node being converted) whose size is symbolic
+        (involves the dynamic batch size): converters keep those out of static attributes."""
+        return symbolic_axes((arg if arg is not None else self._node()).meta["val"])
+
+    def static_axis(self, arg: fx.Node, axis: int, what: str) -> None:
+        """Raise :class:`Unconvertible` when ``axis`` of ``arg`` has a symbolic size (``what``
+        would bake the example's batch size into the graph)."""
+        if axis in self.sym_axes(arg):
+            raise Unconvertible(f"{what} on the batch axis depends on the batch size")
 
     def _node(self) -> fx.Node:
         """The node being converted (:meth:`run` sets it before calling its converter)."""
@@ -309,7 +326,10 @@ class ConvertContext:
             if isinstance(out, str) and self.nodes and self.nodes[-1].name == out:
                 val = node.meta.get("val")
                 if isinstance(val, torch.Tensor):
-                    self.torch_shapes[out] = tuple(int(d) for d in val.shape)
+                    sym = symbolic_axes(val)
+                    self.torch_shapes[out] = tuple(
+                        None if i in sym else int(d) for i, d in enumerate(val.shape)
+                    )
         return problems
 
 
@@ -329,6 +349,7 @@ def _to_jax(t: torch.Tensor) -> jax.Array:
 
 
 def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
+    """A static ``torch.export`` (every size fixed), torch's errors wrapped in ours."""
     from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
     name = type(model).__name__
@@ -406,7 +427,9 @@ def from_torch(
       model: the ``torch.nn.Module``; must be in eval mode (``model.eval()``).
       example_inputs: a tensor or a sequence of tensors (NumPy arrays are converted), as
         ``model(*example_inputs)`` takes
-        them. Shapes are specialized: the graph runs on inputs of these shapes.
+        them. The graph runs inputs of these shapes, with any size on axis 0 (a dynamic
+        batch, ``-1`` in ``graph.input_shapes``) where ``torch.export`` can keep it symbolic;
+        where the model pins it, ``graph.pinned_by`` names the node (and errors quote it).
 
     Returns:
       ``(graph, params)``: the :class:`jq.Graph` (nodes named after the modules they come
@@ -430,7 +453,7 @@ def from_torch(
       >>> print(graph)
       name   op      inputs  output shape  params
       -----  ------  ------  ------------  ------
-      input  input           (2, 4)
+      input  input           (-1, 4)
       0      linear  input   (2, 3)            15
       1      relu    0       (2, 3)
       2 nodes, 15 params, outputs: 1
@@ -441,13 +464,33 @@ def from_torch(
       True
     """
     args = _example_args(model, example_inputs)
-    ep = _export(model, args)
+    converted, pinned_by = _convert_dynamic(model, args)
+    if converted is None:
+        ep = _export(model, args)
+        converted = _convert(ep, model, args, dynamic=False)
+        pinned_by = _name_pinning_node(converted, pinned_by)
+    graph, params, ctx = converted
+    graph = graph.replace(pinned_by=pinned_by)
+    return _record_shapes(graph, params, args, ctx.torch_shapes), params
+
+
+_Converted = tuple[Graph, dict, ConvertContext]
+
+
+def _convert(
+    ep: torch.export.ExportedProgram, model: torch.nn.Module, args: tuple, *, dynamic: bool
+) -> _Converted:
+    """The graph and params of an exported program (``input_shapes`` with ``-1`` on axis 0
+    when ``dynamic``).
+
+    Raises:
+      UnsupportedOpError: ops without a converter (all listed).
+    """
     ctx = ConvertContext(ep, model)
     problems = ctx.run(ep)
     outputs = _user_outputs(ep, ctx, problems)
     if problems:
         raise UnsupportedOpError(f"from_torch({type(model).__name__})", problems)
-
     inputs = tuple(ep.graph_signature.user_inputs)
     nodes = _prune(ctx.nodes, outputs)
     params = {
@@ -455,8 +498,40 @@ def from_torch(
         for n in nodes
         if n.name in ctx.params
     }
-    graph = Graph(inputs, tuple(nodes), tuple(outputs), input_shapes=[a.shape for a in args])
-    return _record_shapes(graph, params, args, ctx.torch_shapes), params
+    shapes = [(-1, *a.shape[1:]) if dynamic else tuple(a.shape) for a in args]
+    return Graph(inputs, tuple(nodes), tuple(outputs), input_shapes=shapes), params, ctx
+
+
+def _convert_dynamic(model: torch.nn.Module, args: tuple) -> tuple[_Converted | None, str]:
+    """The conversion with a dynamic batch axis, or ``(None, why not)``: then the caller
+    converts a static export (whose errors are the ones to report)."""
+    example = dynamic_example(args)
+    if example is None:
+        return None, "the inputs do not share a leading batch axis"
+    try:
+        ep = export_dynamic(model, example).run_decompositions({})
+    except Exception as e:
+        if "Constraints violated" in str(e) or "specialized it to be a constant" in str(e):
+            return None, pin_reason(model, example)
+        return None, f"torch.export with a dynamic batch axis failed ({type(e).__name__})"
+    try:
+        return _convert(ep, model, args, dynamic=True), ""
+    except UnsupportedOpError as e:
+        where = "; ".join(f"node {u.node!r} ({u.op}): {u.hint}" for u in e.ops[:3])
+        return None, f"with a dynamic batch axis, {where}"
+
+
+def _name_pinning_node(converted: _Converted, reason: str) -> str:
+    """``reason`` prefixed with the jq node converted from the source line it quotes."""
+    _, _, ctx = converted
+    line = reason.split("`")[1] if reason.count("`") >= 2 else None
+    if line is None:
+        return f"the batch size is fixed: {reason}"
+    for fx_node, value in ctx.env_items():
+        trace = (fx_node.meta.get("stack_trace") or "").strip().splitlines()
+        if isinstance(value, str) and trace and trace[-1].strip() == line:
+            return f"node {value!r} fixes the batch size: {reason}"
+    return f"the batch size is fixed: {reason}"
 
 
 def _record_shapes(graph: Graph, params, args, torch_shapes) -> Graph:
@@ -474,7 +549,10 @@ def _record_shapes(graph: Graph, params, args, torch_shapes) -> Graph:
     for node in graph.nodes:
         shape = acts[node.name].shape
         expected = torch_shapes.get(node.name)
-        if expected is not None and tuple(expected) != tuple(shape):
+        if expected is not None and (
+            len(expected) != len(shape)
+            or any(e is not None and e != d for e, d in zip(expected, shape, strict=True))
+        ):
             raise RuntimeError(
                 f"jq_torch internal error: node {node.name!r} ({node.op}) has shape {shape} in "
                 f"JAX but {expected} in torch; please report it"

@@ -2,7 +2,8 @@
 
 It opens the representative data (tensors become NumPy arrays here), converts the model with
 ``from_torch`` on the first batch, hands graph, params and data to ``jq.ptq.quantize_graph``,
-and wraps the quantized graph as a torch module (``to_torch``).
+and wraps the quantized graph as a torch module (``to_torch``) that holds nothing of the float
+model: it pickles, and serves every batch size the graph accepts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 import jq.core
@@ -69,19 +69,10 @@ def pytorch_post_training_quantization(
     data = jq.ptq.open_calibration_data(numpy_batches(representative_data_gen), _FN)
     if any(m.training for m in model.modules()):
         model = copy.deepcopy(model).eval()
+    # One graph for every batch size (a dynamic batch axis, or an error naming the node that
+    # pins it): the module keeps no reference to the float model.
     graph, params = from_torch(model, data.first)
-
-    def graph_for(shapes):
-        example = tuple(np.zeros(s, a.dtype) for s, a in zip(shapes, data.first, strict=True))
-        return from_torch(model, example)[0]
-
     res = jq.ptq.quantize_graph(
-        graph,
-        params,
-        data,
-        core_config=core_config,
-        target_platform=platform,
-        graph_for=graph_for,
-        fn=_FN,
+        graph, params, data, core_config=core_config, target_platform=platform, fn=_FN
     )
-    return to_torch(res.graph, res.params, res.graph_for), res.info
+    return to_torch(res.graph, res.params, res.info.layers), res.info

@@ -8,7 +8,8 @@ registers its torch twin the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from jq import Graph
+from jq.core import LayerInfo
 
 from ._errors import Unsupported, UnsupportedOpError
 
@@ -40,17 +42,23 @@ class JQModule(torch.nn.Module):
     """A jq graph run with torch ops; params are buffers (``state_dict`` keys are the node
     names with ``.`` replaced by ``_``, then ``__`` and the param name).
 
-    Graphs converted from torch are specialised to their example input shapes (reshapes bake
-    the batch size in). With ``graph_for``, inputs of other shapes run the graph
-    ``graph_for(shapes)`` (same nodes and params; built once per shape); without it they are
-    an error naming the expected shapes.
+    Self-contained: the graph, its params and the quantizers' records, nothing of the model it
+    came from, so ``torch.save`` / ``torch.load`` and ``torch.export`` work on it. It runs the
+    input shapes the graph accepts (:meth:`jq.Graph.accepts`: any batch size for graphs
+    converted with a dynamic batch axis); other shapes are an error naming the expected ones
+    and, for a graph whose model pins its batch size, the node that does.
+
+    Attributes:
+      graph: the jq graph.
+      quant_layers: the :class:`jq.core.LayerInfo` of every quantized tensor (empty for a float
+        graph), without AUTO's analysis: what exporters read the kernels' grids from.
     """
 
     def __init__(
         self,
         graph: Graph,
         params: Mapping[str, Mapping[str, Any]],
-        graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph] | None = None,
+        quant_layers: Sequence[LayerInfo] = (),
     ):
         super().__init__()
         missing = [
@@ -61,8 +69,7 @@ class JQModule(torch.nn.Module):
         if missing:
             raise UnsupportedOpError("to_torch", missing)
         self.graph = graph
-        self._graph_for = graph_for
-        self._graphs: dict[tuple, Graph] = {}
+        self.quant_layers = tuple(dataclasses.replace(q, analysis=None) for q in quant_layers)
         self._keys: dict[str, dict[str, str]] = {}
         for node in graph.nodes:
             for pname, value in params.get(node.name, {}).items():
@@ -72,27 +79,21 @@ class JQModule(torch.nn.Module):
                 self.register_buffer(key, torch.from_numpy(np.array(value)))
                 self._keys.setdefault(node.name, {})[pname] = key
 
-    def _graph_for_shapes(self, shapes: tuple[tuple[int, ...], ...]) -> Graph:
-        graph = self.graph
-        # Converted graphs record every input shape; an unrecorded one (None) raises TypeError.
-        recorded = tuple(map(tuple, graph.input_shapes))  # type: ignore[arg-type]
-        if not graph.input_shapes or shapes == recorded:
-            return graph
-        if shapes not in self._graphs:
-            if self._graph_for is None:
-                raise ValueError(
-                    f"JQModule: inputs of shapes {list(shapes)}, but this graph was built for "
-                    f"{list(recorded)} (convert again for other shapes)"
-                )
-            self._graphs[shapes] = self._graph_for(shapes)
-        return self._graphs[shapes]
-
-    def forward(self, *inputs: torch.Tensor) -> Any:
+    def _check_shapes(self, inputs: Sequence[torch.Tensor]) -> None:
         if len(inputs) != len(self.graph.inputs):
             raise TypeError(
                 f"JQModule: expected {len(self.graph.inputs)} inputs, got {len(inputs)}"
             )
-        graph = self._graph_for_shapes(tuple(tuple(x.shape) for x in inputs))
+        if not self.graph.accepts(tuple(x.shape) for x in inputs):
+            why = f" ({self.graph.pinned_by})" if self.graph.pinned_by else ""
+            raise ValueError(
+                f"JQModule: inputs of shapes {[tuple(x.shape) for x in inputs]}, but this graph "
+                f"serves {list(self.graph.input_shapes)} (-1: any size){why}"
+            )
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        self._check_shapes(inputs)
+        graph = self.graph
         env = dict(zip(graph.inputs, inputs, strict=True))
         for node in graph.nodes:
             params = {p: getattr(self, k) for p, k in self._keys.get(node.name, {}).items()}
@@ -101,18 +102,23 @@ class JQModule(torch.nn.Module):
         outs = tuple(env[n] for n in graph.outputs)
         return outs[0] if len(outs) == 1 else outs
 
+    def node_params(self, name: str) -> dict[str, torch.Tensor]:
+        """The params of node ``name`` (``{}`` for a node without params)."""
+        return {p: getattr(self, k) for p, k in self._keys.get(name, {}).items()}
+
 
 def to_torch(
     graph: Graph,
     params: Mapping[str, Mapping[str, Any]],
-    graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph] | None = None,
+    quant_layers: Sequence[LayerInfo] = (),
 ) -> JQModule:
     """A ``torch.nn.Module`` computing ``jq.apply(graph, params, *inputs)`` with torch ops.
 
     Args:
       graph: a jq graph (e.g. from ``from_torch``, possibly rewritten or quantized).
       params: its params pytree (JAX or NumPy arrays); copied into buffers.
-      graph_for: optional; the graph for other input shapes (see :class:`JQModule`).
+      quant_layers: for a quantized graph, ``QuantizationInfo.layers`` (kept on the module for
+        exporters; see :class:`JQModule`).
 
     Returns:
       A :class:`JQModule` in eval mode; call it with torch tensors.
@@ -120,7 +126,7 @@ def to_torch(
     Raises:
       UnsupportedOpError: ops without a torch implementation (all listed).
     """
-    return JQModule(graph, params, graph_for).eval()
+    return JQModule(graph, params, quant_layers).eval()
 
 
 # --- the torch op table ------------------------------------------------------------------
@@ -285,8 +291,11 @@ def _permute(params, x, *, dims):
 
 
 @register_torch_op("expand")
-def _expand(params, x, *, shape):
-    return x.expand(shape)
+def _expand(params, x, like=None, *, shape, like_axes=()):
+    target = list(shape)  # -1 keeps x's size, as in torch
+    for i, j in like_axes:
+        target[i] = like.shape[j]
+    return x.expand(target)
 
 
 @register_torch_op("slice")

@@ -79,12 +79,14 @@ def test_mct_call_runs_and_export_matches_jax(model, batches, tmp_path):
     np.testing.assert_allclose(yt, yj, rtol=1e-4, atol=1e-4 * np.abs(yj).max())
     np.testing.assert_allclose(yq, yt, rtol=1e-6, atol=1e-7)
 
-    # Other batch sizes: the module converts the float model for them (per-sample results).
+    # Other batch sizes: the same graph (a dynamic batch axis; per-sample results).
+    assert res.graph.input_shapes == ((-1, 1, 8, 8),)
     with torch.no_grad():
         np.testing.assert_array_equal(qmodel(x[:5]).numpy(), yq[:5])
         np.testing.assert_array_equal(qmodel(torch.cat([x, x[:3]])).numpy()[16:], yq[:3])
-    with pytest.raises(ValueError, match=r"built for \[\(16, 1, 8, 8\)\]"):
-        jq_torch.to_torch(res.graph, res.params)(x[:5])
+        np.testing.assert_array_equal(jq_torch.to_torch(res.graph, res.params)(x[:5]), yt[:5])
+    with pytest.raises(ValueError, match=r"serves \[\(-1, 1, 8, 8\)\]"):
+        qmodel(x[:, :, :4])
 
 
 def test_bad_input_and_unsupported_layer(model, batches):

@@ -85,6 +85,11 @@ def apply(
         raise TypeError(
             f"apply: the graph takes {len(graph.inputs)} inputs {graph.inputs}, got {len(inputs)}"
         )
+    if graph.pinned_by and not graph.accepts(jnp.shape(x) for x in inputs):
+        raise ValueError(
+            f"apply: inputs of shapes {[jnp.shape(x) for x in inputs]}, but the graph serves "
+            f"only {list(graph.input_shapes)}: {graph.pinned_by}"
+        )
     names = _capture_names(graph, capture)
     free = _free_after(graph, set(graph.outputs) | set(names))
     env: dict[str, Any] = {n: jnp.asarray(x) for n, x in zip(graph.inputs, inputs, strict=True)}

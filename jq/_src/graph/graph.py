@@ -159,7 +159,10 @@ class Graph:
       inputs: names of the graph inputs, in call order.
       nodes: the :class:`Node` s, each after the nodes it reads.
       outputs: names of the values returned (inputs or nodes).
-      input_shapes: shapes of the example inputs (metadata, for the summary).
+      input_shapes: shapes of the example inputs (metadata, for the summary and for checks of
+        input shapes); ``-1`` marks an axis of any size (a dynamic batch axis).
+      pinned_by: when a front end could not make the batch axis dynamic, what pins it (the
+        node and source line), quoted by errors for inputs of other shapes (metadata).
 
     Raises:
       ValueError: duplicate names, a node reading a value not defined before it, or an
@@ -170,6 +173,7 @@ class Graph:
     nodes: tuple[Node, ...]
     outputs: tuple[str, ...]
     input_shapes: tuple[tuple[int, ...] | None, ...] = dataclasses.field(default=(), compare=False)
+    pinned_by: str = dataclasses.field(default="", compare=False)
     _index: dict = dataclasses.field(init=False, compare=False)
     _hash: int = dataclasses.field(init=False, compare=False)
 
@@ -181,6 +185,7 @@ class Graph:
             nodes: Iterable[Node],
             outputs: str | Iterable[str],
             input_shapes: Iterable[Iterable[int] | None] = (),
+            pinned_by: str = "",
         ) -> None: ...
 
     def __post_init__(self) -> None:
@@ -228,7 +233,7 @@ class Graph:
 
     def __reduce__(self):
         # Rebuild on unpickling: the cached hash of strings is only valid in this process.
-        return (Graph, (self.inputs, self.nodes, self.outputs, self.input_shapes))
+        return (Graph, (self.inputs, self.nodes, self.outputs, self.input_shapes, self.pinned_by))
 
     def __repr__(self) -> str:
         return (
@@ -254,18 +259,36 @@ class Graph:
     def replace(self, **changes: Any) -> Graph:
         """A new, validated graph with fields replaced, e.g. ``graph.replace(nodes=new_nodes)``.
 
-        ``input_shapes`` is kept unless replaced.
+        ``input_shapes`` and ``pinned_by`` are kept unless replaced.
         """
         fields = {
             "inputs": self.inputs,
             "nodes": self.nodes,
             "outputs": self.outputs,
             "input_shapes": self.input_shapes,
+            "pinned_by": self.pinned_by,
         }
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(f"Graph.replace: unknown fields {sorted(unknown)}")
         return Graph(**{**fields, **changes})
+
+    def accepts(self, shapes: Iterable[Iterable[int]]) -> bool:
+        """Whether inputs of ``shapes`` fit ``input_shapes`` (``-1`` and unrecorded shapes fit
+        any size; a graph without recorded shapes fits any inputs).
+
+        Example:
+          >>> g = Graph(("x",), (Node("y", "relu", ("x",)),), ("y",), input_shapes=[(-1, 4)])
+          >>> g.accepts([(7, 4)]), g.accepts([(7, 5)])
+          (True, False)
+        """
+        if not self.input_shapes:
+            return True
+        shapes = [tuple(s) for s in shapes]
+        return len(shapes) == len(self.input_shapes) and all(
+            e is None or (len(s) == len(e) and all(d in (-1, n) for d, n in zip(e, s, strict=True)))
+            for s, e in zip(shapes, self.input_shapes, strict=True)
+        )
 
     def fingerprint(self) -> str:
         """A hex digest of the graph that is stable across processes (``hash`` of strings is

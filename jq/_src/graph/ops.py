@@ -514,9 +514,16 @@ def permute(params, x, *, dims):
 
 
 @register_op("expand")
-def expand(params, x, *, shape):
-    """Broadcast to ``shape`` (leading axes may be added)."""
-    return jnp.broadcast_to(x, shape)
+def expand(params, x, like=None, *, shape, like_axes=()):
+    """Broadcast to ``shape`` (leading axes may be added). A ``-1`` keeps ``x``'s size on that
+    axis, or, for an axis ``i`` of ``like_axes`` ``((i, j), ...)``, takes ``like.shape[j]``
+    (a dynamic batch size read from another value, e.g. a class token expanded to the batch)."""
+    target = list(shape)
+    for i, j in like_axes:
+        target[i] = like.shape[j]
+    lead = len(target) - x.ndim
+    target = [x.shape[i - lead] if d == -1 else d for i, d in enumerate(target)]
+    return jnp.broadcast_to(x, tuple(target))
 
 
 @register_op("slice")

@@ -82,9 +82,9 @@ def settings(
 class FloatGraphs:
     """The folded float graph for each tuple of input shapes (built once per shapes).
 
-    Graphs converted from torch bake the batch size into reshapes: ``graph_for(shapes)``, when
-    given, converts the model again for new shapes; without it the graph serves only its own
-    ``input_shapes`` (or any shapes, when it has none).
+    A graph serves the shapes its ``input_shapes`` accept (``-1``: a dynamic batch axis, as
+    ``jq_torch.from_torch`` records where the model allows it). ``graph_for(shapes)``, when
+    given, makes the graph for other shapes (a front end whose graphs bake shapes in).
     """
 
     def __init__(
@@ -115,11 +115,12 @@ class FloatGraphs:
 
     def _make(self, shapes: Shapes) -> Graph:
         if self._graph_for is None:
-            declared = self._source.input_shapes
-            if declared and tuple(None if s is None else tuple(s) for s in declared) != shapes:
+            source = self._source
+            if not source.accepts(shapes):
+                why = f" ({source.pinned_by})" if source.pinned_by else ""
                 raise ValueError(
                     f"{self._fn}: a batch has shapes {shapes} but the graph was built for "
-                    f"{declared}; give every batch the same shape"
+                    f"{source.input_shapes}{why}; give every batch the same shape"
                 )
             return self.graph
         g = self._graph_for(shapes)
