@@ -154,16 +154,18 @@ def reduce_window(
         axis of x; ``padding`` one ``(lo, hi)`` per axis.
       computation: ``"max"`` or ``"sum"``.
     """
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    # Python scalar inits let JAX pick reduce_window_max / _sum, which have VJPs (HMSE scores).
     if computation == "max":
-        init = -float("inf") if jnp.issubdtype(x.dtype, jnp.floating) else jnp.iinfo(x.dtype).min
+        init = -float("inf") if floating else int(jnp.iinfo(x.dtype).min)
         reducer = lax.max
     elif computation == "sum":
-        init, reducer = 0, lax.add
+        init, reducer = (0.0 if floating else 0), lax.add
     else:
         raise ValueError(f"reduce_window: computation must be 'max' or 'sum', got {computation!r}")
     return lax.reduce_window(
         x,
-        jnp.array(init, x.dtype),
+        init,
         reducer,
         tuple(window),
         tuple(strides),

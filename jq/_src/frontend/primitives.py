@@ -220,7 +220,31 @@ def _reduce_window(b: Builder, eqn, args):
         "base_dilation": permute_attr(perm, p["base_dilation"]),
         "window_dilation": permute_attr(perm, p["window_dilation"]),
     }
+    pool = _as_max_pool(attrs)
+    if pool is not None:
+        return [_out(b, eqn, "max_pool", (x.name,), perm, pool)]
     return [_out(b, eqn, "reduce_window", (x.name,), perm, attrs, base="pool")]
+
+
+def _as_max_pool(attrs: dict) -> dict | None:
+    """jq's ``max_pool`` attrs for a max window on channels-first storage (window 1 on the
+    batch and channel axes, symmetric padding, no base dilation), else ``None``: the pipeline
+    treats ``max_pool`` as moving values, not making new ones (no quantizer after it)."""
+    if attrs["computation"] != "max" or any(d != 1 for d in attrs["base_dilation"]):
+        return None
+    lead = zip(attrs["window"][:2], attrs["strides"][:2], attrs["padding"][:2], strict=True)
+    if any(w != 1 or s != 1 or tuple(p) != (0, 0) for w, s, p in lead):
+        return None
+    pads = attrs["padding"][2:]
+    if any(lo != hi for lo, hi in pads) or len(pads) == 0:
+        return None
+    return {
+        "kernel_size": tuple(attrs["window"][2:]),
+        "stride": tuple(attrs["strides"][2:]),
+        "padding": tuple(lo for lo, _ in pads),
+        "dilation": tuple(attrs["window_dilation"][2:]),
+        "ceil_mode": False,
+    }
 
 
 # --- shapes -------------------------------------------------------------------------------
