@@ -540,7 +540,7 @@ def _sym_arith(ctx, *args, **kwargs):
     return SymSize(None, 0)  # a size computed from sizes: reshape's -1 stands for it
 
 
-for _target in (
+register_converter(
     operator.mul,
     operator.add,
     operator.sub,
@@ -548,9 +548,7 @@ for _target in (
     operator.truediv,
     operator.mod,
     torch.sym_int,
-):
-    register_converter(_target)(_sym_arith)
-del _target
+)(_sym_arith)
 
 
 @register_converter(aten._assert_scalar, aten.sym_constrain_range_for_size)

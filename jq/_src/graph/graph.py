@@ -284,10 +284,10 @@ class Graph:
         """
         if not self.input_shapes:
             return True
-        shapes = [tuple(s) for s in shapes]
-        return len(shapes) == len(self.input_shapes) and all(
+        given = [tuple(s) for s in shapes]
+        return len(given) == len(self.input_shapes) and all(
             e is None or (len(s) == len(e) and all(d in (-1, n) for d, n in zip(e, s, strict=True)))
-            for s, e in zip(shapes, self.input_shapes, strict=True)
+            for s, e in zip(given, self.input_shapes, strict=True)
         )
 
     def fingerprint(self) -> str:

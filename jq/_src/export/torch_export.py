@@ -1,0 +1,168 @@
+"""``pytorch_export_model``: MCT's exporter call on a jq-quantized torch module.
+
+torch and onnx are imported inside the functions (``import jq`` never imports them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .files import atomic_path, check_writable
+from .formats import PytorchExportSerializationFormat, QuantizationFormat, parse_format
+from .onnx_builder import OnnxOptions
+from .onnx_model import KERNEL_OPS, MIN_16_BIT_OPSET, MIN_QDQ_OPSET, to_onnx, unsupported_ops
+
+_FN = "pytorch_export_model"
+DEFAULT_ONNX_OPSET_VERSION = 20  # MCT 2.6.1's default with torch >= 2.4
+_SUPPORTED = {
+    PytorchExportSerializationFormat.ONNX: (
+        QuantizationFormat.FAKELY_QUANT,
+        QuantizationFormat.INT8,
+        QuantizationFormat.MCTQ,
+    ),
+    PytorchExportSerializationFormat.TORCHSCRIPT: (QuantizationFormat.FAKELY_QUANT,),
+}
+
+
+def _check_model(model: Any) -> Any:
+    """The model, if it is a jq-quantized module (``jq_torch.JQModule`` with quantizers)."""
+    try:
+        from jq_torch import JQModule
+    except ImportError as e:
+        raise ImportError(f"{_FN} needs torch and the jq_torch adapter: {e}") from e
+    if not isinstance(model, JQModule):
+        raise TypeError(
+            f"{_FN}: model must be the module jq.ptq.pytorch_post_training_quantization "
+            f"returned (a jq_torch.JQModule), got {type(model).__module__}."
+            f"{type(model).__name__}"
+        )
+    if not model.quant_layers or not any(n.op == "fake_quant" for n in model.graph.nodes):
+        raise TypeError(f"{_FN}: model is a float jq module (no quantizers); quantize it first")
+    return model
+
+
+def first_batch(repr_dataset: Callable[[], Any], n_inputs: int) -> list[np.ndarray]:
+    """The first batch of ``repr_dataset`` as NumPy arrays (floats as float32)."""
+    if not callable(repr_dataset):
+        raise TypeError(f"{_FN}: repr_dataset must be a callable returning batches")
+    try:
+        batch = next(iter(repr_dataset()))
+    except StopIteration:
+        raise ValueError(f"{_FN}: repr_dataset yielded no batch") from None
+    items = list(batch) if isinstance(batch, (list, tuple)) else [batch]
+    if len(items) != n_inputs:
+        raise ValueError(f"{_FN}: a batch has {len(items)} inputs; the model takes {n_inputs}")
+    out = []
+    for x in items:
+        a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+        out.append(a.astype(np.float32) if a.dtype.kind == "f" else a)
+    return out
+
+
+def _check_opset(model: Any, fmt: QuantizationFormat, opset: Any) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"{_FN}: onnx_opset_version must be an int, got {opset!r}")
+    if opset < MIN_QDQ_OPSET:
+        raise ValueError(
+            f"{_FN}: onnx_opset_version {opset} is too old: per-channel QuantizeLinear/"
+            f"DequantizeLinear need opset {MIN_QDQ_OPSET} or newer"
+        )
+    wide = sorted({q.n_bits for q in model.quant_layers if q.n_bits > 8})
+    if fmt is QuantizationFormat.INT8 and wide and opset < MIN_16_BIT_OPSET:
+        raise ValueError(
+            f"{_FN}: onnx_opset_version {opset} is too old for INT8 with {wide}-bit values "
+            f"(int16 QuantizeLinear/DequantizeLinear need opset {MIN_16_BIT_OPSET}); pass "
+            f"onnx_opset_version={MIN_16_BIT_OPSET}, or FAKELY_QUANT (float ops for them)"
+        )
+    kernels = {n.name for n in model.graph.nodes if n.op in KERNEL_OPS}
+    wide_w = [q.name for q in model.quant_layers if q.kind == "weights" and q.n_bits > 8]
+    if fmt is QuantizationFormat.INT8 and set(wide_w) & kernels:
+        raise ValueError(f"{_FN}: INT8 needs kernels of at most 8 bits; {wide_w} are wider")
+    return opset
+
+
+def _module_params(model: Any) -> dict[str, dict[str, np.ndarray]]:
+    return {
+        n.name: {p: t.detach().cpu().numpy() for p, t in model.node_params(n.name).items()}
+        for n in model.graph.nodes
+        if model.node_params(n.name)
+    }
+
+
+def pytorch_export_model(
+    model: Any,
+    save_model_path: str | os.PathLike,
+    repr_dataset: Callable[[], Any],
+    *,
+    serialization_format: Any = PytorchExportSerializationFormat.ONNX,
+    quantization_format: Any = QuantizationFormat.MCTQ,
+    onnx_opset_version: int = DEFAULT_ONNX_OPSET_VERSION,
+    output_names: Sequence[str] | None = None,
+) -> None:
+    """Write a jq-quantized torch module to a file, with MCT's call
+    (``mct.exporter.pytorch_export_model``).
+
+    Args:
+      model: the module ``jq.ptq.pytorch_post_training_quantization`` returned.
+      save_model_path: the file to write (replaced whole, or left untouched on error).
+      repr_dataset: MCT's representative dataset callable; its first batch gives the input
+        dtypes and the example ONNX and TorchScript trace with.
+      serialization_format: :class:`PytorchExportSerializationFormat` (or MCT's member, or
+        a name): ``ONNX`` or ``TORCHSCRIPT``.
+      quantization_format: :class:`QuantizationFormat` (or MCT's, or a name):
+        ``FAKELY_QUANT`` or ``INT8`` (ONNX, jq only); ``MCTQ`` (MCT's default, its custom
+        ops) is not written yet and raises ``NotImplementedError``.
+      onnx_opset_version: ``ai.onnx`` opset (>= 13; 21 for INT8 with 16-bit values).
+      output_names: ONNX output names (default ``output`` / ``output_<i>``).
+
+    Raises:
+      TypeError: ``model`` is not a jq-quantized module; arguments of the wrong type.
+      ValueError: an unknown format (the valid ones listed), a combination not supported, an
+        unwritable path, an opset too old for the bit widths.
+      NotImplementedError: MCTQ; graph ops without an ONNX form (all listed).
+    """
+    ser = parse_format(
+        serialization_format, PytorchExportSerializationFormat, _FN, "serialization_format"
+    )
+    fmt = parse_format(quantization_format, QuantizationFormat, _FN, "quantization_format")
+    if fmt not in _SUPPORTED[ser]:
+        valid = ", ".join(f.name for f in _SUPPORTED[ser])
+        raise ValueError(f"{_FN}: {ser.name} supports quantization_format {valid}, not {fmt.name}")
+    model = _check_model(model)
+    path = check_writable(save_model_path, _FN)
+    example = first_batch(repr_dataset, len(model.graph.inputs))
+    if ser is PytorchExportSerializationFormat.TORCHSCRIPT:
+        return _write_torchscript(model, path, example)
+    opset = _check_opset(model, fmt, onnx_opset_version)
+    if fmt is QuantizationFormat.MCTQ:
+        raise NotImplementedError(
+            f"{_FN}: quantization_format MCTQ (mct_quantizers custom ops) is not written by jq "
+            "yet; use FAKELY_QUANT (MCT's Q/DQ format) or INT8"
+        )
+    missing = unsupported_ops(model.graph)
+    if missing:
+        raise NotImplementedError(f"{_FN}: no ONNX form for {len(missing)} node(s): {missing}")
+    mode = "int8" if fmt is QuantizationFormat.INT8 else "fake_quant"
+    options = OnnxOptions(mode=mode, opset=opset)
+    proto = to_onnx(
+        model.graph, _module_params(model), model.quant_layers, example, options, output_names
+    )
+    import onnx
+
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, tmp)
+
+
+def _write_torchscript(model: Any, path: str, example: list[np.ndarray]) -> None:
+    """``torch.jit.trace`` of the module (its fake-quantizers are torch ops already)."""
+    import torch
+
+    args = tuple(torch.from_numpy(a) for a in example)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, args, check_trace=False)
+    with atomic_path(path) as tmp:
+        torch.jit.save(traced, tmp)
