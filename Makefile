@@ -29,6 +29,7 @@ test-all: lint
 
 demo: install
 	$(PY) examples/digits_ptq.py
+	$(PY) examples/flax_digits_ptq.py
 
 bench: install
 	$(PY) benchmarks/bench_search.py
