@@ -86,7 +86,7 @@ def _thresholds(info):
 def test_same_thresholds_torch_and_nnx(compat):
     t, f = _twins()
     rng = np.random.default_rng(0)
-    xs = [rng.normal(0.3, 1, size=(16, 1, 8, 8)).astype(np.float32) for _ in range(2)]
+    xs = [rng.normal(0.3, 1, size=(16, 1, 8, 8)).astype(np.float32)]
     qc = jq.core.QuantizationConfig(mct_compat=compat)
     cfg = jq.core.CoreConfig(quantization_config=qc, progress=False)
     _, info_t = jq.ptq.pytorch_post_training_quantization(

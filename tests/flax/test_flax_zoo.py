@@ -51,17 +51,6 @@ def test_nnx_zoo_matches(rng, cls, kind, ops):
     assert sum(n.op == "permute" for n in graph.nodes) <= 4
 
 
-def test_linen_resnet_matches_and_names(rng):
-    model = LinenResNet()
-    x = _inputs("digits", rng).repeat(3, axis=-1)
-    variables = model.init(jax.random.key(0), x)
-    graph, params = jq_flax.from_linen(model, variables, x)
-    assert _rel(jq.apply(graph, params, x), model.apply(variables, x)) <= RTOL
-    names = [n.name for n in graph.nodes if n.op in ("conv", "batch_norm", "linear")]
-    assert names[:3] == ["Conv_0", "LinenBlock_0.Conv_0", "LinenBlock_0.BatchNorm_0"]
-    assert names[-1] == "Dense_0"
-
-
 def _batches(kind, n_batches=2, n=8):
     return [[_inputs(kind, np.random.default_rng(i), n)] for i in range(n_batches)]
 
@@ -82,15 +71,20 @@ def test_nnx_ptq_returns_an_nnx_module(rng):
     assert np.asarray(jax.jit(lambda m, x: m(x))(q, x)).shape == (8, 10)
 
 
-def test_linen_ptq_returns_apply_and_variables(rng):
+def test_linen_resnet_matches_names_and_ptq(rng):
     model = LinenResNet()
     batches = [[b[0].repeat(3, axis=-1)] for b in _batches("digits")]
-    variables = model.init(jax.random.key(0), batches[0][0])
+    x = batches[1][0]
+    variables = model.init(jax.random.key(0), x)
+    graph, params = jq_flax.from_linen(model, variables, x)
+    ref = np.asarray(model.apply(variables, x))
+    assert _rel(jq.apply(graph, params, x), ref) <= RTOL
+    names = [n.name for n in graph.nodes if n.op in ("conv", "batch_norm", "linear")]
+    assert names[:3] == ["Conv_0", "LinenBlock_0.Conv_0", "LinenBlock_0.BatchNorm_0"]
+    assert names[-1] == "Dense_0"
     q, info = jq.ptq.flax_post_training_quantization(
         model, lambda: iter(batches), core_config=CFG, variables=variables
     )
-    x = batches[1][0]
-    ref = np.asarray(model.apply(variables, x))
     got = np.asarray(q.apply(q.variables, x))
     assert _rel(got, ref) < 0.1 and np.array_equal(got, np.asarray(q(x)))
     assert sum(layer.kind == "weights" for layer in info.layers) == 6
