@@ -7,6 +7,8 @@ takes minutes per layer and MCT allows weights HMSE only with GPTQ), times
 the second reuses the compiled code -- and ``mct.ptq.pytorch_post_training_quantization`` once.
 ``--weights-hmse`` adds a jq-only run with HMSE kernels (Hessian scores from JAX autodiff).
 
+``--compat`` adds jq's ``mct_compat=True`` runs and their ratio to the default mode.
+
 Run: ``PYTHONPATH=.:adapters python benchmarks/bench_ptq.py [--methods mse kl hmse] [--no-mct]``
 """
 
@@ -40,8 +42,10 @@ def data_gen(seed: int = 0, n_batches: int = 4, batch: int = 8):
     return lambda: ([b] for b in batches)
 
 
-def time_jq(model, gen, act: str, wgt: str = "mse") -> tuple[float, Any]:
-    qc = jq.core.QuantizationConfig(activation_error_method=act, weights_error_method=wgt)
+def time_jq(model, gen, act: str, wgt: str = "mse", compat: bool = False) -> tuple[float, Any]:
+    qc = jq.core.QuantizationConfig(
+        activation_error_method=act, weights_error_method=wgt, mct_compat=compat
+    )
     core = jq.core.CoreConfig(quantization_config=qc, progress=False)
     t = time.perf_counter()
     qm, info = jq.ptq.pytorch_post_training_quantization(model, gen, core_config=core)
@@ -66,6 +70,7 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", nargs="+", default=["mse", "kl", "hmse"])
     ap.add_argument("--no-mct", action="store_true")
     ap.add_argument("--weights-hmse", action="store_true")
+    ap.add_argument("--compat", action="store_true", help="also time jq with mct_compat=True")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.getLogger("Model Compression Toolkit").setLevel(logging.ERROR)
@@ -86,6 +91,14 @@ def main(argv=None) -> None:
             f"{'act ' + method:<14} {t1:9.1f} {t2:9.1f} {tm:8.1f} {tm / t1:8.1f} {tm / t2:8.1f}",
             flush=True,
         )
+        if args.compat:
+            c1, _ = time_jq(model, gen, method, compat=True)
+            c2, _ = time_jq(model, gen, method, compat=True)
+            print(
+                f"{'compat ' + method:<14} {c1:9.1f} {c2:9.1f} {'':>8} "
+                f"{'':>8} {'':>8}  compat / default: {c1 / t1:.1f} first, {c2 / t2:.1f} again",
+                flush=True,
+            )
     if args.weights_hmse:
         t1, (_, info) = time_jq(model, gen, "mse", "hmse")
         t2, _ = time_jq(model, gen, "mse", "hmse")

@@ -119,3 +119,38 @@ def test_retaining_keeps_batches_of_the_first_shapes_and_single_samples(rng):
     assert [b[0][0, 0] for b in kept.batches] == [0, 2]  # (2, 2) is not the first shape
     assert [s[0, 0] for s in kept.samples[0]] == [0, 0, 0, 1]
     assert all(s.shape == (1, 2) for s in kept.samples[0])
+
+
+def test_retaining_is_bounded_in_bytes_and_keeps_no_views(rng):
+    batches = [(np.full((4, 8), i, np.float32),) for i in range(5)]  # 128 bytes each
+    it, kept = retaining(iter(batches), ((4, 8),), n_batches=8, n_samples=2, max_bytes=300)
+    assert len(list(it)) == 5
+    assert [b[0][0, 0] for b in kept.batches] == [0, 1]  # a third would pass 300 bytes
+    assert all(s.base is None for s in kept.samples[0])  # copies, not views of a batch
+    it, kept = retaining(iter(batches), ((4, 8),), n_batches=8, n_samples=0, max_bytes=10)
+    list(it)
+    assert len(kept.batches) == 1  # the first batch, whatever its size
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        line = next(ln for ln in f if ln.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="Linux /proc")
+def test_calibration_memory_does_not_grow_with_the_number_of_batches(rng):
+    """200 batches of 768 KiB (150 MiB in all): memory after the last equals memory after the
+    20th within 40 MiB (histograms, one batch in flight, the retained batch)."""
+    g, p = _model(rng)
+    rss = {}
+
+    def gen():
+        r = np.random.default_rng(0)
+        for i in range(200):
+            if i in (20, 199):
+                rss[i] = _rss_mib()
+            yield [r.standard_normal((64, 3, 32, 32), dtype=np.float32)]
+
+    jq.ptq.quantize_graph(g, p, gen, core_config=QUIET)
+    assert rss[199] - rss[20] < 40, rss

@@ -130,8 +130,8 @@ def test_histogram_errors(x, kwargs, exc, match):
 # ------------------------------------------------------------------------ default state
 
 
-def _state_of(batches, n_bins=64, dtype=jnp.float32):
-    s = histogram_init(n_bins, dtype=dtype)
+def _state_of(batches, n_bins=64, dtype=jnp.float32, integer_counts=False):
+    s = histogram_init(n_bins, dtype=dtype, integer_counts=integer_counts)
     for b in batches:
         s = histogram_update(s, b)
     return s
@@ -212,6 +212,35 @@ def test_state_weighted_and_jit():
     assert float(s0.counts.sum()) == x.size
     jitted = jax.jit(lambda st_, v: histogram_update(st_, v))(histogram_init(32), x)
     _assert_states_equal(jitted, histogram_update(histogram_init(32), x))
+
+
+def test_integer_counts_equal_float_counts_and_stay_exact_past_2_24():
+    """``integer_counts=True``: the same histogram as float counts while those are exact, the
+    same state for any grouping (merge included), and exact counts where float32 rounds."""
+    r = np.random.default_rng(7)
+    batches = [
+        (r.standard_normal(n) * (1 + i)).astype(np.float32) for i, n in enumerate((900, 37, 4000))
+    ]
+    exact = _state_of(batches, integer_counts=True)
+    assert exact.counts.dtype == jnp.int32 and exact.counts.shape == (2, 8 * 64)
+    for a, b in zip(histogram_finalize(exact), histogram_finalize(_state_of(batches)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    merged = histogram_merge(
+        _state_of(batches[2:], integer_counts=True), _state_of(batches[:2], integer_counts=True)
+    )
+    _assert_states_equal(exact, merged)
+
+    def total(state):
+        words = np.asarray(state.counts).astype(np.int64)
+        return int(np.sum(words[0] + (words[1] << 16)))
+
+    big = [np.zeros(2**24, np.float32), np.zeros(1, np.float32)]  # 2**24 + 1 in one bin
+    assert total(_state_of(big, n_bins=8, integer_counts=True)) == 2**24 + 1
+    assert float(_state_of(big, n_bins=8).counts.sum()) == 2**24  # float32 counts round
+    with pytest.raises(TypeError, match="integer_counts=True takes no weights"):
+        histogram_update(histogram_init(8, integer_counts=True), np.ones(3), np.ones(3))
+    with pytest.raises(TypeError, match="differ in size or dtype"):
+        histogram_merge(exact, _state_of(batches))
 
 
 def test_state_errors():

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
@@ -30,12 +31,14 @@ from ..graph.ops import register_op
 from ..select.histogram import (
     MCTHistogramState,
     _histogram_impl,
-    _state_update,
+    _state_add,
     histogram_finalize,
     histogram_init,
     histogram_merge,
+    widen_constant,
 )
 from .data import _progress, accumulate
+from .shard import Reduce, Shards, for_batch, local_shapes, put_batch
 
 PERTURB_OP = "ptq_perturb"
 PERTURB_SUFFIX = "#hmse"
@@ -91,53 +94,121 @@ def _channel_mean(x: jax.Array, axis: int) -> jax.Array:
     return jnp.mean(x.astype(jnp.float32), axis=axes)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("graph", "hist_names", "mean_specs", "hmse_targets", "compat", "n_bins"),
-)
-def _stats_step(
-    params, hists, sums, key, inputs, *, graph, hist_names, mean_specs, hmse_targets, compat, n_bins
-):
-    capture = tuple(dict.fromkeys(hist_names + tuple(src for _, (src, _) in mean_specs)))
-    scores: dict[str, jax.Array] = {}
-    if hmse_targets:
+def _rademacher_share(key: jax.Array, out: jax.Array, red: Reduce) -> jax.Array:
+    """This shard's part of one Rademacher draw over the whole batch's output ``out`` (batch
+    axis first), so the draw does not depend on the number of devices."""
+    if red.axes is None or out.ndim == 0:
+        return jax.random.rademacher(key, out.shape, out.dtype)
+    b = out.shape[0]
+    full = jax.random.rademacher(key, (b * red.size, *out.shape[1:]), out.dtype)
+    return jax.lax.dynamic_slice_in_dim(full, red.position() * b, b, axis=0)
 
-        def run(d):
-            p = {**params, **{t + PERTURB_SUFFIX: {"delta": d[t]} for t in hmse_targets}}
-            out, acts = apply(graph, p, *inputs, capture=capture)
-            return (out if isinstance(out, tuple) else (out,)), acts
 
-        # Zero hooks shaped like their activations (shapes from an abstract trace).
-        shapes = jax.eval_shape(lambda: apply(graph, params, *inputs, capture=hmse_targets))[1]
-        deltas = {t: jnp.zeros(shapes[t].shape, shapes[t].dtype) for t in hmse_targets}
-        outs, vjp_fn, acts = jax.vjp(run, deltas, has_aux=True)
-        keys = jax.random.split(key, len(outs))
-        vs = tuple(
-            jax.random.rademacher(k, o.shape, o.dtype) for k, o in zip(keys, outs, strict=True)
-        )
-        (grads,) = vjp_fn(vs)
-        scores = {t: jnp.square(g) for t, g in grads.items()}
-    else:
-        _, acts = apply(graph, params, *inputs, capture=capture)
+def _forward_with_scores(graph, params, inputs, capture, hmse_targets, key, red):
+    """Captured activations and, for ``hmse_targets``, their Hessian scores
+    ``(d sum(v * y) / d a)^2`` for one Rademacher ``v`` over the model outputs."""
 
-    new_hists = {}
-    mins, maxs = {}, {}
+    def run(d):
+        p = {**params, **{t + PERTURB_SUFFIX: {"delta": d[t]} for t in hmse_targets}}
+        out, acts = apply(graph, p, *inputs, capture=capture)
+        return (out if isinstance(out, tuple) else (out,)), acts
+
+    # Zero hooks shaped like their activations (shapes from an abstract trace).
+    shapes = jax.eval_shape(lambda: apply(graph, params, *inputs, capture=hmse_targets))[1]
+    deltas = {t: jnp.zeros(shapes[t].shape, shapes[t].dtype) for t in hmse_targets}
+    outs, vjp_fn, acts = jax.vjp(run, deltas, has_aux=True)
+    keys = jax.random.split(key, len(outs))
+    vs = tuple(_rademacher_share(k, o, red) for k, o in zip(keys, outs, strict=True))
+    (grads,) = vjp_fn(vs)
+    return acts, {t: jnp.square(g) for t, g in grads.items()}
+
+
+def _update_histograms(hists, acts, scores, *, hist_names, compat, n_bins, red):
+    """Each value's histogram after this batch (all shards' data), and the batch's min / max."""
+    new_hists, mins, maxs = {}, {}, {}
     for name in hist_names:
         a = acts[name]
         w = scores.get(name)
         if w is not None:  # MCT: all-zero weights mean ones
-            w = jnp.where(jnp.any(w != 0), w, jnp.ones_like(w))
-        mins[name], maxs[name] = jnp.min(a), jnp.max(a)
-        if compat:
+            nonzero = red.max(jnp.any(w != 0).astype(jnp.int32)) > 0
+            w = jnp.where(nonzero, w, jnp.ones_like(w))
+        mins[name], maxs[name] = red.min(jnp.min(a)), red.max(jnp.max(a))
+        if compat:  # MCT's per-batch histogram over the whole batch's range
             x64 = a.astype(jnp.float64)
             w64 = None if w is None else w.astype(jnp.float64)
-            new_hists[name] = _histogram_impl(x64, w64, n_bins)
+            lo, hi = mins[name].astype(jnp.float64), maxs[name].astype(jnp.float64)
+            edges, counts = _histogram_impl(x64, w64, n_bins, bounds=widen_constant(lo, hi))
+            new_hists[name] = (edges, red.sum(counts))
         else:
-            new_hists[name] = _state_update(hists[name], a, w)
-    new_sums = {
-        layer: sums[layer] + _channel_mean(acts[src], axis) for layer, (src, axis) in mean_specs
-    }
+            st = hists[name]
+            x = a.ravel().astype(st.minimum.dtype)
+            lo = jnp.minimum(st.minimum, mins[name].astype(x.dtype))
+            hi = jnp.maximum(st.maximum, maxs[name].astype(x.dtype))
+            wr = None if w is None else w.ravel()
+            new_hists[name] = _state_add(st, x, wr, None, lo, hi, reduce=red.sum)
+    return new_hists, mins, maxs
+
+
+def _stats_body(
+    params,
+    hists,
+    sums,
+    key,
+    inputs,
+    *,
+    graph,
+    hist_names,
+    mean_specs,
+    hmse_targets,
+    compat,
+    n_bins,
+    red,
+):
+    """One batch's statistics step (on one device, or one shard with ``red``'s collectives)."""
+    capture = tuple(dict.fromkeys(hist_names + tuple(src for _, (src, _) in mean_specs)))
+    scores: dict[str, jax.Array] = {}
+    if hmse_targets:
+        acts, scores = _forward_with_scores(graph, params, inputs, capture, hmse_targets, key, red)
+    else:
+        _, acts = apply(graph, params, *inputs, capture=capture)
+    new_hists, mins, maxs = _update_histograms(
+        hists, acts, scores, hist_names=hist_names, compat=compat, n_bins=n_bins, red=red
+    )
+    new_sums = {}
+    for layer, (src, axis) in mean_specs:
+        m = _channel_mean(acts[src], axis)
+        new_sums[layer] = sums[layer] + (m if red.axes is None else red.sum(m) / red.size)
     return new_hists, new_sums, mins, maxs
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "graph",
+        "hist_names",
+        "mean_specs",
+        "hmse_targets",
+        "compat",
+        "n_bins",
+        "shards",
+    ),
+)
+def _stats_step(params, hists, sums, key, inputs, *, shards, **static):
+    """:func:`_stats_body` on one device, or ``shard_map``ped over ``shards`` (the batch split
+    along its first axis, everything else replicated)."""
+    if shards is None:
+        return _stats_body(params, hists, sums, key, inputs, red=Reduce(), **static)
+    body = functools.partial(_stats_body, red=Reduce(shards.axes, shards.size), **static)
+    rep = PartitionSpec()
+    # Every output is a collective's result, so replicated; check_vma=False because the
+    # histogram's block scan carries values that vary by shard until their psum.
+    return jax.shard_map(
+        body,
+        mesh=shards.mesh,
+        in_specs=(rep, rep, rep, rep, shards.spec()),
+        out_specs=rep,
+        check_vma=False,
+    )(params, hists, sums, key, inputs)
 
 
 class StatsSpec(NamedTuple):
@@ -150,6 +221,8 @@ class StatsSpec(NamedTuple):
       hmse: weight histograms by Hessian scores (MCT's Hessian-weighted collector).
       mct_compat: MCT's per-batch float64 histograms, merged on read.
       n_bins: histogram bins.
+      shards: the devices each batch is split over (``None``: one device).
+      fn: the entry point's name, used in error messages.
     """
 
     hist_names: tuple[str, ...]
@@ -157,6 +230,16 @@ class StatsSpec(NamedTuple):
     hmse: bool = False
     mct_compat: bool = False
     n_bins: int = 2048
+    shards: Shards | None = None
+    fn: str = "jq.ptq"
+
+    def shards_for(self, shapes) -> Shards | None:
+        """The shards a batch of input ``shapes`` runs on (see :func:`shard.for_batch`)."""
+        return for_batch(self.shards, shapes[0][0], self.fn)
+
+    def graph_shapes(self, shapes) -> tuple[tuple[int, ...], ...]:
+        """The input shapes one device's graph sees for a batch of ``shapes``."""
+        return local_shapes(shapes, self.shards_for(shapes))
 
 
 class StatsState(NamedTuple):
@@ -182,8 +265,12 @@ def stats_init(spec: StatsSpec, seed: int = 0) -> StatsState:
     """The state before any batch."""
     if spec.mct_compat:
         hists: dict[str, Any] = {n: MCTHistogramState(spec.n_bins) for n in spec.hist_names}
-    else:
-        hists = {n: histogram_init(spec.n_bins, dtype=jnp.float32) for n in spec.hist_names}
+    else:  # unweighted counts as exact integers, so shards and batches add up exactly
+        exact = not spec.hmse
+        hists = {
+            n: histogram_init(spec.n_bins, dtype=jnp.float32, integer_counts=exact)
+            for n in spec.hist_names
+        }
     names = spec.hist_names
     return StatsState(
         hists,
@@ -198,14 +285,18 @@ def stats_init(spec: StatsSpec, seed: int = 0) -> StatsState:
 def stats_step(
     spec: StatsSpec, params, state: StatsState, graph: Graph, inputs: tuple[np.ndarray, ...]
 ) -> StatsState:
-    """``state`` after one batch ``inputs`` through the float ``graph`` (one compiled step)."""
+    """``state`` after one batch ``inputs`` through the float ``graph`` (one compiled step).
+
+    With ``spec.shards`` the batch is split over the devices and ``graph`` is one device's
+    (for :meth:`StatsSpec.graph_shapes`)."""
     targets: tuple[str, ...] = ()
     if spec.hmse:
         targets = tuple(n for n in spec.hist_names if n not in graph.outputs)
         graph = perturbed_graph(graph, targets)
+    shards = spec.shards_for([a.shape for a in inputs])
     sums = state.sums
     if sums is None:
-        sums = _zero_sums(graph, params, inputs, spec.mean_specs)
+        sums = _zero_sums(graph, params, inputs, shards, spec)
     key, sub = jax.random.split(state.key)
     with jax.enable_x64(True) if spec.mct_compat else contextlib.nullcontext():
         new_hists, sums, bmin, bmax = _stats_step(
@@ -213,7 +304,8 @@ def stats_step(
             {} if spec.mct_compat else state.hists,
             sums,
             sub,
-            tuple(jnp.asarray(a) for a in inputs),
+            put_batch(inputs, shards),
+            shards=shards,
             graph=graph,
             hist_names=spec.hist_names,
             mean_specs=spec.mean_specs,
@@ -331,11 +423,14 @@ def collect_statistics(
     return stats_finalize(spec, state, fn)
 
 
-def _zero_sums(graph, params, inputs, mean_specs):
+def _zero_sums(graph, params, inputs, shards: Shards | None, spec: StatsSpec):
+    """Zero channel sums of the kernel layers' inputs (shapes from one device's share)."""
+    mean_specs = spec.mean_specs
     if not mean_specs:
         return {}
     srcs = tuple(dict.fromkeys(src for _, (src, _) in mean_specs))
-    specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in inputs]
+    shapes = local_shapes([a.shape for a in inputs], shards)
+    specs = [jax.ShapeDtypeStruct(s, a.dtype) for s, a in zip(shapes, inputs, strict=True)]
     _, acts = jax.eval_shape(lambda p, *xs: apply(graph, p, *xs, capture=srcs), params, *specs)
     return {
         layer: jnp.zeros(acts[src].shape[axis % len(acts[src].shape)], jnp.float32)

@@ -182,11 +182,15 @@ def open_calibration_data(
     return CalibrationData(representative_data_gen, it, check_batch(batch, 0, n_inputs, fn), fn)
 
 
+RETAIN_BYTES = 256 * 2**20  # whole batches kept for SQNR and AUTO's check: at most 256 MiB
+
+
 class Retained(NamedTuple):
     """What the first pass keeps of the data for later passes.
 
     Attributes:
-      batches: up to ``n_batches`` whole batches of the first batch's shapes (SQNR, AUTO's
+      batches: up to ``n_batches`` whole batches of the first batch's shapes, at most
+        ``max_bytes`` in all (the first batch is kept whatever its size) (SQNR, AUTO's
         model-level check).
       samples: per input, up to ``n_samples`` single samples ``(1, ...)`` (Hessian scores).
     """
@@ -196,19 +200,28 @@ class Retained(NamedTuple):
 
 
 def retaining(
-    batches: Iterable[Arrays], shapes: Shapes, n_batches: int, n_samples: int
+    batches: Iterable[Arrays],
+    shapes: Shapes,
+    n_batches: int,
+    n_samples: int,
+    max_bytes: int = RETAIN_BYTES,
 ) -> tuple[Iterator[Arrays], Retained]:
-    """``batches`` passed through, and the :class:`Retained` record they fill as they go."""
+    """``batches`` passed through, and the :class:`Retained` record they fill as they go
+    (memory: at most ``max_bytes`` of batches, or the first batch, and ``n_samples``
+    samples, however many batches pass)."""
     kept = Retained([], [[] for _ in shapes])
 
     def gen() -> Iterator[Arrays]:
         for arrays in batches:
-            if len(kept.batches) < n_batches and tuple(a.shape for a in arrays) == shapes:
+            used = sum(a.nbytes for b in kept.batches for a in b)
+            fits = not kept.batches or used + sum(a.nbytes for a in arrays) <= max_bytes
+            same = tuple(a.shape for a in arrays) == shapes
+            if len(kept.batches) < n_batches and same and fits:
                 kept.batches.append(arrays)
             have = len(kept.samples[0]) if kept.samples else 0
             take = min(n_samples - have, arrays[0].shape[0]) if have < n_samples else 0
-            for j, a in enumerate(arrays):
-                kept.samples[j].extend(a[k : k + 1] for k in range(take))
+            for j, a in enumerate(arrays):  # copies: a view would keep its whole batch alive
+                kept.samples[j].extend(a[k : k + 1].copy() for k in range(take))
             yield arrays
 
     return gen(), kept

@@ -43,6 +43,7 @@ from .hessian import N_SAMPLES
 from .info import make_info
 from .prepare import Prepared, Settings, prepare, settings
 from .searches import KernelSearches, select_activations, select_kernels
+from .shard import Shards, resolve_mesh
 from .sqnr import SQNR_BATCHES, measure_sqnr
 
 AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
@@ -84,6 +85,7 @@ def quantize_graph(
     core_config: CoreConfig | None = None,
     target_platform: TargetPlatform | None = None,
     graph_for: Callable[[Shapes], Graph] | None = None,
+    mesh: Any = None,
     fn: str = "jq.ptq.quantize_graph",
 ) -> PTQResult:
     """Quantize a float jq graph after training, as MCT's PTQ does (README: "Quantizing a
@@ -100,6 +102,10 @@ def quantize_graph(
       target_platform: :class:`jq.core.TargetPlatform` (default: MCT's default platform).
       graph_for: returns the float graph for other input shapes (graphs converted from torch
         bake the batch size into reshapes). Default: ``graph`` for any shape.
+      mesh: jq only. The devices calibration splits each batch over (along its first axis):
+        a ``jax.sharding.Mesh``; ``None`` (default) for all devices when more than one is
+        visible; ``False`` for one device. Statistics and thresholds do not depend on it
+        (README: "Calibrating on many devices").
       fn: the name used in error messages.
 
     Returns:
@@ -125,6 +131,7 @@ def quantize_graph(
     ensure_compilation_cache()
     total, clock = StageClock(), StageClock()
     st = settings(core_config, target_platform, fn)
+    shards = resolve_mesh(mesh, fn)
     if not isinstance(graph, Graph):
         raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
     data = open_calibration_data(representative_data_gen, fn, len(graph.inputs))
@@ -132,7 +139,7 @@ def quantize_graph(
         prep = prepare(graph, params, data, st, graph_for)
     with KernelSearches(prep, st, clock) as searches:  # kernel searches start in a thread
         with _stage(clock, "statistics"):
-            stats, retained = _statistics(prep, data, st)
+            stats, retained = _statistics(prep, data, st, shards)
         with _stage(clock, "weights"):
             kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
     with _stage(clock, "activations"):
@@ -156,9 +163,10 @@ def quantize_graph(
     return PTQResult(built.graph, built.params, info, prep.graph, prep.params, rebased)
 
 
-def _statistics(prep: Prepared, data: CalibrationData, st: Settings):
-    """The statistics pass over the data (opened once), keeping what later passes need:
-    whole batches (SQNR, AUTO's check) and single samples (Hessian scores)."""
+def _statistics(prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None):
+    """The statistics pass over the data (opened once, each batch split over ``shards``),
+    keeping what later passes need: whole batches (SQNR, AUTO's check) and single samples
+    (Hessian scores)."""
     n_keep = AUTO_CHECK_BATCHES if st.act_auto or st.w_auto else SQNR_BATCHES
     n_samples = N_SAMPLES if st.needs_scores else 0
     batches, retained = retaining(
@@ -169,9 +177,13 @@ def _statistics(prep: Prepared, data: CalibrationData, st: Settings):
         mean_specs=prep.mean_specs,
         hmse=st.qc.activation_error_method is ErrorMethod.HMSE,
         mct_compat=st.compat,
+        shards=shards,
+        fn=st.fn,
     )
     step = functools.partial(stats_step, spec, prep.params)
-    state, _ = accumulate(batches, prep.graphs, step, stats_init(spec))
+    state, _ = accumulate(
+        batches, lambda shapes: prep.graphs(spec.graph_shapes(shapes)), step, stats_init(spec)
+    )
     return stats_finalize(spec, state, st.fn), retained
 
 

@@ -16,7 +16,8 @@ Three pieces (MCT 2.6.1 collects activation statistics with ``HistogramCollector
   the fine counts are the counts of all data on one canonical grid: **for unweighted data the
   state, and therefore the finalized histogram, does not depend on the order or grouping of the
   batches, bit for bit** (while a fine bin holds fewer than 2**24 values in float32, 2**53 in
-  float64). Weighted counts are order-invariant up to the rounding of the per-bin sums.
+  float64; at any count with ``integer_counts=True``, two int32 words per bin, which the PTQ
+  statistics use). Weighted counts are order-invariant up to the rounding of the per-bin sums.
   :func:`histogram_finalize` returns ``n_bins`` bins over ``[global min, global max]`` (NumPy
   edges), re-binning the fine counts by linear interpolation of the cumulative count; the
   cumulative count at each output edge is exact up to the mass of the one fine bin that
@@ -111,6 +112,12 @@ def _outer_edges(x: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array
         first, last = jnp.min(x), jnp.max(x)
     else:
         first, last = jnp.min(jnp.where(mask, x, jnp.inf)), jnp.max(jnp.where(mask, x, -jnp.inf))
+    return widen_constant(first, last)
+
+
+def widen_constant(first: jax.Array, last: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """NumPy's histogram range of data in ``[first, last]``: ``[v - 0.5, v + 0.5]`` when
+    constant."""
     same = first == last
     return jnp.where(same, first - 0.5, first), jnp.where(same, last + 0.5, last)
 
@@ -126,14 +133,19 @@ def _bin_index(x: jax.Array, edges: jax.Array, first, last, n_bins: int) -> jax.
 
 
 def _histogram_impl(
-    x: jax.Array, weights: jax.Array | None, n_bins: int, mask: jax.Array | None = None
+    x: jax.Array,
+    weights: jax.Array | None,
+    n_bins: int,
+    mask: jax.Array | None = None,
+    bounds: tuple[jax.Array, jax.Array] | None = None,
 ):
     """``np.histogram(x[mask], n_bins, weights=weights[mask])``; ``mask`` (``x``'s shape or
-    broadcastable, default all) marks the real values of a padded ``x``."""
+    broadcastable, default all) marks the real values of a padded ``x``. ``bounds``: the
+    outer edges to use (a shard of a batch histograms on the whole batch's range)."""
     x = x.ravel()
     if mask is not None:
         mask = jnp.broadcast_to(mask, x.shape)
-    first, last = _outer_edges(x, mask)
+    first, last = _outer_edges(x, mask) if bounds is None else bounds
     edges = _npsum.linspace(first, last, n_bins + 1)
     if mask is not None:
         x = jnp.where(mask, x, first)
@@ -250,7 +262,10 @@ class HistogramState(NamedTuple):
     Fine bin ``r`` covers ``[(offset + r) * 2**exponent, (offset + r + 1) * 2**exponent)``.
 
     Attributes:
-      counts: ``(8 * n_bins,)`` fine counts (float).
+      counts: ``(8 * n_bins,)`` fine counts (float), or, for a state made with
+        ``integer_counts=True``, ``(2, 8 * n_bins)`` int32 words of exact counts
+        ``counts[0] + 2**16 * counts[1]`` (``counts[0] < 2**16``): exact up to 2**46 values
+        in all, however they are batched, sharded or merged.
       minimum, maximum: running min / max of the data (``+inf`` / ``-inf`` when empty).
       exponent: int32 scalar, log2 of the fine-bin width.
       offset: int32 scalar, index of the first fine bin on the ``2**exponent`` grid.
@@ -310,14 +325,49 @@ def _fine_index(x: jax.Array, e: jax.Array) -> jax.Array:
     return jnp.floor(x * _pow2(-e, x.dtype)).astype(jnp.int32)
 
 
+_WORD = 16  # integer counts: low words hold 16 bits, so 2**14 summed low words fit int32
+
+
+def _is_integer(counts: jax.Array) -> bool:
+    return jnp.issubdtype(counts.dtype, jnp.integer)
+
+
+def _carry(words: jax.Array) -> jax.Array:
+    """Integer count words ``(2, n)`` with the low words' overflow moved to the high words."""
+    lo, hi = words[0], words[1]
+    return jnp.stack([lo & ((1 << _WORD) - 1), hi + (lo >> _WORD)])
+
+
+def _add_counts(counts: jax.Array, new: jax.Array) -> jax.Array:
+    """``counts`` plus per-bin ``new`` counts (``(n,)``, int32 or float, like ``counts``)."""
+    if not _is_integer(counts):
+        return counts + new
+    return _carry(counts + jnp.stack([new & ((1 << _WORD) - 1), new >> _WORD]))
+
+
+def _n_fine(counts: jax.Array) -> int:
+    return counts.shape[-1]
+
+
+def float_counts(state: HistogramState) -> jax.Array:
+    """``(8 * n_bins,)`` fine counts of ``state`` in its float dtype (integer words combined)."""
+    c = state.counts
+    if not _is_integer(c):
+        return c
+    dtype = state.minimum.dtype
+    return c[1].astype(dtype) * float(1 << _WORD) + c[0].astype(dtype)
+
+
 def _rebin(state: HistogramState, e: jax.Array, offset: jax.Array) -> jax.Array:
     """Counts of ``state`` moved exactly onto the grid ``(e, offset)``, ``e >= state.exponent``."""
-    n_fine = state.counts.shape[0]
+    n_fine = _n_fine(state.counts)
     shift = jnp.clip(e - state.exponent, 0, 31)
     absolute = state.offset + jnp.arange(n_fine, dtype=jnp.int32)
     target = jax.lax.shift_right_arithmetic(absolute, shift.astype(jnp.int32)) - offset
     # An empty state has zero counts, so wherever its bins land is harmless; out-of-range
     # targets (only possible for zero counts) are dropped by segment_sum.
+    if _is_integer(state.counts):  # at most 2**14 low words per bin: no int32 overflow
+        return _carry(jax.ops.segment_sum(state.counts.T, target, n_fine).T)
     return jax.ops.segment_sum(state.counts, target, n_fine)
 
 
@@ -325,30 +375,44 @@ def _state_update(
     state: HistogramState, x: jax.Array, w: jax.Array | None, n: jax.Array | None = None
 ) -> HistogramState:
     """Add ``x`` (the first ``n`` values of a padded ``x``, default all) to ``state``."""
-    x = x.ravel().astype(state.counts.dtype)
+    x = x.ravel().astype(state.minimum.dtype)
     real = None if n is None else jnp.arange(x.shape[0]) < n
     if real is not None:
         x = jnp.where(real, x, x[0])  # padding takes a real value, then weight 0
     lo = jnp.minimum(state.minimum, jnp.min(x))
     hi = jnp.maximum(state.maximum, jnp.max(x))
-    n_fine = state.counts.shape[0]
+    return _state_add(state, x, w, real, lo, hi)
+
+
+def _state_add(state: HistogramState, x, w, real, lo, hi, reduce=None) -> HistogramState:
+    """``state`` with ``x`` counted on the canonical grid of the range ``[lo, hi]`` (which holds
+    ``x`` and the state's data). ``reduce`` sums the new per-bin counts over shards (a
+    ``psum``), so every shard ends with the state of all shards' data."""
+    n_fine = _n_fine(state.counts)
     e = _grid_exponent(lo, hi, n_fine, state.exponent)
     offset = _fine_index(lo, e)
     counts = _rebin(state, e, offset)
-    vals = jnp.ones_like(x) if w is None else w.ravel().astype(counts.dtype)
+    if w is None:
+        vals = jnp.ones(x.shape, jnp.int32 if _is_integer(counts) else counts.dtype)
+    else:
+        if _is_integer(counts):
+            raise TypeError("weighted data need a float-count histogram state")
+        vals = w.ravel().astype(counts.dtype)
     if real is not None:
         vals = jnp.where(real, vals, 0)
-    counts = counts + jax.ops.segment_sum(vals, _fine_index(x, e) - offset, n_fine)
-    return HistogramState(counts, lo, hi, e, offset)
+    new = jax.ops.segment_sum(vals, _fine_index(x, e) - offset, n_fine)
+    if reduce is not None:
+        new = reduce(new)  # int32 per-bin sums: exact while a call adds < 2**31 per bin
+    return HistogramState(_add_counts(counts, new), lo, hi, e, offset)
 
 
 def _state_merge(a: HistogramState, b: HistogramState) -> HistogramState:
     lo = jnp.minimum(a.minimum, b.minimum)
     hi = jnp.maximum(a.maximum, b.maximum)
-    e = _grid_exponent(lo, hi, a.counts.shape[0], jnp.maximum(a.exponent, b.exponent))
+    e = _grid_exponent(lo, hi, _n_fine(a.counts), jnp.maximum(a.exponent, b.exponent))
     offset = jnp.where(jnp.isfinite(lo), _fine_index(jnp.where(jnp.isfinite(lo), lo, 0), e), 0)
     counts = _rebin(a, e, offset) + _rebin(b, e, offset)
-    return HistogramState(counts, lo, hi, e, offset)
+    return HistogramState(_carry(counts) if _is_integer(counts) else counts, lo, hi, e, offset)
 
 
 def _interp_left(x: jax.Array, xp: jax.Array, fp: jax.Array) -> jax.Array:
@@ -369,12 +433,13 @@ def _state_finalize(state: HistogramState, n_bins: int):
     first = jnp.where(same, lo - 0.5, lo)
     last = jnp.where(same, hi + 0.5, hi)
     edges = _npsum.linspace(first, last, n_bins + 1)
-    n_fine = state.counts.shape[0]
+    n_fine = _n_fine(state.counts)
     width = _pow2(state.exponent, lo.dtype)
     fine_edges = (state.offset + jnp.arange(n_fine + 1, dtype=jnp.int32)).astype(lo.dtype) * width
     # The data lie in [lo, hi]: clip the fine edges to it so no mass is spread outside.
     fine_edges = jnp.clip(fine_edges, lo, hi)
-    cum = jnp.concatenate([jnp.zeros(1, state.counts.dtype), jnp.cumsum(state.counts)])
+    counts = float_counts(state)
+    cum = jnp.concatenate([jnp.zeros(1, counts.dtype), jnp.cumsum(counts)])
     total = cum[-1]
     c = _interp_left(edges, fine_edges, cum)
     c = c.at[-1].set(total)  # the last bin is closed
@@ -469,7 +534,7 @@ def _mct_weights(x: np.ndarray, weights, fn: str) -> np.ndarray | None:
 
 
 def histogram_init(
-    n_bins: int = 2048, *, mct_compat: bool = False, dtype=None
+    n_bins: int = 2048, *, mct_compat: bool = False, dtype=None, integer_counts: bool = False
 ) -> HistogramState | MCTHistogramState:
     """An empty histogram state.
 
@@ -477,6 +542,9 @@ def histogram_init(
       n_bins: bins of the finalized histogram (default 2048, MCT's).
       mct_compat: ``True`` for MCT's collector (per-batch histograms merged on read).
       dtype: float dtype of the default-mode state (default: JAX's default float).
+      integer_counts: default mode: count in exact integers (two int32 words per fine bin,
+        up to 2**46 values in all) instead of ``dtype`` floats (exact below 2**24 values per
+        fine bin in float32). Such a state takes no weights.
 
     Returns:
       :class:`HistogramState` (default) or :class:`MCTHistogramState` (compat).
@@ -498,8 +566,9 @@ def histogram_init(
     dtype = jnp.dtype(dtype if dtype is not None else jnp.result_type(float))
     if not jnp.issubdtype(dtype, jnp.floating) or dtype not in (jnp.float32, jnp.float64):
         raise TypeError(f"{fn}: dtype must be float32 or float64, got {dtype}")
+    n_fine = _OVERSAMPLE * n_bins
     return HistogramState(
-        counts=jnp.zeros(_OVERSAMPLE * n_bins, dtype),
+        counts=jnp.zeros((2, n_fine), jnp.int32) if integer_counts else jnp.zeros(n_fine, dtype),
         minimum=jnp.asarray(jnp.inf, dtype),
         maximum=jnp.asarray(-jnp.inf, dtype),
         exponent=jnp.asarray(_E_MIN, jnp.int32),
@@ -539,11 +608,16 @@ def histogram_update(
         return state._replace(bins=state.bins + (edges,), counts=state.counts + (counts,))
     if not isinstance(state, HistogramState):
         raise TypeError(f"{fn}: state must come from jq.histogram_init, got {type(state)}")
-    xa = _as_float(x, fn, "x", state.counts.dtype)
+    xa = _as_float(x, fn, "x", state.minimum.dtype)
     _check_values(xa, fn, "x")
     w = None
     if weights is not None:
-        w = _as_float(weights, fn, "weights", state.counts.dtype)
+        if _is_integer(state.counts):
+            raise TypeError(
+                f"{fn}: a state made with integer_counts=True takes no weights; "
+                "use a float-count state (the default) for weighted data"
+            )
+        w = _as_float(weights, fn, "weights", state.minimum.dtype)
         _check_values(w, fn, "weights", nonnegative=True)
         if not _is_tracer(w) and not np.any(np.asarray(w) != 0):
             w = None
@@ -570,10 +644,11 @@ def histogram_merge(a: HistogramState, b: HistogramState) -> HistogramState:
     fn = "jq.histogram_merge"
     if not (isinstance(a, HistogramState) and isinstance(b, HistogramState)):
         raise TypeError(f"{fn}: both arguments must be default-mode HistogramState values")
-    if a.counts.shape != b.counts.shape or a.counts.dtype != b.counts.dtype:
+    same = a.counts.shape == b.counts.shape and a.counts.dtype == b.counts.dtype
+    if not same or a.minimum.dtype != b.minimum.dtype:
         raise TypeError(
-            f"{fn}: states differ in size or dtype: {a.counts.shape} {a.counts.dtype} vs "
-            f"{b.counts.shape} {b.counts.dtype}"
+            f"{fn}: states differ in size or dtype: {a.counts.shape} {a.counts.dtype} "
+            f"{a.minimum.dtype} vs {b.counts.shape} {b.counts.dtype} {b.minimum.dtype}"
         )
     return _state_merge_jit(a, b)
 
@@ -611,6 +686,6 @@ def histogram_finalize(
     if not _is_tracer(state.minimum) and not bool(jnp.isfinite(state.minimum)):
         raise ValueError(f"{fn}: the state is empty; call jq.histogram_update first")
     if n_bins is None:
-        n_bins = state.counts.shape[0] // _OVERSAMPLE
+        n_bins = _n_fine(state.counts) // _OVERSAMPLE
     n_bins = _check_n_bins(n_bins, fn)
     return _state_finalize_jit(state, n_bins)

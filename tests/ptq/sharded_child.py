@@ -1,0 +1,97 @@
+"""Quantize one small conv net with its calibration batches split over 1, 2 and 4 devices.
+
+Run by ``tests/ptq/test_sharded.py`` in a fresh process with 4 forced CPU devices (the device
+count is fixed when JAX starts); prints one JSON line: for each case, each quantized param's
+bytes (hex) per device count, and the biases (bias correction) as floats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh  # noqa: E402
+
+import jq  # noqa: E402
+import jq.core  # noqa: E402
+import jq.ptq  # noqa: E402
+
+CASES = {  # name: (activation error method, mct_compat)
+    "mse": ("mse", False),
+    "hmse": ("hmse", False),
+    "compat_mse": ("mse", True),
+}
+
+
+def model() -> tuple[jq.Graph, dict]:
+    conv = {"stride": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "groups": 1}
+    g = jq.Graph(
+        inputs=("x",),
+        nodes=(
+            jq.Node("conv", "conv", ("x",), conv),
+            jq.Node("bn", "batch_norm", ("conv",), {"eps": 1e-5}),
+            jq.Node("act", "relu", ("bn",)),
+            jq.Node("pool", "adaptive_avg_pool", ("act",), {"output_size": (1, 1)}),
+            jq.Node("flat", "reshape", ("pool",), {"shape": (-1, 6)}),
+            jq.Node("fc", "linear", ("flat",)),
+        ),
+        outputs=("fc",),
+    )
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    params = {
+        "conv": {"weight": rng.normal(size=(6, 3, 3, 3)).astype(f32), "bias": np.zeros(6, f32)},
+        "bn": {
+            "weight": rng.uniform(0.5, 1.5, 6).astype(f32),
+            "bias": rng.normal(size=6).astype(f32),
+            "running_mean": rng.normal(size=6).astype(f32) * 0.1,
+            "running_var": rng.uniform(0.5, 2, 6).astype(f32),
+        },
+        "fc": {"weight": rng.normal(size=(4, 6)).astype(f32), "bias": np.zeros(4, f32)},
+    }
+    return g, params
+
+
+def run(method: str, compat: bool, mesh, batches: list[np.ndarray]) -> dict:
+    g, p = model()
+    qc = jq.core.QuantizationConfig(activation_error_method=method, mct_compat=compat)
+    cfg = jq.core.CoreConfig(quantization_config=qc, progress=False)
+    res = jq.ptq.quantize_graph(g, p, lambda: ([b] for b in batches), core_config=cfg, mesh=mesh)
+    out = {}
+    for path, v in jax.tree_util.tree_leaves_with_path(res.params):
+        key = jax.tree_util.keystr(path)
+        v = np.asarray(v)
+        out[key] = v.tolist() if key.endswith("['bias']") else v.tobytes().hex()
+    return out
+
+
+def main() -> dict:
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(24, 3, 8, 8)).astype(np.float32)
+    by8 = [data[i : i + 8] for i in range(0, 24, 8)]
+    by12 = [data[:12], data[12:]]
+    meshes = {n: Mesh(np.asarray(jax.devices()[:n]), ("batch",)) for n in (2, 4)}
+    res: dict = {}
+    for name, (method, compat) in CASES.items():
+        res[name] = {"1": run(method, compat, False, by8)}
+        for n, mesh in meshes.items():
+            if n == 4 or name == "mse":
+                res[name][str(n)] = run(method, compat, mesh, by8)
+    res["mse"]["1 by12"] = run("mse", False, False, by12)
+    try:
+        run("mse", False, meshes[4], [data[:6]])
+    except ValueError as e:
+        res["indivisible"] = str(e)
+    res["auto_indivisible"] = run("mse", False, None, [data[:6], data[6:12]])
+    res["auto_1"] = run("mse", False, False, [data[:6], data[6:12]])
+    return res
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
+    sys.stdout.flush()
