@@ -51,7 +51,8 @@ def nnx_source(model: nnx.Module, fn_name: str) -> Source:
     if not isinstance(model, nnx.Module):
         raise TypeError(f"{fn_name}: model must be a flax.nnx.Module, got {type(model).__name__}")
     view = inference_view(model)
-    graphdef, state, rest = nnx.split(view, nnx.Not(nnx.RngState), ...)
+    parts: Any = nnx.split(view, nnx.Not(nnx.RngState), ...)
+    graphdef, state, rest = parts[0], parts[1], parts[2]
     pure = nnx.to_pure_dict(state)
 
     def fn(params, *xs):
@@ -108,8 +109,8 @@ def from_nnx(model: nnx.Module, *example_inputs: Any) -> tuple[jq.Graph, dict]:
       >>> import numpy as np, jq
       >>> from flax import nnx
       >>> graph, params = from_nnx(nnx.Linear(3, 2, rngs=nnx.Rngs(0)), np.zeros((1, 3), np.float32))
-      >>> [(n.name, n.op) for n in graph.nodes], params["param"]["weight"].shape
-      ([('param', 'linear')], (2, 3))
+      >>> [(n.name, n.op) for n in graph.nodes], params["linear"]["weight"].shape
+      ([('linear', 'linear')], (2, 3))
     """
     src = nnx_source(model, "from_nnx")
     return jq.from_jax(src.fn, src.params, *example_inputs, name="from_nnx")

@@ -96,7 +96,7 @@ def from_jax(
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, jq
       >>> def mlp(p, x):
-      ...     return jax.nn.relu(x @ p["fc"]["kernel"] + p["fc"]["bias"])
+      ...     return jax.nn.relu(x @ p["fc"]["kernel"] + p["fc"]["bias"][None])
       >>> p = {"fc": {"kernel": np.ones((3, 2), np.float32), "bias": np.zeros(2, np.float32)}}
       >>> graph, params = jq.from_jax(mlp, p, np.zeros((4, 3), np.float32))
       >>> [(n.name, n.op) for n in graph.nodes]

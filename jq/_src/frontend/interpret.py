@@ -58,8 +58,9 @@ def _equation(b: Builder, eqn: Any, ins: list[Value], where: str) -> list[Value]
     inner = inner_program(eqn)
     if inner is not None:
         return run_jaxpr(b, inner.jaxpr, [_as_const(c) for c in inner.consts], ins, where)
-    if all(isinstance(a, Const) for a in ins):
-        return _evaluate(eqn, ins)
+    consts = [a for a in ins if isinstance(a, Const)]
+    if len(consts) == len(ins):
+        return _evaluate(eqn, consts)
     prim = eqn.primitive.name
     fn = lookup(prim)
     hint = HINTS.get(prim, DEFAULT_HINT)

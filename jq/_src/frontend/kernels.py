@@ -29,10 +29,11 @@ _CLOSED_HINT = (
 )
 
 
-def _kernel(c: Const) -> str:
+def _kernel(c: Const, op: str) -> str:
+    """The node name of a kernel layer: its params' owner (the op's name for root params)."""
     if c.closed or not c.paths:
         raise Unconvertible(_CLOSED_HINT)
-    return module_of(c.paths)
+    return module_of(c.paths) or op
 
 
 @converter("conv_general_dilated")
@@ -43,7 +44,7 @@ def conv(b: Builder, eqn, args):
     p = eqn.params
     if not (isinstance(x, Val) and isinstance(k, Const)):
         raise Unconvertible("a convolution whose kernel is computed from the input")
-    base = _kernel(k)
+    base = _kernel(k, "conv")
     if any(d != 1 for d in p["lhs_dilation"]):
         raise Unconvertible("transposed convolution (lhs_dilation > 1) is not supported yet")
     if p["batch_group_count"] != 1:
@@ -98,7 +99,7 @@ def dot_general(b: Builder, eqn, args):
     kernel_first = isinstance(lhs, Const)
     x, k = (rhs, lhs) if kernel_first else (lhs, rhs)
     xc, kc = (tuple(rc), tuple(lc)) if kernel_first else (tuple(lc), tuple(rc))
-    base = _kernel(k)
+    base = _kernel(k, "linear")
     if lb or rb:
         raise Unconvertible("a batched dot_general with a param operand (per-batch kernels)")
     free_x, free_k = _free(len(x.shape), xc), _free(k.value.ndim, kc)
@@ -158,7 +159,7 @@ def embedding(b: Builder, eqn, args):
     name = b.emit(
         "embedding",
         (src,),
-        base=module_of(table.paths),
+        base=module_of(table.paths) or "embedding",
         shape=aval.shape,
         params={"weight": np.asarray(table.value)},
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+_siu: Any
 try:  # the user's frame of an equation: private in JAX, so imported defensively
     from jax._src import source_info_util as _siu
 except ImportError:  # pragma: no cover
@@ -36,13 +37,12 @@ def param_paths(params: Any) -> list[str]:
 
 def module_of(paths: Iterable[str]) -> str:
     """The owner of params at ``paths``: their longest common dotted prefix, the leaf's parent
-    when there is one path (``conv.kernel`` -> ``conv``; a root leaf keeps its own name)."""
+    when there is one path (``conv.kernel`` -> ``conv``; ``""`` for a root leaf)."""
     split = [p.split(".") for p in paths]
     if not split:
         return ""
     if len(split) == 1:
-        parts = split[0]
-        return ".".join(parts[:-1]) or parts[0]
+        return ".".join(split[0][:-1])
     common = []
     for level in zip(*split, strict=False):
         if len(set(level)) != 1:

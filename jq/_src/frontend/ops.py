@@ -24,6 +24,9 @@ Vocabulary (attrs in brackets):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -40,7 +43,7 @@ def _unary(name: str, fn) -> None:
     register_op(name)(op)
 
 
-for _name, _fn in (
+_UNARY_FNS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("neg", lax.neg),
     ("exp", lax.exp),
     ("log", lax.log),
@@ -60,10 +63,8 @@ for _name, _fn in (
     ("cos", lax.cos),
     ("not", lax.bitwise_not),
     ("is_finite", lax.is_finite),
-):
-    _unary(_name, _fn)
-
-for _name, _fn in (
+)
+_BINARY_FNS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("maximum", jnp.maximum),
     ("minimum", jnp.minimum),
     ("pow", jnp.power),
@@ -77,7 +78,10 @@ for _name, _fn in (
     ("and", jnp.logical_and),
     ("or", jnp.logical_or),
     ("xor", jnp.logical_xor),
-):
+)
+for _name, _fn in _UNARY_FNS:
+    _unary(_name, _fn)
+for _name, _fn in _BINARY_FNS:
     register_op(_name)(
         _binary(
             _fn,
@@ -85,7 +89,6 @@ for _name, _fn in (
             "(``reverse=True``: the scalar is the left operand).",
         )
     )
-del _name, _fn
 
 
 @register_op("integer_pow")
@@ -103,12 +106,13 @@ def _reduce(name: str, fn) -> None:
     register_op(name)(op)
 
 
-for _name, _fn in (
+_REDUCE_FNS: tuple[tuple[str, Callable[..., Any]], ...] = (
     ("reduce_sum", jnp.sum),
     ("reduce_max", jnp.max),
     ("reduce_min", jnp.min),
     ("reduce_prod", jnp.prod),
-):
+)
+for _name, _fn in _REDUCE_FNS:
     _reduce(_name, _fn)
 del _name, _fn
 

@@ -81,6 +81,7 @@ class View:
             n = self.node(n.inputs[0])
         src = chain[-1].inputs[0] if chain else name
         labels: list[int | None] | None = [i for i in range(len(full)) if i not in axes]
+        none: list[int | None] = [None]
         shape = self.shapes.get(src)
         for c in reversed(chain):
             if labels is None or shape is None or c.shape is None:
@@ -90,7 +91,7 @@ class View:
             elif c.op == "reshape":
                 labels = _relabel(labels, shape, c.shape)
             else:  # expand: leading axes may be added
-                labels = [None] * (len(c.shape) - len(labels)) + labels
+                labels = none * (len(c.shape) - len(labels)) + labels
             shape = c.shape
         ok = labels is not None and len(labels) == len(full)
         for i, lab in enumerate(labels or ()):
@@ -107,25 +108,30 @@ def _relabel(labels, old: tuple[int, ...], new: tuple[int, ...]) -> list | None:
     return [next(it) if d != 1 else None for d in new]
 
 
+def _in(n: Node | None, i: int = 0) -> str | None:
+    """Input ``i`` of ``n`` (``None`` when there is no node)."""
+    return n.inputs[i] if n is not None and len(n.inputs) > i else None
+
+
 def _gelu_tanh(v: View, m: Node) -> Match | None:
     """``x * 0.5 * (1 + tanh(0.79788 * (x + 0.044715 * x**3)))`` (jax.nn.gelu's default)."""
     half, one, c1, c2 = GELU_TANH
     for x, h in (m.inputs, m.inputs[::-1]) if len(m.inputs) == 2 else ():
         n1 = v.scalar(h, "mul", half)
-        n2 = v.scalar(n1 and n1.inputs[0], "add", one)
-        n3 = v.node(n2 and n2.inputs[0], "tanh")
-        n4 = v.scalar(n3 and n3.inputs[0], "mul", c1)
-        n5 = v.node(n4 and n4.inputs[0], "add")
+        n2 = v.scalar(_in(n1), "add", one)
+        n3 = v.node(_in(n2), "tanh")
+        n4 = v.scalar(_in(n3), "mul", c1)
+        n5 = v.node(_in(n4), "add")
         if n5 is None or len(n5.inputs) != 2 or x not in n5.inputs:
             continue
         n6 = v.scalar(n5.inputs[1] if n5.inputs[0] == x else n5.inputs[0], "mul", c2)
-        n7 = v.node(n6 and n6.inputs[0], "integer_pow")
+        n7 = v.node(_in(n6), "integer_pow")
         if n7 is None or n7.attr("y") != 3 or n7.inputs != (x,):
             continue
-        inner = [n1, n2, n3, n4, n5, n6, n7, m]
-        if v.closed(inner, m):  # type: ignore[arg-type]
+        inner = [n for n in (n1, n2, n3, n4, n5, n6, n7, m) if n is not None]
+        if len(inner) == 8 and v.closed(inner, m):
             node = Node(m.name, "gelu", (x,), {"approximate": "tanh"}, m.shape)
-            return Match(node, m.name, tuple(n.name for n in inner[:-1]))  # type: ignore[union-attr]
+            return Match(node, m.name, tuple(n.name for n in inner[:-1]))
     return None
 
 
@@ -134,14 +140,14 @@ def _gelu_erf(v: View, m: Node) -> Match | None:
     for b, e in (m.inputs, m.inputs[::-1]) if len(m.inputs) == 2 else ():
         n1 = v.scalar(b, "mul", 0.5)
         n2 = v.node(e, "erfc")
-        n3 = v.scalar(n2 and n2.inputs[0], "mul", SQRT_HALF)
-        n4 = v.node(n3 and n3.inputs[0], "neg")
+        n3 = v.scalar(_in(n2), "mul", SQRT_HALF)
+        n4 = v.node(_in(n3), "neg")
         if n1 is None or n4 is None or n4.inputs != n1.inputs:
             continue
-        inner = [n1, n2, n3, n4, m]
-        if v.closed(inner, m):  # type: ignore[arg-type]
+        inner = [n for n in (n1, n2, n3, n4, m) if n is not None]
+        if len(inner) == 5 and v.closed(inner, m):
             node = Node(m.name, "gelu", n1.inputs, {"approximate": "none"}, m.shape)
-            return Match(node, m.name, tuple(n.name for n in inner[:-1]))  # type: ignore[union-attr]
+            return Match(node, m.name, tuple(n.name for n in inner[:-1]))
     return None
 
 
@@ -150,7 +156,7 @@ def _softmax(v: View, d: Node) -> Match | None:
     if len(d.inputs) != 2:
         return None
     e = v.node(d.inputs[0], "exp")
-    u = v.node(e and e.inputs[0], "sub")
+    u = v.node(_in(e), "sub")
     shape = v.shapes.get(d.name)
     if e is None or u is None or len(u.inputs) != 2 or shape is None:
         return None
@@ -186,7 +192,9 @@ def _masked(v: View, x: str) -> tuple[Node, float] | None:
     """``(select_n node, fill)`` if ``x`` is ``where(mask, scores, fill)`` with one very
     negative fill (``jnp.finfo.min`` or ``-inf``: Flax's attention masking)."""
     sel = v.node(x, "select_n")
-    fill = v.const(sel.inputs[1]) if sel is not None and len(sel.inputs) == 3 else None
+    if sel is None or len(sel.inputs) != 3:
+        return None
+    fill = v.const(sel.inputs[1])
     if fill is None or fill.size == 0 or not np.all(fill == fill.flat[0]):
         return None
     value = float(fill.flat[0])
@@ -211,17 +219,17 @@ def _variance(v: View, name: str, axes, full) -> tuple[str, Node, list[Node]] | 
     """``(x, mean(x), nodes)`` if ``name`` is the variance of ``x`` over ``axes``: Flax's fast
     form ``relu(mean(x**2) - mean(x)**2)`` or the two-pass ``mean((x - mean(x))**2)``."""
     r = v.node(name, "relu")
-    s = v.node(r and r.inputs[0], "sub")
+    s = v.node(_in(r), "sub")
     if r is not None and s is not None and len(s.inputs) == 2:
         m2, sq = v.node(s.inputs[0], "mean"), v.node(s.inputs[1], "square")
-        x2 = v.node(m2 and m2.inputs[0], "square")
-        mx = v.node(sq and sq.inputs[0], "mean")
+        x2 = v.node(_in(m2), "square")
+        mx = v.node(_in(sq), "mean")
         if x2 and mx and m2 and sq and x2.inputs == mx.inputs and _reduces(m2, axes):
             if _reduces(mx, axes):
                 return x2.inputs[0], mx, [r, s, m2, sq, x2]
     m2 = v.node(name, "mean")
-    sq = v.node(m2 and m2.inputs[0], "square")
-    c = v.node(sq and sq.inputs[0], "sub")
+    sq = v.node(_in(m2), "square")
+    c = v.node(_in(sq), "sub")
     if m2 is None or sq is None or c is None or not _reduces(m2, axes) or len(c.inputs) != 2:
         return None
     src, chain = v.broadcast_of(c.inputs[1], axes, full)
@@ -239,29 +247,30 @@ def _layer_norm(v: View, o: Node) -> Match | None:
     """``(x - mean) * rsqrt(var + eps) [* scale] [+ bias]`` over trailing axes (Flax's
     LayerNorm), starting from its ``rsqrt``."""
     a = v.node(o.inputs[0], "add")
-    eps = a.attr("scalar", None) if a is not None and len(a.inputs) == 1 else None
     readers = v.readers.get(o.name, [])
     shape = v.shapes.get(readers[0].name) if len(readers) == 1 else None
-    if eps is None or shape is None:
+    if a is None or len(a.inputs) != 1 or a.attr("scalar", None) is None or shape is None:
         return None
-    ndim = len(shape)
-    axes = _axes_of(v, a.inputs[0])  # type: ignore[union-attr]
+    eps, ndim = a.attr("scalar"), len(shape)
+    axes = _axes_of(v, a.inputs[0])
     if not axes or axes != tuple(range(ndim - len(axes), ndim)):
         return None
-    src, var_chain = v.broadcast_of(a.inputs[0], axes, shape)  # type: ignore[union-attr]
+    src, var_chain = v.broadcast_of(a.inputs[0], axes, shape)
     var = _variance(v, src, axes, shape) if src else None
     if var is None:
         return None
     x, mean, var_nodes = var
     inner: list[Node] = [o, a, *var_chain, *var_nodes, mean]
     norm_shape = tuple(shape[-len(axes) :])
-    step, scale = readers[0], np.ones(norm_shape, np.float32)
-    if step.op == "mul" and len(step.inputs) == 2 and step.inputs[0] == o.name:
-        c = v.const(step.inputs[1])
-        if c is None or c.size != np.prod(norm_shape):
+    step: Node | None = readers[0]
+    scale = np.ones(norm_shape, np.float32)
+    if step is not None and step.op == "mul" and step.inputs[0] == o.name and len(step.inputs) == 2:
+        c, cn = v.const(step.inputs[1]), v.node(step.inputs[1])
+        if c is None or cn is None or c.size != np.prod(norm_shape):
             return None
-        scale, inner = c.reshape(norm_shape), inner + [step, v.node(step.inputs[1])]  # type: ignore[list-item]
-        step = v.readers.get(step.name, [None])[0]  # type: ignore[list-item]
+        scale, inner = c.reshape(norm_shape), inner + [step, cn]
+        nxt = v.readers.get(step.name, [])
+        step = nxt[0] if len(nxt) == 1 else None
     if step is None or step.op != "mul" or len(step.inputs) != 2:
         return None
     xc = v.node(step.inputs[0], "sub")
@@ -275,9 +284,10 @@ def _layer_norm(v: View, o: Node) -> Match | None:
     add = v.readers.get(step.name, [])
     if len(add) == 1 and add[0].op == "add" and len(add[0].inputs) == 2:
         c = v.const(add[0].inputs[1]) if add[0].inputs[0] == step.name else None
-        if c is not None and c.size == np.prod(norm_shape):
+        cn = v.node(add[0].inputs[1])
+        if c is not None and cn is not None and c.size == np.prod(norm_shape):
             last, bias = add[0], c.reshape(norm_shape)
-            inner += [v.node(add[0].inputs[1]), last]  # type: ignore[list-item]
+            inner += [cn, last]
     if not v.closed(inner, last):
         return None
     owner = module_of([n.name for n in inner if n.op == "constant"]) or last.name
