@@ -77,9 +77,17 @@ class Builder:
             value = np.transpose(c.value, perm) if c.value.ndim else c.value
             owner = module_of(c.paths)
             base = c.paths[0] if len(c.paths) == 1 else f"{owner}.const" if owner else "const"
-            self._consts[key] = self.emit(
-                "constant", (), base=base, shape=value.shape, params={"value": value}
-            )
+            small = value if c.paths else _unbroadcast(value)
+            name = self.emit("constant", (), base=base, shape=small.shape, params={"value": small})
+            if small.shape != value.shape:
+                # Stored small and expanded: the expand's shape is an attribute, which graphs
+                # rebased for another batch size take from the new float graph (a causal
+                # mask broadcast over the batch stays right for any batch).
+                attrs = {"shape": value.shape}
+                name = self.emit(
+                    "expand", (name,), base=f"{base}.expand", shape=value.shape, attrs=attrs
+                )
+            self._consts[key] = name
         return self._consts[key]
 
     def operand(self, x: Val | Const, perm: Perm) -> str:
@@ -91,3 +99,13 @@ class Builder:
     def val(self, name: str, perm: Perm, aval: Any) -> Val:
         """The :class:`Val` of node ``name`` holding output ``aval`` stored with ``perm``."""
         return Val(name, tuple(perm), tuple(aval.shape), np.dtype(aval.dtype))
+
+
+def _unbroadcast(value: np.ndarray) -> np.ndarray:
+    """``value`` with every axis along which it is constant reduced to size 1."""
+    for axis in range(value.ndim):
+        if value.shape[axis] > 1:
+            first = np.take(value, [0], axis=axis)
+            if np.array_equal(value, np.broadcast_to(first, value.shape), equal_nan=True):
+                value = first
+    return value

@@ -56,7 +56,12 @@ class View:
         return n if s is not None and np.isclose(s, value, rtol=1e-6, atol=0) else None
 
     def const(self, name: str) -> np.ndarray | None:
-        return const_value(self.graph, self.params, name) if self.node(name) else None
+        """The value of a ``constant`` node (through an ``expand`` of one), else ``None``."""
+        n = self.node(name)
+        if n is not None and n.op == "expand":
+            c = self.const(n.inputs[0])
+            return None if c is None else np.broadcast_to(c, n.attr("shape"))
+        return const_value(self.graph, self.params, name) if n is not None else None
 
     def closed(self, nodes: Iterable[Node], last: Node) -> bool:
         """Every node but ``last`` is read only by ``nodes`` and is not a graph output."""
