@@ -11,7 +11,10 @@
 torch is imported here and only here; ``import jq`` never imports it.
 """
 
-from . import _aten  # noqa: F401  (fills the converter table)
+from . import (
+    _aten,  # noqa: F401  (fills the converter table)
+    _lax_ops,  # noqa: F401  (torch twins of the ops jq.from_jax emits)
+)
 from ._convert import ConvertContext as ConvertContext
 from ._convert import Unconvertible as Unconvertible
 from ._convert import from_torch as from_torch

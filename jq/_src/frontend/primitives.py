@@ -267,7 +267,7 @@ def _reshaped(b: Builder, eqn, x: Val, shape: tuple[int, ...]) -> Val:
 
 @converter("reshape", "squeeze", "expand_dims")
 def _reshape(b: Builder, eqn, args):
-    if eqn.params.get("dimensions") is not None:
+    if eqn.primitive.name == "reshape" and eqn.params.get("dimensions") is not None:
         raise Unconvertible("reshape with a dimensions order; transpose first")
     x = args[0]
     return [_reshaped(b, eqn, x, tuple(eqn.outvars[0].aval.shape))]
