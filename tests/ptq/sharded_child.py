@@ -11,15 +11,13 @@ import json
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+import jax
+import numpy as np
+from jax.sharding import Mesh
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
-
-import jq  # noqa: E402
-import jq.core  # noqa: E402
-import jq.ptq  # noqa: E402
+import jq
+import jq.core
+import jq.ptq
 
 CASES = {  # name: (activation error method, mct_compat)
     "mse": ("mse", False),
@@ -57,11 +55,13 @@ def model() -> tuple[jq.Graph, dict]:
     return g, params
 
 
-def run(method: str, compat: bool, mesh, batches: list[np.ndarray]) -> dict:
+def run(method: str, compat: bool, mesh, batches) -> dict:
+    """Quantize :func:`model` on ``batches`` (a list of arrays, or a generator function)."""
     g, p = model()
     qc = jq.core.QuantizationConfig(activation_error_method=method, mct_compat=compat)
     cfg = jq.core.CoreConfig(quantization_config=qc, progress=False)
-    res = jq.ptq.quantize_graph(g, p, lambda: ([b] for b in batches), core_config=cfg, mesh=mesh)
+    gen = batches if callable(batches) else lambda: ([b] for b in batches)
+    res = jq.ptq.quantize_graph(g, p, gen, core_config=cfg, mesh=mesh)
     out = {}
     for path, v in jax.tree_util.tree_leaves_with_path(res.params):
         key = jax.tree_util.keystr(path)
@@ -93,5 +93,7 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
+    # Before JAX starts its CPU backend (at the first device use, not at import).
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     print(json.dumps(main()))
     sys.stdout.flush()

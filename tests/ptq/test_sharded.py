@@ -4,6 +4,7 @@ depend on the number of devices, bit for bit."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,52 @@ def test_mesh_must_be_a_mesh():
     one = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
     res = jq.ptq.quantize_graph(g, {}, lambda: iter(xs), core_config=cfg, mesh=one)
     assert res.info.layers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_processes(*extra: str) -> list[subprocess.CompletedProcess]:
+    """Run ``multiprocess_child.py`` as processes 0 and 1 of one job; both must end within
+    120 s (the child's heartbeat timeout is 10 s)."""
+    port = str(_free_port())
+    cmd = [sys.executable, str(HERE / "multiprocess_child.py")]
+    procs = [
+        subprocess.Popen(
+            [*cmd, str(i), port, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def test_two_processes_choose_the_thresholds_of_one(sharded):
+    """2 processes x 2 CPU devices (gloo), each yielding half of every batch: both end with
+    the single-process model, bit for bit (biases within rounding)."""
+    runs = _two_processes()
+    for r in runs:
+        assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (json.loads(r.stdout.strip().splitlines()[-1]) for r in runs)
+    _assert_same(a, b, "process 0 vs 1: ")
+    _assert_same(sharded["mse"]["1"], a, "2 processes vs 1: ")
+
+
+def test_a_generator_that_raises_on_one_process_ends_all_of_them():
+    p0, p1 = _two_processes("raise")
+    assert p1.returncode != 0 and "data generator of process 1 failed" in p1.stderr
+    assert p0.returncode != 0
+    assert "process 1 failed while calibrating: RuntimeError: the data generator" in p0.stderr
+
+
+def test_a_process_that_dies_ends_the_others():
+    """JAX's coordination service notices the missing heartbeats and ends the job."""
+    p0, p1 = _two_processes("die")
+    assert p1.returncode == 3
+    assert p0.returncode != 0 and "stopped sending heartbeats" in p0.stderr

@@ -43,7 +43,13 @@ from .hessian import N_SAMPLES
 from .info import make_info
 from .prepare import Prepared, Settings, prepare, settings
 from .searches import KernelSearches, select_activations, select_kernels
-from .shard import Shards, resolve_mesh
+from .shard import (
+    Shards,
+    check_single_process_options,
+    lockstep,
+    report_failure,
+    resolve_mesh,
+)
 from .sqnr import SQNR_BATCHES, measure_sqnr
 
 AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
@@ -132,9 +138,10 @@ def quantize_graph(
     total, clock = StageClock(), StageClock()
     st = settings(core_config, target_platform, fn)
     shards = resolve_mesh(mesh, fn)
+    _check_processes(st)
     if not isinstance(graph, Graph):
         raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
-    data = open_calibration_data(representative_data_gen, fn, len(graph.inputs))
+    data = _open(representative_data_gen, fn, len(graph.inputs))
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
     with KernelSearches(prep, st, clock) as searches:  # kernel searches start in a thread
@@ -163,15 +170,31 @@ def quantize_graph(
     return PTQResult(built.graph, built.params, info, prep.graph, prep.params, rebased)
 
 
+def _open(representative_data_gen, fn: str, n_inputs: int) -> CalibrationData:
+    """:func:`open_calibration_data`; in a job of several processes a failure here reaches the
+    others (waiting at the statistics pass's first step) too."""
+    try:
+        return open_calibration_data(representative_data_gen, fn, n_inputs)
+    except Exception as err:
+        report_failure(err)
+        raise
+
+
+def _check_processes(st: Settings) -> None:
+    """Options that a job of several processes cannot run (see ``shard``)."""
+    hmse = st.qc.weights_error_method is ErrorMethod.HMSE
+    options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": hmse}
+    check_single_process_options([o for o, on in options.items() if on], st.fn)
+
+
 def _statistics(prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None):
     """The statistics pass over the data (opened once, each batch split over ``shards``),
     keeping what later passes need: whole batches (SQNR, AUTO's check) and single samples
     (Hessian scores)."""
     n_keep = AUTO_CHECK_BATCHES if st.act_auto or st.w_auto else SQNR_BATCHES
     n_samples = N_SAMPLES if st.needs_scores else 0
-    batches, retained = retaining(
-        data.batches(progress=st.progress, desc="jq statistics"), data.shapes, n_keep, n_samples
-    )
+    raw = lockstep(data.batches(progress=st.progress, desc="jq statistics"), st.fn)
+    batches, retained = retaining(raw, data.shapes, n_keep, n_samples)
     spec = StatsSpec(
         hist_names=tuple(prep.plan.activations),
         mean_specs=prep.mean_specs,
