@@ -82,6 +82,9 @@ def test_linen_resnet_matches_names_and_ptq(rng):
     names = [n.name for n in graph.nodes if n.op in ("conv", "batch_norm", "linear")]
     assert names[:3] == ["Conv_0", "LinenBlock_0.Conv_0", "LinenBlock_0.BatchNorm_0"]
     assert names[-1] == "Dense_0"
+    # Other nodes take the module scope from the name stack (a module's second relu: _1).
+    others = {n.name for n in graph.nodes}
+    assert {"LinenBlock_0.relu", "LinenBlock_0.add", "LinenBlock_0.relu_1"} <= others
     q, info = jq.ptq.flax_post_training_quantization(
         model, lambda: iter(batches), core_config=CFG, variables=variables
     )

@@ -25,7 +25,9 @@ class Unconvertible(Exception):
 class Builder:
     """Nodes, params and problems of one conversion."""
 
-    def __init__(self, input_names: Sequence[str]) -> None:
+    def __init__(self, input_names: Sequence[str], root: str = "") -> None:
+        self.root = root  # the name-stack entry every equation shares (Linen's root module)
+        self.scope = ""  # the name stack of the equation being converted (dotted)
         self.nodes: list[Node] = []
         self.params: dict[str, dict[str, np.ndarray]] = {}
         self.names = Names(input_names)
@@ -43,14 +45,22 @@ class Builder:
         shape: Sequence[int],
         attrs: Mapping[str, Any] | None = None,
         params: Mapping[str, np.ndarray] | None = None,
+        scoped: bool = True,
     ) -> str:
-        """Add a node; returns its (unique) name."""
-        name = self.names.new(base)
+        """Add a node named ``base`` (under the current name-stack scope unless ``base`` already
+        starts with it, as names from param paths do); returns its (unique) name."""
+        name = self.names.new(self._scoped(base) if scoped else base)
         pshapes = {k: tuple(np.shape(v)) for k, v in (params or {}).items()}
         self.nodes.append(Node(name, op, tuple(inputs), attrs or {}, shape, pshapes))
         if params:
             self.params[name] = {k: np.asarray(v) for k, v in params.items()}
         return name
+
+    def _scoped(self, base: str) -> str:
+        s = self.scope
+        if self.root and (s == self.root or s.startswith(self.root + ".")):
+            s = s[len(self.root) + 1 :]
+        return base if not s or base.startswith(s) else f"{s}.{base}"
 
     def stored_as(self, v: Val, target: Perm) -> str:
         """The name of ``v`` stored with permutation ``target`` (a ``permute`` when needed)."""
@@ -61,7 +71,12 @@ class Builder:
             dims = dims_to(v.perm, target)
             shape = tuple(v.shape[t] for t in target)
             self._stored[key] = self.emit(
-                "permute", (v.name,), base=f"{v.name}.permute", shape=shape, attrs={"dims": dims}
+                "permute",
+                (v.name,),
+                base=f"{v.name}.permute",
+                shape=shape,
+                attrs={"dims": dims},
+                scoped=False,
             )
         return self._stored[key]
 
@@ -78,7 +93,10 @@ class Builder:
             owner = module_of(c.paths)
             base = c.paths[0] if len(c.paths) == 1 else f"{owner}.const" if owner else "const"
             small = value if c.paths else _unbroadcast(value)
-            name = self.emit("constant", (), base=base, shape=small.shape, params={"value": small})
+            scoped = not c.paths  # names from param paths stand alone
+            name = self.emit(
+                "constant", (), base=base, shape=small.shape, params={"value": small}, scoped=scoped
+            )
             if small.shape != value.shape:
                 # Stored small and expanded: the expand's shape is an attribute, which graphs
                 # rebased for another batch size take from the new float graph (a causal

@@ -12,7 +12,7 @@ from ..graph.graph import Graph
 from .context import Builder
 from .errors import Unsupported, UnsupportedPrimitiveError
 from .interpret import run_jaxpr
-from .naming import param_paths, path_name
+from .naming import param_paths, path_name, scope
 from .patterns import compositions
 from .recognise import batch_norms, fold_biases, means, prune
 from .values import Const, Val
@@ -59,6 +59,13 @@ def _trace(fn: Callable, params: Any, xs: list[np.ndarray], where: str):
             f"{where}: the function branches on (or converts to Python) array values, which a "
             f"static graph cannot represent: {str(e).splitlines()[0]}"
         ) from e
+
+
+def _root_scope(jaxpr: Any) -> str:
+    """The first name-stack entry of every top-level equation, if they all share one (a Linen
+    model's root module): node names leave it out."""
+    roots = {scope(e.source_info).split(".")[0] for e in jaxpr.eqns}
+    return roots.pop() if len(roots) == 1 else ""
 
 
 def from_jax(
@@ -110,7 +117,7 @@ def from_jax(
     xs = _check_inputs(example_inputs, name)
     closed = _trace(fn, params, xs, name)
     input_names = ("x",) if len(xs) == 1 else tuple(f"x{i}" for i in range(len(xs)))
-    b = Builder(input_names)
+    b = Builder(input_names, _root_scope(closed.jaxpr))
     args: list[Any] = [Const(v, (p,)) for v, p in zip(leaves, param_paths(params), strict=True)]
     args += [
         Val(n, tuple(range(x.ndim)), x.shape, x.dtype) for n, x in zip(input_names, xs, strict=True)

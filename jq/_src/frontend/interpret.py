@@ -12,7 +12,7 @@ from jax.extend import core as jcore
 from . import kernels as _kernels  # noqa: F401  (registers the kernel-layer converters)
 from .context import Builder, Unconvertible
 from .errors import Unsupported
-from .naming import source_line
+from .naming import scope, source_line
 from .primitives import DEFAULT_HINT, HINTS, lookup
 from .values import Const, Val, Value, merge_paths
 from .walk import composite_op, inner_program
@@ -25,12 +25,18 @@ def _read(env: dict, atom: Any) -> Value:
 
 
 def run_jaxpr(
-    b: Builder, jaxpr: Any, consts: Sequence[Value], args: Sequence[Value], where: str = ""
+    b: Builder,
+    jaxpr: Any,
+    consts: Sequence[Value],
+    args: Sequence[Value],
+    where: str = "",
+    outer: str = "",
 ) -> list:
     """The outputs of ``jaxpr`` on ``consts`` and ``args``, emitting nodes into ``b``.
 
-    ``where`` is the user's source line of the call being inlined: equations of an inner
-    program (``jnp.cumsum`` is jitted) record no user frame of their own."""
+    ``where`` and ``outer`` are the user's source line and the name stack of the call being
+    inlined: equations of an inner program (``jnp.cumsum`` is jitted) record no user frame of
+    their own, and their name stack is relative to the call's."""
     env: dict[Any, Value] = {}
     for v, c in zip(jaxpr.constvars, consts, strict=True):
         env[v] = c
@@ -38,6 +44,7 @@ def run_jaxpr(
         env[v] = a
     for eqn in jaxpr.eqns:
         ins = [_read(env, a) for a in eqn.invars]
+        b.scope = ".".join(p for p in (outer, scope(eqn.source_info)) if p)
         outs = _equation(b, eqn, ins, source_line(eqn.source_info) or where)
         for var, out in zip(eqn.outvars, outs, strict=True):
             if not isinstance(var, jcore.DropVar):
@@ -57,7 +64,8 @@ def _equation(b: Builder, eqn: Any, ins: list[Value], where: str) -> list[Value]
         return [b.val(name, x.perm, eqn.outvars[0].aval)]
     inner = inner_program(eqn)
     if inner is not None:
-        return run_jaxpr(b, inner.jaxpr, [_as_const(c) for c in inner.consts], ins, where)
+        consts = [_as_const(c) for c in inner.consts]
+        return run_jaxpr(b, inner.jaxpr, consts, ins, where, b.scope)
     consts = [a for a in ins if isinstance(a, Const)]
     if len(consts) == len(ins):
         return _evaluate(eqn, consts)

@@ -69,6 +69,7 @@ def conv(b: Builder, eqn, args):
         shape=shape,
         attrs=attrs,
         params={"weight": weight},
+        scoped=False,
     )
     return [b.val(name, out_spec, aval)]
 
@@ -122,6 +123,7 @@ def dot_general(b: Builder, eqn, args):
         shape=fx_shape + (n_out,),
         attrs={},
         params={"weight": np.ascontiguousarray(weight)},
+        scoped=False,
     )
     if len(free_k) != 1:
         shape = fx_shape + fk_shape
@@ -162,5 +164,6 @@ def embedding(b: Builder, eqn, args):
         base=module_of(table.paths) or "embedding",
         shape=aval.shape,
         params={"weight": np.asarray(table.value)},
+        scoped=False,
     )
     return [b.val(name, identity(len(aval.shape)), aval)]

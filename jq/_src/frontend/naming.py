@@ -3,6 +3,7 @@ user's source lines, and a supply of unique names."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,6 +14,9 @@ try:  # the user's frame of an equation: private in JAX, so imported defensively
     from jax._src import source_info_util as _siu
 except ImportError:  # pragma: no cover
     _siu = None
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def key_name(key: Any) -> str:
@@ -54,7 +58,8 @@ def module_of(paths: Iterable[str]) -> str:
 def scope(source_info: Any) -> str:
     """The equation's name stack as a dotted prefix (``""`` when empty, as under NNX)."""
     stack = str(getattr(source_info, "name_stack", "") or "")
-    parts = [p for p in stack.replace("/", ".").split(".") if p and not p.startswith("jit(")]
+    # Module names only: JAX's own scopes (jnp.einsum's "bld,dhk->blhk", "jit(f)") are not.
+    parts = [p for p in stack.replace("/", ".").split(".") if _IDENT.fullmatch(p)]
     return ".".join(parts)
 
 
