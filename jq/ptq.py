@@ -57,6 +57,8 @@ def pytorch_post_training_quantization(
     target_resource_utilization: Any = None,
     core_config: CoreConfig = CoreConfig(),  # noqa: B008  (frozen, MCT's signature)
     target_platform_capabilities: Any = None,
+    *,
+    mesh: Any = None,
 ):
     """Quantize a PyTorch model after training, with MCT's call and defaults.
 
@@ -72,6 +74,8 @@ def pytorch_post_training_quantization(
       target_platform_capabilities: None (MCT's default platform: 8-bit symmetric per-channel
         kernels, 8-bit power-of-two activations), a :class:`jq.core.TargetPlatform`, or an MCT
         ``TargetPlatformCapabilities``.
+      mesh: jq only: the devices calibration splits each batch over (see
+        :func:`quantize_graph`; default all devices when more than one is visible).
 
     Returns:
       ``(quantized_model, quantization_info)``: a ``torch.nn.Module`` computing the quantized
@@ -100,6 +104,7 @@ def pytorch_post_training_quantization(
         target_resource_utilization,
         core_config,
         target_platform_capabilities,
+        mesh=mesh,
     )
 
 

@@ -46,6 +46,8 @@ def pytorch_post_training_quantization(
     target_resource_utilization: Any = None,
     core_config: jq.core.CoreConfig = jq.core.CoreConfig(),  # noqa: B008  (frozen, MCT's)
     target_platform_capabilities: Any = None,
+    *,
+    mesh: Any = None,
 ) -> tuple[JQModule, jq.core.QuantizationInfo]:
     """Quantize a PyTorch model after training, with MCT's call and defaults (documented at
     :func:`jq.ptq.pytorch_post_training_quantization`)."""
@@ -73,6 +75,6 @@ def pytorch_post_training_quantization(
     # pins it): the module keeps no reference to the float model.
     graph, params = from_torch(model, data.first)
     res = jq.ptq.quantize_graph(
-        graph, params, data, core_config=core_config, target_platform=platform, fn=_FN
+        graph, params, data, core_config=core_config, target_platform=platform, mesh=mesh, fn=_FN
     )
     return to_torch(res.graph, res.params, res.info.layers), res.info

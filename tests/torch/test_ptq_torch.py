@@ -101,6 +101,8 @@ def test_bad_input_and_unsupported_layer(model, batches):
         fn(model, lambda: iter([[batches[0]]]), core_config=jq.core.QuantizationConfig())
     with pytest.raises(NotImplementedError, match="mixed precision"):
         fn(model, lambda: iter([[batches[0]]]), target_resource_utilization=object())
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        fn(model, lambda: iter([[batches[0]]]), core_config=QUIET, mesh="all devices")
 
     class Cum(torch.nn.Module):
         def forward(self, x):
