@@ -64,8 +64,8 @@ def _equation(b: Builder, eqn: Any, ins: list[Value], where: str) -> list[Value]
         return [b.val(name, x.perm, eqn.outvars[0].aval)]
     inner = inner_program(eqn)
     if inner is not None:
-        consts = [_as_const(c) for c in inner.consts]
-        return run_jaxpr(b, inner.jaxpr, consts, ins, where, b.scope)
+        inner_consts = [_as_const(c) for c in inner.consts]
+        return run_jaxpr(b, inner.jaxpr, inner_consts, ins, where, b.scope)
     consts = [a for a in ins if isinstance(a, Const)]
     if len(consts) == len(ins):
         return _evaluate(eqn, consts)
