@@ -8,6 +8,7 @@ from ..report.quant_info import LayerInfo, QuantizationInfo
 from .auto_select import Mix
 from .build import Built
 from .calibrate import Statistics
+from .masks import mask_values
 from .prepare import Prepared, Settings
 from .snc import NON_LINEAR_BITS
 from .sqnr import SQNR_BATCHES, Pair, Sqnr
@@ -132,6 +133,9 @@ def _notes(
             notes.append(f"auto ({kind}): chosen per layer: {tally}")
     if mix.note:
         notes.append(mix.note)
+    masks = mask_values(stats)
+    if masks:
+        notes.append(f"mask values left unquantized (range beyond +-2**100): {', '.join(masks)}")
     if st.compat and not prep.folded and any(n.op == "batch_norm" for n in prep.graph.nodes):
         notes.append("batch norms left unfolded (no preceding conv with a single reader)")
     return notes

@@ -41,6 +41,7 @@ from .config import CoreConfig, TargetPlatform
 from .data import CalibrationData, Shapes, accumulate, open_calibration_data, retaining
 from .hessian import N_SAMPLES
 from .info import make_info
+from .masks import without_masks
 from .prepare import Prepared, Settings, prepare, settings
 from .searches import KernelSearches, select_activations, select_kernels
 from .shard import (
@@ -50,7 +51,7 @@ from .shard import (
     report_failure,
     resolve_mesh,
 )
-from .sqnr import SQNR_BATCHES, measure_sqnr
+from .sqnr import SQNR_BATCHES, check_finite, measure_sqnr
 
 AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
 
@@ -108,19 +109,17 @@ def quantize_graph(
       target_platform: :class:`jq.core.TargetPlatform` (default: MCT's default platform).
       graph_for: returns the float graph for other input shapes (graphs converted from torch
         bake the batch size into reshapes). Default: ``graph`` for any shape.
-      mesh: jq only. The devices calibration splits each batch over (along its first axis):
-        a ``jax.sharding.Mesh``; ``None`` (default) for all devices when more than one is
-        visible; ``False`` for one device. Statistics and thresholds do not depend on it
-        (README: "Calibrating on many devices").
+      mesh: jq only: the devices each batch is split over (README: "Calibrating on many
+        devices"): a ``jax.sharding.Mesh``, ``None`` (all, if several) or ``False`` (one).
       fn: the name used in error messages.
 
     Returns:
       :class:`PTQResult` ``(graph, params, info, float_graph, float_params, graph_for)``.
 
     Raises:
-      TypeError / ValueError: bad config, a data generator that yields nothing, batches of
-      the wrong number, shape or dtype, NaN/inf data or activations. Nothing is returned on
-      error.
+      TypeError / ValueError: bad config or mesh, a data generator that yields nothing,
+      batches of the wrong number, shape or dtype, NaN/inf data or activations, a quantized
+      model with non-finite values. Nothing is returned on error.
 
     Examples:
       >>> import jax, numpy as np, jq
@@ -137,8 +136,7 @@ def quantize_graph(
     ensure_compilation_cache()
     total, clock = StageClock(), StageClock()
     st = settings(core_config, target_platform, fn)
-    shards = resolve_mesh(mesh, fn)
-    _check_processes(st)
+    shards = _shards(mesh, st)
     if not isinstance(graph, Graph):
         raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
     data = _open(representative_data_gen, fn, len(graph.inputs))
@@ -147,6 +145,7 @@ def quantize_graph(
     with KernelSearches(prep, st, clock) as searches:  # kernel searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards)
+            prep = without_masks(prep, stats)
         with _stage(clock, "weights"):
             kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
     with _stage(clock, "activations"):
@@ -162,10 +161,11 @@ def quantize_graph(
             mix, built = check_mix(prep, stats, mix, built, retained, st)
     with _stage(clock, "sqnr"):
         sqnr = measure_sqnr(prep, built, retained)
+    check_finite(sqnr, fn)
     total.lap("total")
     timings = {**clock.timings, **total.timings}
-    n_kept = len(retained.batches)
-    info = make_info(prep, st, mix, built, sqnr, stats, n_retained=n_kept, timings=timings)
+    n = len(retained.batches)
+    info = make_info(prep, st, mix, built, sqnr, stats, n_retained=n, timings=timings)
     rebased = functools.partial(_rebased, built.graph, prep) if graph_for is not None else None
     return PTQResult(built.graph, built.params, info, prep.graph, prep.params, rebased)
 
@@ -180,11 +180,13 @@ def _open(representative_data_gen, fn: str, n_inputs: int) -> CalibrationData:
         raise
 
 
-def _check_processes(st: Settings) -> None:
-    """Options that a job of several processes cannot run (see ``shard``)."""
+def _shards(mesh: Any, st: Settings) -> Shards | None:
+    """The devices of ``mesh`` (see ``shard``), refusing the options that a job of several
+    processes cannot run."""
     hmse = st.qc.weights_error_method is ErrorMethod.HMSE
     options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": hmse}
     check_single_process_options([o for o, on in options.items() if on], st.fn)
+    return resolve_mesh(mesh, st.fn)
 
 
 def _statistics(prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None):

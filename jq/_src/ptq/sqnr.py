@@ -110,3 +110,20 @@ def measure_sqnr(prep: Prepared, built: Built, retained: Retained) -> Sqnr:
     if out_pairs:
         out = db(float(sum(sig[len(pairs) :])), float(sum(noise[len(pairs) :])))
     return Sqnr(per_pair, out)
+
+
+def check_finite(sqnr: Sqnr, fn: str) -> None:
+    """Refuse a quantized model that computes non-finite values where the float one does not
+    (a quantizer with an infinite or NaN grid, an overflow): a NaN SQNR means NaN or inf noise.
+
+    Raises:
+      ValueError: naming the first such quantized values in graph order.
+    """
+    bad = [p.float_value for p, v in sqnr.per_pair.items() if np.isnan(v)]
+    if bad:
+        raise ValueError(
+            f"{fn}: the quantized model computes non-finite values (NaN or inf) at {bad[:5]} "
+            "on the calibration data where the float model is finite; no model is returned. "
+            "A quantizer there has no finite grid: check those values' ranges in the float "
+            "model (README: 'Mask values')"
+        )
