@@ -82,7 +82,9 @@ def _thresholds(info):
     return out
 
 
-@pytest.mark.parametrize("compat", [False, pytest.param(True, marks=pytest.mark.slow)])
+# Two PTQ calls per mode (about 8 s each on a quiet 2-core box): run by `make test-all`.
+@pytest.mark.slow
+@pytest.mark.parametrize("compat", [False, True])
 def test_same_thresholds_torch_and_nnx(compat):
     t, f = _twins()
     rng = np.random.default_rng(0)
