@@ -88,6 +88,44 @@ def _linear(ctx, input, weight, bias):
     return ctx.emit("linear", [ctx.value(input)], None, {"weight": weight, "bias": bias})
 
 
+@register_converter(aten.addmm)
+def _addmm(ctx, self, mat1, mat2, beta=1, alpha=1):
+    """``beta * self + alpha * (mat1 @ mat2)``. With a weight ``mat2`` (in, out) and a bias
+    ``self`` of the model (GPT-2's ``Conv1D``) a kernel layer: ``linear`` with the weight
+    transposed to (out, in); otherwise a matmul and an add."""
+    weight = ctx.param(mat2, "addmm weight") if _is_param(ctx, mat2) else None
+    bias = ctx.param(self, "addmm bias") if _is_param(ctx, self) else None
+    if weight is not None and bias is not None and beta == 1 and alpha == 1:
+        (w, fqn), (b, _) = weight, bias
+        if w.ndim == 2 and b.ndim == 1 and b.shape[0] == w.shape[1]:
+            tensors = {"weight": w.t().contiguous(), "bias": b}
+            return ctx.emit_tensors("linear", [ctx.value(mat1)], None, tensors, fqn)
+    prod = ctx.emit("matmul", [ctx.value(mat1), ctx.value(mat2)])
+    if alpha != 1:
+        prod = ctx.emit("mul", [prod], {"scalar": _scalar(alpha)})
+    term = ctx.value(self)
+    if beta != 1:
+        term = ctx.emit("mul", [term], {"scalar": _scalar(beta)})
+    return ctx.emit("add", [prod, term])
+
+
+def _is_param(ctx, arg) -> bool:
+    try:
+        ctx.param(arg, "")
+    except Unconvertible:
+        return False
+    return True
+
+
+@register_converter(aten.pow.Tensor_Scalar)
+def _pow(ctx, self, exponent):
+    """``x ** e``: ``integer_pow`` for an integer exponent (GPT-2's ``gelu_new`` cubes)."""
+    e = _scalar(exponent)
+    if float(e).is_integer():
+        return ctx.emit("integer_pow", [ctx.value(self)], {"y": int(e)})
+    return ctx.emit("pow", [ctx.value(self)], {"scalar": float(e), "reverse": False})
+
+
 @register_converter(aten.matmul, aten.bmm, aten.mm)
 def _matmul(ctx, self, other=None, mat2=None):
     b = other if other is not None else mat2
@@ -164,6 +202,15 @@ for _target, _op in (
     (aten.hardsigmoid, "hardsigmoid"),
     (aten.sigmoid, "sigmoid"),
     (aten.tanh, "tanh"),
+    (aten.abs, "abs"),
+    (aten.neg, "neg"),
+    (aten.exp, "exp"),
+    (aten.log, "log"),
+    (aten.sqrt, "sqrt"),
+    (aten.rsqrt, "rsqrt"),
+    (aten.erf, "erf"),
+    (aten.sin, "sin"),
+    (aten.cos, "cos"),
 ):
     register_converter(_target)(_unary(_op))
 del _target, _op

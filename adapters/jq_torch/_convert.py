@@ -250,6 +250,18 @@ class ConvertContext:
             t, f = self.param(arg, f"{op} {pname}")
             tensors[pname] = t
             fqn = fqn or f
+        return self.emit_tensors(op, inputs, attrs, tensors, fqn)
+
+    def emit_tensors(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        attrs: dict[str, Any] | None,
+        tensors: dict[str, torch.Tensor],
+        fqn: str | None,
+    ) -> str:
+        """:meth:`emit` with params given as tensors (e.g. a transposed weight), the node
+        named after ``fqn`` (the fully-qualified name of the layer's weight) when given."""
         name = self._unique(self._base_name(op, fqn))
         self.nodes.append(Node(name, op, tuple(inputs), attrs or {}))
         if tensors:

@@ -197,6 +197,48 @@ _add("scaled_dot_product_attention", MHA(False), _x(2, 3, 8), _x(2, 5, 8, seed=1
 _add("softmax", MHA(True), _x(2, 3, 8), _x(2, 5, 8, seed=1))
 
 
+class Conv1D(nn.Module):
+    """GPT-2's ``Conv1D``: ``addmm(bias, x, weight)`` with the weight stored (in, out)."""
+
+    def __init__(self, nf: int, nx: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.1)
+        self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x):
+        out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return out.view(x.size()[:-1] + (self.weight.size(-1),))
+
+
+def _gelu_new(x):  # GPT-2's gelu: a cube through aten.pow.Tensor_Scalar
+    return 0.5 * x * (1.0 + torch.tanh(0.7978845608 * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+_add("linear", Conv1D(6, 4), _x(2, 3, 4))
+_add(
+    "add",
+    Fn(lambda x, y, z: torch.addmm(x, y, z, beta=0.5, alpha=2.0)),
+    _x(3, 5),
+    _x(3, 4),
+    _x(4, 5),
+)
+_add("integer_pow", Fn(_gelu_new), _x(2, 3))
+_add("pow", Fn(lambda x: torch.pow(x.abs() + 1, 1.5)), _x(2, 3))
+for _op, _fn in (
+    ("abs", torch.abs),
+    ("neg", torch.neg),
+    ("exp", torch.exp),
+    ("log", lambda x: torch.log(x.abs() + 0.1)),
+    ("sqrt", lambda x: torch.sqrt(x.abs())),
+    ("rsqrt", lambda x: torch.rsqrt(x.abs() + 0.1)),
+    ("erf", torch.erf),
+    ("sin", torch.sin),
+    ("cos", torch.cos),
+):
+    _add(_op, Fn(_fn), _x(2, 3))
+del _op, _fn
+
+
 @pytest.mark.parametrize("op,model,inputs", CASES)
 def test_op_matches_torch(op, model, inputs):
     graph = check_model(model, *inputs)["graph"]
@@ -226,6 +268,13 @@ class Block(nn.Module):
         y = self.act(self.bn(self.conv(x)))
         y = self.act(y + y)
         return self.fc(y.mean(dim=(2, 3)))
+
+
+def test_gpt2_conv1d_is_a_kernel_layer_with_its_weight_transposed():
+    m = Conv1D(6, 4)
+    graph, params = jq_torch.from_torch(m, _x(2, 3, 4))
+    (lin,) = [n for n in graph.nodes if n.op == "linear"]
+    np.testing.assert_array_equal(np.asarray(params[lin.name]["weight"]), m.weight.detach().T)
 
 
 def test_names_params_and_layouts():
