@@ -117,6 +117,7 @@ def flax_post_training_quantization(
     *,
     variables: Any = None,
     apply_kwargs: Any = None,
+    mesh: Any = None,
 ):
     """Quantize a Flax model (NNX, or Linen with ``variables``) after training, with MCT's call
     and defaults.
@@ -135,6 +136,8 @@ def flax_post_training_quantization(
       target_platform_capabilities: as for :func:`pytorch_post_training_quantization`.
       variables: a Linen module's variables (``{"params": ..., "batch_stats": ...}``).
       apply_kwargs: keyword arguments for a Linen ``module.apply`` (``{"train": False}``).
+      mesh: jq only: the devices calibration splits each batch over (see
+        :func:`quantize_graph`).
 
     Returns:
       ``(quantized_model, quantization_info)``: for NNX a ``jq_flax.QuantizedModule`` (an
@@ -163,4 +166,5 @@ def flax_post_training_quantization(
         target_platform_capabilities,
         variables=variables,
         apply_kwargs=apply_kwargs,
+        mesh=mesh,
     )

@@ -40,9 +40,10 @@ def _check(target_resource_utilization, core_config, representative_data_gen) ->
 
 
 def quantize_source(
-    src: Source, representative_data_gen: Callable[[], Any], core_config, platform
+    src: Source, representative_data_gen: Callable[[], Any], core_config, platform, mesh=None
 ) -> jq.ptq.PTQResult:
-    """PTQ of ``src.fn(src.params, *inputs)`` on the representative data."""
+    """PTQ of ``src.fn(src.params, *inputs)`` on the representative data (each batch split
+    over ``mesh``, see :func:`jq.ptq.quantize_graph`)."""
     data = jq.ptq.open_calibration_data(representative_data_gen, _FN)
     graph, params = jq.from_jax(src.fn, src.params, *data.first, name=_FN)
 
@@ -57,6 +58,7 @@ def quantize_source(
         core_config=core_config,
         target_platform=platform,
         graph_for=graph_for,
+        mesh=mesh,
         fn=_FN,
     )
 
@@ -70,6 +72,7 @@ def flax_post_training_quantization(
     *,
     variables: Mapping | None = None,
     apply_kwargs: Mapping[str, Any] | None = None,
+    mesh: Any = None,
 ) -> tuple[QuantizedModule | LinenQuantized, jq.core.QuantizationInfo]:
     """Quantize a Flax model after training, with MCT's call and defaults (documented at
     :func:`jq.ptq.flax_post_training_quantization`)."""
@@ -79,14 +82,14 @@ def flax_post_training_quantization(
         if variables is not None:
             raise TypeError(f"{_FN}: variables are for Linen modules; an NNX model holds its own")
         res = quantize_source(
-            nnx_source(model, _FN), representative_data_gen, core_config, platform
+            nnx_source(model, _FN), representative_data_gen, core_config, platform, mesh
         )
         return QuantizedModule(res.graph, res.params, res.graph_for), res.info
     if isinstance(model, linen.Module):
         if variables is None:
             raise TypeError(f"{_FN}: a Linen module needs its variables (variables=...)")
         src = linen_source(model, variables, dict(apply_kwargs or {}), _FN)
-        res = quantize_source(src, representative_data_gen, core_config, platform)
+        res = quantize_source(src, representative_data_gen, core_config, platform, mesh)
         return linen_quantized(res.graph, res.params, res.graph_for), res.info
     raise TypeError(
         f"{_FN}: model must be a flax.nnx.Module or a flax.linen.Module (with variables=...), "

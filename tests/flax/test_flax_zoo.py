@@ -58,7 +58,9 @@ def _batches(kind, n_batches=2, n=8):
 def test_nnx_ptq_returns_an_nnx_module(rng):
     model = DigitsCNN(nnx.Rngs(0))
     batches = _batches("digits")
-    q, info = jq.ptq.flax_post_training_quantization(model, lambda: iter(batches), core_config=CFG)
+    q, info = jq.ptq.flax_post_training_quantization(
+        model, lambda: iter(batches), core_config=CFG, mesh=False
+    )
     assert isinstance(q, nnx.Module) and isinstance(q, jq_flax.QuantizedModule)
     x = batches[0][0]
     ref = np.asarray(jq_flax.inference_view(model)(x))
@@ -113,5 +115,11 @@ def test_errors(rng):
         jq.ptq.flax_post_training_quantization(object(), lambda: iter([]), core_config=CFG)
     with pytest.raises(TypeError, match="needs its variables"):
         jq.ptq.flax_post_training_quantization(LinenResNet(), lambda: iter([]), core_config=CFG)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        model = DigitsCNN(nnx.Rngs(0))
+        batches = _batches("digits")
+        jq.ptq.flax_post_training_quantization(
+            model, lambda: iter(batches), core_config=CFG, mesh="all"
+        )
     with pytest.raises(TypeError, match="flax.nnx.Module"):
         jq_flax.from_nnx(LinenResNet(), _inputs("digits", rng))
