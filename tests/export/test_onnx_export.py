@@ -19,6 +19,8 @@ jq_torch = pytest.importorskip("jq_torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from _models import CNN  # noqa: E402
+
 import jq.core  # noqa: E402
 import jq.exporter  # noqa: E402
 import jq.ptq  # noqa: E402
@@ -26,19 +28,6 @@ import jq.ptq  # noqa: E402
 QUIET = jq.core.CoreConfig(progress=False)
 FMT = jq.exporter.QuantizationFormat
 SER = jq.exporter.PytorchExportSerializationFormat
-
-
-class CNN(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 6, 3, padding=1)
-        self.bn = torch.nn.BatchNorm2d(6)
-        self.conv2 = torch.nn.Conv2d(6, 8, 3, padding=1)
-        self.fc = torch.nn.Linear(8 * 4 * 4, 5)
-
-    def forward(self, x):
-        x = torch.nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
-        return self.fc(torch.relu(self.conv2(x)).flatten(1))
 
 
 class Tokens(torch.nn.Module):

@@ -1,8 +1,9 @@
 """Zoo models (random init, nothing downloaded) quantized by jq and exported to ONNX: the
 files pass onnx.checker and onnxruntime (CPU) runs them.
 
-Tolerances, in steps of the last quantizer (the output grid): FAKELY_QUANT with ORT's
-optimizations off and INT8 with its integer kernels are both within ``STEPS`` steps of the
+Tolerances, in steps of the last quantizer (the output grid): FAKELY_QUANT and MCTQ (run with
+mct_quantizers' session options, where it and onnxruntime-extensions are installed) with ORT's
+optimizations off, and INT8 with its integer kernels, are all within ``STEPS`` steps of the
 jq module on every output, and within two steps on 99% of them (measured: mobilenet_v2 INT8
 at most 3 steps, 99% within 2). Not bit-equal: torch's and ORT's float convolutions sum in
 different orders, ORT's integer kernels requantize each layer with rounding of their own, and
@@ -29,8 +30,18 @@ STEPS = 4
 ZOO = [("resnet18", 64), ("mobilenet_v2", 64), ("efficientnet_b0", 64), ("vit_b_16", 224)]
 
 
-def _session(path, level, optimized=None):
-    so = ort.SessionOptions()
+def _mctq_options():
+    """mct_quantizers' session options (its custom ops), or None where it cannot run them."""
+    try:
+        import mct_quantizers
+        import onnxruntime_extensions  # noqa: F401
+    except ImportError:
+        return None
+    return mct_quantizers.get_ort_session_options()
+
+
+def _session(path, level, optimized=None, so=None):
+    so = so or ort.SessionOptions()
     so.graph_optimization_level = level
     if optimized:
         so.optimized_model_filepath = str(optimized)
@@ -54,17 +65,17 @@ def test_zoo_model_exports_and_runs_in_onnxruntime(name, size, tmp_path):
         want = qmodel(x).numpy()
     assert np.abs(want).max() > 10 * step  # a meaningful comparison
     levels = ort.GraphOptimizationLevel
-    for fmt, level in (
-        ("FAKELY_QUANT", levels.ORT_DISABLE_ALL),
-        ("INT8", levels.ORT_ENABLE_EXTENDED),
-    ):
+    formats = [("FAKELY_QUANT", levels.ORT_DISABLE_ALL), ("INT8", levels.ORT_ENABLE_EXTENDED)]
+    if _mctq_options() is not None:
+        formats.append(("MCTQ", levels.ORT_DISABLE_ALL))
+    for fmt, level in formats:
         path = tmp_path / f"{fmt}.onnx"
         jq.exporter.pytorch_export_model(
             qmodel, path, data, quantization_format=fmt, onnx_opset_version=21
         )
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
         opt = tmp_path / f"{fmt}.opt.onnx"
-        s = _session(path, level, opt)
+        s = _session(path, level, opt, _mctq_options() if fmt == "MCTQ" else None)
         diff = np.abs(s.run(None, {s.get_inputs()[0].name: x.numpy()})[0] - want) / step
         assert diff.max() <= STEPS and np.quantile(diff, 0.99) <= 2 + 1e-6, (fmt, diff.max())
         if fmt == "INT8":

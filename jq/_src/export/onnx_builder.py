@@ -20,7 +20,8 @@ class OnnxOptions:
 
     Attributes:
       mode: ``"float"`` (the graph as it is), ``"fake_quant"`` (Q/DQ activations, float
-        weights on their grid) or ``"int8"`` (int weights with per-channel DequantizeLinear).
+        weights on their grid), ``"int8"`` (int weights with per-channel DequantizeLinear) or
+        ``"mctq"`` (``mct_quantizers`` custom ops, MCT's MCTQ format).
       opset: the ``ai.onnx`` opset version.
     """
 

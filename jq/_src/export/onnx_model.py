@@ -21,6 +21,7 @@ from ..graph.apply import apply
 from ..graph.graph import Graph, Node
 from ..report.quant_info import LayerInfo
 from .onnx_builder import Builder, OnnxOptions
+from .onnx_mctq import MCTQ_DOMAIN, MCTQ_DOMAIN_VERSION, MctqNode, activation_node, weights_node
 from .onnx_ops import ONNX_OPS
 from .onnx_quant import activation_grid, bias_int32, kernel_grid, kernel_integers
 from .scales import OnnxGrid
@@ -29,6 +30,7 @@ IR_VERSION = 10  # what onnxruntime >= 1.18 reads; opsets up to 22 need no newer
 MIN_QDQ_OPSET = 13  # per-axis QuantizeLinear / DequantizeLinear
 MIN_16_BIT_OPSET = 21  # int16 / uint16 QuantizeLinear / DequantizeLinear
 KERNEL_OPS = ("conv", "conv_transpose", "linear")
+REGRID_OPS = ("reshape",)  # value-preserving: in INT8 their output is put back on its grid
 
 
 class GraphBuilder(Builder):
@@ -41,6 +43,7 @@ class GraphBuilder(Builder):
         super().__init__(onnx, options, set(graph.inputs) | set(reserved))
         self.avals = avals
         self.kernels = {q.name: q for q in layers if q.kind == "weights"}
+        self.activations = {q.name: q for q in layers if q.kind == "activation"}
         self.grid_of: dict[str, OnnxGrid] = {}  # ONNX value -> grid of the DQ that made it
 
     def shape_of(self, value: str) -> tuple[int, ...]:
@@ -58,8 +61,15 @@ class GraphBuilder(Builder):
         return kernel_grid(self.kernels[node.name], w.ndim)
 
     def weight(self, node: Node, params: Mapping[str, np.ndarray]) -> str:
-        """The kernel of ``node``: a float initializer, or (INT8) int8 + DequantizeLinear."""
+        """The kernel of ``node``: a float initializer, (INT8) int8 + DequantizeLinear, or
+        (MCTQ) a float initializer read by its ``mct_quantizers`` weights quantizer."""
         w = np.asarray(params["weight"], np.float32)
+        if self.options.mode == "mctq" and node.name in self.kernels:
+            layer = self.kernels[node.name]
+            kernel_integers(w, *kernel_grid(layer, w.ndim), node.name)  # on its grid, or raise
+            mq = weights_node(layer, w.ndim)
+            w_name = self.const(w, f"{node.name}.weight")
+            return self.mctq(w_name, mq, f"{node.name}.weight.quant")
         found = self._kernel(node, w)
         if found is None:
             return self.const(w, f"{node.name}.weight")
@@ -89,12 +99,40 @@ class GraphBuilder(Builder):
         """A quantizer: Q/DQ (int16 from opset 21), float ops for wide grids below that."""
         if self.options.mode == "float":
             return x
+        if self.options.mode == "mctq":
+            layer = self.activations.get(node.inputs[0])
+            return self.mctq(x, activation_node(node, params, layer), node.name)
         grid = activation_grid(node, params)
         if grid.n_bits > 8 and self.opset < MIN_16_BIT_OPSET:
             return self._float_quantizer(node, x, params)
         out = self.qdq(x, grid, node.name)
         self.grid_of[out] = grid
         return out
+
+    def regrid(self, node: Node, x: str | None, out: str) -> str:
+        """INT8: the reshape ``out`` of a quantized value ``x`` gets a Q/DQ pair on ``x``'s grid
+        (exact: its values are on that grid already).
+
+        onnxruntime's QDQ propagation would insert that pair itself, and gets it wrong for
+        int8 at opset 21 on x86: it writes ``output_dtype=INT8``, then its int8-to-uint8 pass
+        makes the zero point uint8 and the session fails to load (efficientnet_b0's flatten
+        of SiLU values). Written here, the Gemm after a flatten also fuses into QGemm with an
+        int32 bias."""
+        if self.options.mode != "int8" or node.op not in REGRID_OPS or x not in self.grid_of:
+            return out
+        grid = self.grid_of[x]
+        requantized = self.qdq(out, grid, f"{node.name}.regrid")
+        self.grid_of[requantized] = grid
+        return requantized
+
+    def mctq(self, x: str, mq: MctqNode, base: str) -> str:
+        """``x`` through an ``mct_quantizers`` node; its tensor inputs as ``Constant`` nodes,
+        as MCT's exporter writes them."""
+        consts = [
+            self.add("Constant", [], f"{base}.{k}", value=self.onnx.numpy_helper.from_array(c))
+            for k, c in mq.consts
+        ]
+        return self.add(mq.op_type, [x, *consts], base, domain=MCTQ_DOMAIN, **mq.attrs)
 
     def _float_quantizer(self, node: Node, x: str, params) -> str:
         """``clip(round(x * (1/scale)), q_min, q_max) * scale`` in float ops: jq's arithmetic
@@ -154,13 +192,15 @@ def to_onnx(
         if node.op == "fake_quant":
             env[node.name] = b.fake_quant(node, xs[0], params[node.name])
         else:
-            env[node.name] = ONNX_OPS[node.op](b, node, xs, params.get(node.name, {}))
+            out = ONNX_OPS[node.op](b, node, xs, params.get(node.name, {}))
+            env[node.name] = b.regrid(node, xs[0] if xs else None, out)
     outputs = _outputs(b, graph, env, out_names)
     inputs = _inputs(onnx, graph, example)
     g = onnx.helper.make_graph(b.nodes, "jq", inputs, outputs, initializer=b.initializers)
-    model = onnx.helper.make_model(
-        g, opset_imports=[onnx.helper.make_opsetid("", options.opset)], producer_name="jq"
-    )
+    opsets = [onnx.helper.make_opsetid("", options.opset)]
+    if options.mode == "mctq":
+        opsets.append(onnx.helper.make_opsetid(MCTQ_DOMAIN, MCTQ_DOMAIN_VERSION))
+    model = onnx.helper.make_model(g, opset_imports=opsets, producer_name="jq")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model

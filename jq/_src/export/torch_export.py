@@ -26,6 +26,11 @@ _SUPPORTED = {
     ),
     PytorchExportSerializationFormat.TORCHSCRIPT: (QuantizationFormat.FAKELY_QUANT,),
 }
+_MODES = {
+    QuantizationFormat.FAKELY_QUANT: "fake_quant",
+    QuantizationFormat.INT8: "int8",
+    QuantizationFormat.MCTQ: "mctq",
+}
 
 
 def _check_model(model: Any) -> Any:
@@ -113,9 +118,10 @@ def pytorch_export_model(
         dtypes and the example ONNX and TorchScript trace with.
       serialization_format: :class:`PytorchExportSerializationFormat` (or MCT's member, or
         a name): ``ONNX`` or ``TORCHSCRIPT``.
-      quantization_format: :class:`QuantizationFormat` (or MCT's, or a name):
-        ``FAKELY_QUANT`` or ``INT8`` (ONNX, jq only); ``MCTQ`` (MCT's default, its custom
-        ops) is not written yet and raises ``NotImplementedError``.
+      quantization_format: :class:`QuantizationFormat` (or MCT's, or a name): ``MCTQ``
+        (MCT's default: ``mct_quantizers`` custom ops, see ``jq._src.export.onnx_mctq``;
+        onnxruntime runs them with ``mct_quantizers.get_ort_session_options()``),
+        ``FAKELY_QUANT`` (Q/DQ) or ``INT8`` (ONNX, jq only); TorchScript: ``FAKELY_QUANT``.
       onnx_opset_version: ``ai.onnx`` opset (>= 13; 21 for INT8 with 16-bit values).
       output_names: ONNX output names (default ``output`` / ``output_<i>``).
 
@@ -123,7 +129,7 @@ def pytorch_export_model(
       TypeError: ``model`` is not a jq-quantized module; arguments of the wrong type.
       ValueError: an unknown format (the valid ones listed), a combination not supported, an
         unwritable path, an opset too old for the bit widths.
-      NotImplementedError: MCTQ; graph ops without an ONNX form (all listed).
+      NotImplementedError: graph ops without an ONNX form (all listed).
     """
     ser = parse_format(
         serialization_format, PytorchExportSerializationFormat, _FN, "serialization_format"
@@ -138,15 +144,10 @@ def pytorch_export_model(
     if ser is PytorchExportSerializationFormat.TORCHSCRIPT:
         return _write_torchscript(model, path, example)
     opset = _check_opset(model, fmt, onnx_opset_version)
-    if fmt is QuantizationFormat.MCTQ:
-        raise NotImplementedError(
-            f"{_FN}: quantization_format MCTQ (mct_quantizers custom ops) is not written by jq "
-            "yet; use FAKELY_QUANT (MCT's Q/DQ format) or INT8"
-        )
     missing = unsupported_ops(model.graph)
     if missing:
         raise NotImplementedError(f"{_FN}: no ONNX form for {len(missing)} node(s): {missing}")
-    mode = "int8" if fmt is QuantizationFormat.INT8 else "fake_quant"
+    mode = _MODES[fmt]
     options = OnnxOptions(mode=mode, opset=opset)
     proto = to_onnx(
         model.graph, _module_params(model), model.quant_layers, example, options, output_names
