@@ -70,6 +70,35 @@ def run(method: str, compat: bool, mesh, batches) -> dict:
     return out
 
 
+def searches_equal(mesh) -> dict[str, bool]:
+    """The batched kernel and activation searches split over ``mesh`` equal one device's."""
+    rng = np.random.default_rng(2)
+    shapes = [(16, 3, 3, 3), (16, 16, 3, 3), (32, 16, 3, 3), (10, 20), (7, 3, 3, 3)]
+    ts = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    hs = [np.histogram(rng.standard_normal(999) * (i + 1) + i % 2, bins=128) for i in range(7)]
+    bins = np.stack([h[1] for h in hs])
+    counts = np.stack([h[0] for h in hs]).astype(np.float32)
+
+    def same(a, b) -> bool:
+        pairs = zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+        return all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in pairs)
+
+    out = {}
+    for method, error, compat in (("symmetric", "mse", False), ("uniform", "mae", True)):
+        kw = dict(method=method, error_method=error, mct_compat=compat)
+        one = jq.weights_qparams_batch(ts, **kw)
+        out[f"weights {method} {error} {compat}"] = same(
+            one, jq.weights_qparams_batch(ts, mesh=mesh, **kw)
+        )
+    for method, error, compat in (("power_of_two", "mse", False), ("symmetric", "kl", True)):
+        kw = dict(method=method, error_method=error, mct_compat=compat)
+        one = jq.activation_qparams_batch(bins, counts, **kw)
+        out[f"activations {method} {error} {compat}"] = same(
+            one, jq.activation_qparams_batch(bins, counts, mesh=mesh, **kw)
+        )
+    return out
+
+
 def main() -> dict:
     rng = np.random.default_rng(1)
     data = rng.normal(size=(24, 3, 8, 8)).astype(np.float32)
@@ -89,6 +118,7 @@ def main() -> dict:
         res["indivisible"] = str(e)
     res["auto_indivisible"] = run("mse", False, None, [data[:6], data[6:12]])
     res["auto_1"] = run("mse", False, False, [data[:6], data[6:12]])
+    res["searches"] = searches_equal(meshes[4])
     return res
 
 

@@ -62,12 +62,21 @@ def test_a_batch_that_does_not_split_evenly(sharded):
     _assert_same(sharded["auto_1"], sharded["auto_indivisible"], "default mesh: ")
 
 
+def test_batched_searches_split_over_devices_equal_one_device(sharded):
+    """``weights_qparams_batch(mesh=...)`` / ``activation_qparams_batch(mesh=...)``: each of 4
+    devices searches its share of the tensors or histograms; results bit-equal."""
+    assert len(sharded["searches"]) == 4
+    assert all(sharded["searches"].values()), sharded["searches"]
+
+
 def test_mesh_must_be_a_mesh():
     g = jq.Graph(inputs=("x",), nodes=(jq.Node("r", "relu", ("x",)),), outputs=("r",))
     xs = [np.ones((2, 3), np.float32)]
     cfg = jq.core.CoreConfig(progress=False)
     with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
         jq.ptq.quantize_graph(g, {}, lambda: iter(xs), core_config=cfg, mesh="all")
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh or None"):
+        jq.weights_qparams_batch([np.ones((2, 3), np.float32)], mesh=4)
     one = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
     res = jq.ptq.quantize_graph(g, {}, lambda: iter(xs), core_config=cfg, mesh=one)
     assert res.info.layers

@@ -50,6 +50,7 @@ from .shard import (
     lockstep,
     report_failure,
     resolve_mesh,
+    search_mesh,
 )
 from .sqnr import SQNR_BATCHES, check_finite, measure_sqnr
 
@@ -142,14 +143,16 @@ def quantize_graph(
     data = _open(representative_data_gen, fn, len(graph.inputs))
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
-    with KernelSearches(prep, st, clock) as searches:  # kernel searches start in a thread
+    with KernelSearches(
+        prep, st, clock, search_mesh(shards)
+    ) as searches:  # kernel searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards)
             prep = without_masks(prep, stats)
         with _stage(clock, "weights"):
             kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
     with _stage(clock, "activations"):
-        acts = select_activations(prep, stats, st)
+        acts = select_activations(prep, stats, st, search_mesh(shards))
     mix = Mix(kernels, acts, {})
     if (st.act_auto and acts.searched) or (st.w_auto and prep.kernel_names):
         with _stage(clock, "auto"):

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from ..runtime.timing import StageClock, compile_seconds
 from ..select.activations import activation_qparams_batch
@@ -76,8 +77,10 @@ class KernelSearches:
     """The kernel searches of one PTQ call; those that need no Hessian scores start at once in
     a thread. Use as a context manager: the thread pool is shut down on exit, error or not."""
 
-    def __init__(self, prep: Prepared, st: Settings, clock: StageClock) -> None:
-        self._prep, self._st, self._clock = prep, st, clock
+    def __init__(
+        self, prep: Prepared, st: Settings, clock: StageClock, mesh: Mesh | None = None
+    ) -> None:
+        self._prep, self._st, self._clock, self._mesh = prep, st, clock, mesh
         self._main = threading.get_ident()
         need = bool(prep.kernel_names) and st.needs_scores
         qc = st.qc
@@ -125,6 +128,7 @@ class KernelSearches:
             mct_compat=qc.mct_compat,
             min_threshold=qc.min_threshold,
             return_errors=self._st.w_auto,
+            mesh=self._mesh,
             # One program per model anyway (every group in one compiled call): padding to
             # shared buckets would only add work (measured 20 % on resnet18's kernels).
             _exact_shapes=True,
@@ -167,9 +171,12 @@ def select_kernels(
     return KernelChoice(cands[0] if cands else [], [first] * len(names), cands, searches.methods)
 
 
-def select_activations(prep: Prepared, stats: Statistics, st: Settings) -> ActChoice:
+def select_activations(
+    prep: Prepared, stats: Statistics, st: Settings, mesh: Mesh | None = None
+) -> ActChoice:
     """The activation pass: every searched value's range from its histogram, one compiled
-    batch search per candidate method; bounded ops take their op's range."""
+    batch search per candidate method (split over ``mesh``'s devices); bounded ops take their
+    op's range."""
     tp, qc = st.tp, st.qc
     searched = prep.searched
     methods = (
@@ -192,6 +199,7 @@ def select_activations(prep: Prepared, stats: Statistics, st: Settings) -> ActCh
                 min_threshold=qc.min_threshold,
                 z_threshold=qc.z_threshold,
                 return_errors=st.act_auto,
+                mesh=mesh,
             )
             cands.append(jax.device_get(batch_qp))
         quant = {v: ActQuant(cands[0], i, methods[0].value) for i, v in enumerate(searched)}

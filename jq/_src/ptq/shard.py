@@ -73,6 +73,17 @@ class Reduce(NamedTuple):
         return 0 if self.axes is None else jax.lax.axis_index(self.axes)
 
 
+def search_mesh(shards: Shards | None) -> Mesh | None:
+    """The devices the kernel and activation searches split their tensors over: this
+    process's devices of ``shards``' mesh (every process runs the same searches on the same
+    statistics, so they need no data from the others)."""
+    if shards is None:
+        return None
+    pid = jax.process_index()
+    local = [d for d in shards.mesh.devices.flat if d.process_index == pid]
+    return Mesh(np.asarray(local), (BATCH_AXIS,)) if len(local) > 1 else None
+
+
 def resolve_mesh(mesh: Any, fn: str) -> Shards | None:
     """The :class:`Shards` of a PTQ call's ``mesh`` argument.
 

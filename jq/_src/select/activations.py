@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..runtime.cache import ensure_compilation_cache
+from ..runtime.mesh import check_mesh, padded_length, split_leading
 from . import metrics as _metrics
 from .buckets import bucket
 from .enums import ErrorMethod, QuantizationMethod
@@ -166,11 +167,25 @@ def _search_activation(
     return res, signed, asserts
 
 
-@functools.partial(jax.jit, static_argnames=("p", "method", "error_method", "n_bits", "compat"))
+@functools.partial(
+    jax.jit, static_argnames=("p", "method", "error_method", "n_bits", "compat", "mesh")
+)
 def _search_activation_batch(
-    edges, counts, signed_in, p, min_threshold, z_threshold, *, method, error_method, n_bits, compat
+    edges,
+    counts,
+    signed_in,
+    min_threshold,
+    z_threshold,
+    *,
+    p,
+    method,
+    error_method,
+    n_bits,
+    compat,
+    mesh=None,
 ):
-    """:func:`_search_activation` over ``edges[L, B+1]``, ``counts[L, B]``, ``signed_in[L]``."""
+    """:func:`_search_activation` over ``edges[L, B+1]``, ``counts[L, B]``, ``signed_in[L]``
+    (with a ``mesh``, the ``L`` histograms split over its devices)."""
     search = functools.partial(
         _search_activation,
         method=method,
@@ -178,9 +193,11 @@ def _search_activation_batch(
         n_bits=n_bits,
         compat=compat,
     )
-    return jax.vmap(search, in_axes=(0, 0, 0, None, None, None))(
-        edges, counts, signed_in, p, min_threshold, z_threshold
-    )
+
+    def batch(e, c, s, mt, zt):
+        return jax.vmap(search, in_axes=(0, 0, 0, None, None, None))(e, c, s, p, mt, zt)
+
+    return split_leading(batch, mesh, 3, 2)(edges, counts, signed_in, min_threshold, z_threshold)
 
 
 def activation_qparams_batch(
@@ -196,6 +213,7 @@ def activation_qparams_batch(
     min_threshold: float = MIN_THRESHOLD,
     z_threshold: float = float("inf"),
     return_errors: bool = False,
+    mesh: Any = None,
     _fn: str = "activation_qparams_batch",
 ) -> QParams:
     """:func:`activation_qparams` for ``L`` histograms in one compiled, vmapped call.
@@ -203,6 +221,8 @@ def activation_qparams_batch(
     Args:
       bins: ``(L, B+1)`` edges; counts: ``(L, B)``.
       is_signed: ``None`` (auto), a bool, or ``L`` bools.
+      mesh: jq only: a ``jax.sharding.Mesh`` whose devices split the histograms between them
+        (same results); ``None``: one device.
       Other arguments as in :func:`activation_qparams`.
 
     Returns:
@@ -223,17 +243,20 @@ def activation_qparams_batch(
     dtype = np.float64 if mct_compat else np.float32
     static = dict(method=method, error_method=error_method, n_bits=n_bits, compat=mct_compat)
     # Histograms per call padded to a bucket (copies of the first; searches are independent
-    # per histogram), so one compiled search serves every count of histograms.
-    rows = np.arange(bucket(n_hist, minimum=1)) % n_hist
+    # per histogram), so one compiled search serves every count of histograms; with a mesh,
+    # to a multiple of its devices too, each searching its share.
+    mesh = check_mesh(mesh, fn)
+    rows = np.arange(padded_length(bucket(n_hist, minimum=1), mesh)) % n_hist
     rows[n_hist:] = 0
     with x64(mct_compat):
         res, signed, asserts = _search_activation_batch(
             jnp.asarray(np.asarray(bins)[rows], dtype),
             jnp.asarray(np.asarray(counts)[rows], dtype),
             jax.device_put(signed_in[rows]),
-            p,
             jnp.asarray(min_threshold, dtype),
             jnp.asarray(z_threshold, dtype),
+            p=p,
+            mesh=mesh,
             **static,
         )
         res, signed, asserts = jax.device_get((res, signed, asserts))
