@@ -30,7 +30,7 @@ IR_VERSION = 10  # what onnxruntime >= 1.18 reads; opsets up to 22 need no newer
 MIN_QDQ_OPSET = 13  # per-axis QuantizeLinear / DequantizeLinear
 MIN_16_BIT_OPSET = 21  # int16 / uint16 QuantizeLinear / DequantizeLinear
 KERNEL_OPS = ("conv", "conv_transpose", "linear")
-REGRID_OPS = ("reshape",)  # value-preserving: in INT8 their output is put back on its grid
+REGRID_OPS = ("reshape", "permute")  # value-preserving: INT8 puts their output back on its grid
 
 
 class GraphBuilder(Builder):
@@ -110,7 +110,7 @@ class GraphBuilder(Builder):
         return out
 
     def regrid(self, node: Node, x: str | None, out: str) -> str:
-        """INT8: the reshape ``out`` of a quantized value ``x`` gets a Q/DQ pair on ``x``'s grid
+        """INT8: the reshape or permute ``out`` of a quantized ``x`` gets a Q/DQ pair on its grid
         (exact: its values are on that grid already).
 
         onnxruntime's QDQ propagation would insert that pair itself, and gets it wrong for
