@@ -97,3 +97,36 @@ def test_zoo_model_exports_and_runs_in_onnxruntime(name, size, tmp_path):
         if fmt == "INT8":
             kernels = {n.op_type for n in onnx.load(str(opt)).graph.node}
             assert kernels & {"QLinearConv", "QLinearMatMul", "QGemm"}, kernels
+
+
+@pytest.mark.slow
+def test_tiny_lm_exports_and_runs_in_onnxruntime(tmp_path):
+    """The zoo's tiny LM (integer token ids, embedding, sdpa, nn.MultiheadAttention with its
+    weights output, layer norm, tanh gelu) in all three ONNX formats."""
+    from test_zoo import TinyLM
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randint(0, 50, (2, 12), generator=g) for _ in range(2)]
+    data = lambda: ([b] for b in batches)  # noqa: E731
+    qmodel, _ = jq.ptq.pytorch_post_training_quantization(
+        TinyLM().eval(), data, core_config=jq.core.CoreConfig(progress=False)
+    )
+    x = torch.randint(0, 50, (3, 12), generator=g)
+    with torch.no_grad():
+        want = [t.numpy() for t in qmodel(x)]
+    steps = [float(qmodel.node_params(o)["scale"]) for o in qmodel.graph.outputs]
+    levels = ort.GraphOptimizationLevel
+    formats = [("FAKELY_QUANT", levels.ORT_DISABLE_ALL, 0), ("INT8", levels.ORT_ENABLE_EXTENDED, 1)]
+    if _mctq_options() is not None:
+        formats.append(("MCTQ", levels.ORT_DISABLE_ALL, 0))
+    for fmt, level, tol in formats:
+        path = tmp_path / f"{fmt}.onnx"
+        jq.exporter.pytorch_export_model(
+            qmodel, path, data, quantization_format=fmt, onnx_opset_version=21
+        )
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+        s = _session(path, level, None, _mctq_options() if fmt == "MCTQ" else None)
+        outs = s.run(None, {s.get_inputs()[0].name: x.numpy()})
+        for got, ref, step in zip(outs, want, steps, strict=True):
+            assert np.abs(got - ref).max() / step <= tol + 1e-6, fmt

@@ -30,7 +30,7 @@ IR_VERSION = 10  # what onnxruntime >= 1.18 reads; opsets up to 22 need no newer
 MIN_QDQ_OPSET = 13  # per-axis QuantizeLinear / DequantizeLinear
 MIN_16_BIT_OPSET = 21  # int16 / uint16 QuantizeLinear / DequantizeLinear
 KERNEL_OPS = ("conv", "conv_transpose", "linear")
-REGRID_OPS = ("reshape", "permute")  # value-preserving: INT8 puts their output back on its grid
+REGRID_OPS = ("reshape", "permute", "slice", "select")  # value-preserving: INT8 re-grids them
 
 
 class GraphBuilder(Builder):
@@ -118,10 +118,18 @@ class GraphBuilder(Builder):
         makes the zero point uint8 and the session fails to load (efficientnet_b0's flatten
         of SiLU values). Written here, the Gemm after a flatten also fuses into QGemm with an
         int32 bias."""
-        if self.options.mode != "int8" or node.op not in REGRID_OPS or x not in self.grid_of:
+        if node.op not in REGRID_OPS or x is None:
+            return out
+        return self.regrid_value(x, out, node.name)
+
+    def regrid_value(self, x: str, out: str, base: str) -> str:
+        """INT8: ``out``, a value-preserving transform (reshape, transpose, slice) of the
+        quantized ONNX value ``x``, with a Q/DQ pair on ``x``'s grid (see :meth:`regrid`);
+        ``out`` unchanged otherwise."""
+        if self.options.mode != "int8" or x not in self.grid_of:
             return out
         grid = self.grid_of[x]
-        requantized = self.qdq(out, grid, f"{node.name}.regrid")
+        requantized = self.qdq(out, grid, f"{base}.regrid")
         self.grid_of[requantized] = grid
         return requantized
 

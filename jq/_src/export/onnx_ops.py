@@ -352,7 +352,7 @@ def _sdpa(b, node: Node, xs, params):
     scale = 1.0 / math.sqrt(e) if scale is None else float(scale)
     rank = b.rank_of(node.inputs[1])
     perm = list(range(rank - 2)) + [rank - 1, rank - 2]
-    kt = b.add("Transpose", [k], f"{n}.kT", perm=perm)
+    kt = b.regrid_value(k, b.add("Transpose", [k], f"{n}.kT", perm=perm), f"{n}.kT")
     s = b.add("Mul", [b.add("MatMul", [q, kt], f"{n}.qk"), _f32(b, scale, f"{n}.scale")], n)
     if node.attr("is_causal", False):
         lq, lk = b.shape_of(node.inputs[0])[-2], b.shape_of(node.inputs[1])[-2]
