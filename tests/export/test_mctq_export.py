@@ -29,7 +29,7 @@ pytest.importorskip(
     "onnxruntime_extensions", reason="mct_quantizers' onnxruntime ops need it (test extra)"
 )
 
-from _models import CNN  # noqa: E402
+from _export_models import CNN  # noqa: E402
 
 import jq.core  # noqa: E402
 import jq.exporter  # noqa: E402

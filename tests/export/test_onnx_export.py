@@ -19,7 +19,7 @@ jq_torch = pytest.importorskip("jq_torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from _models import CNN  # noqa: E402
+from _export_models import CNN  # noqa: E402
 
 import jq.core  # noqa: E402
 import jq.exporter  # noqa: E402
