@@ -1,8 +1,9 @@
 """Quantize one small conv net with its calibration batches split over 1, 2 and 4 devices.
 
 Run by ``tests/ptq/test_sharded.py`` in a fresh process with 4 forced CPU devices (the device
-count is fixed when JAX starts); prints one JSON line: for each case, each quantized param's
-bytes (hex) per device count, and the biases (bias correction) as floats.
+count is fixed when JAX starts), as ``sharded_child.py [full]``; prints one JSON line: for each
+case, each quantized param's bytes (hex) per device count, and the biases (bias correction) as
+floats.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def run(method: str, compat: bool, mesh, batches) -> dict:
     return out
 
 
-def searches_equal(mesh) -> dict[str, bool]:
-    """The batched kernel and activation searches split over ``mesh`` equal one device's."""
+def searches_equal(mesh, compat: bool) -> dict[str, bool]:
+    """The batched kernel and activation searches split over ``mesh`` equal one device's
+    (``compat``: in MCT-compat mode)."""
     rng = np.random.default_rng(2)
     shapes = [(16, 3, 3, 3), (16, 16, 3, 3), (32, 16, 3, 3), (10, 20), (7, 3, 3, 3)]
     ts = [rng.normal(size=s).astype(np.float32) for s in shapes]
@@ -84,13 +86,13 @@ def searches_equal(mesh) -> dict[str, bool]:
         return all(np.array_equal(np.asarray(u), np.asarray(v)) for u, v in pairs)
 
     out = {}
-    for method, error, compat in (("symmetric", "mse", False), ("uniform", "mae", True)):
+    for method, error in (("symmetric", "mse"), ("uniform", "mae")):
         kw = dict(method=method, error_method=error, mct_compat=compat)
         one = jq.weights_qparams_batch(ts, **kw)
         out[f"weights {method} {error} {compat}"] = same(
             one, jq.weights_qparams_batch(ts, mesh=mesh, **kw)
         )
-    for method, error, compat in (("power_of_two", "mse", False), ("symmetric", "kl", True)):
+    for method, error in (("power_of_two", "mse"), ("symmetric", "kl")):
         kw = dict(method=method, error_method=error, mct_compat=compat)
         one = jq.activation_qparams_batch(bins, counts, **kw)
         out[f"activations {method} {error} {compat}"] = same(
@@ -99,18 +101,24 @@ def searches_equal(mesh) -> dict[str, bool]:
     return out
 
 
-def main() -> dict:
+def main(full: bool) -> dict:
+    """Default MSE on 1, 2 and 4 devices and the edge cases; with ``full`` (``make test-all``)
+    HMSE and compat mode on 1 and 4 devices and the compat searches instead."""
     rng = np.random.default_rng(1)
     data = rng.normal(size=(24, 3, 8, 8)).astype(np.float32)
     by8 = [data[i : i + 8] for i in range(0, 24, 8)]
     by12 = [data[:12], data[12:]]
     meshes = {n: Mesh(np.asarray(jax.devices()[:n]), ("batch",)) for n in (2, 4)}
-    res: dict = {}
+    res: dict = {"searches": searches_equal(meshes[4], compat=full)}
     for name, (method, compat) in CASES.items():
+        if (name == "mse") == full:
+            continue
         res[name] = {"1": run(method, compat, False, by8)}
         for n, mesh in meshes.items():
             if n == 4 or name == "mse":
                 res[name][str(n)] = run(method, compat, mesh, by8)
+    if full:
+        return res
     res["mse"]["1 by12"] = run("mse", False, False, by12)
     try:
         run("mse", False, meshes[4], [data[:6]])
@@ -118,12 +126,11 @@ def main() -> dict:
         res["indivisible"] = str(e)
     res["auto_indivisible"] = run("mse", False, None, [data[:6], data[6:12]])
     res["auto_1"] = run("mse", False, False, [data[:6], data[6:12]])
-    res["searches"] = searches_equal(meshes[4])
     return res
 
 
 if __name__ == "__main__":
     # Before JAX starts its CPU backend (at the first device use, not at import).
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
-    print(json.dumps(main()))
+    print(json.dumps(main(full=sys.argv[1:] == ["full"])))
     sys.stdout.flush()
