@@ -138,21 +138,20 @@ def quantize_graph(
     total, clock = StageClock(), StageClock()
     st = settings(core_config, target_platform, fn)
     shards = _shards(mesh, st)
+    local = search_mesh(shards)
     if not isinstance(graph, Graph):
         raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
     data = _open(representative_data_gen, fn, len(graph.inputs))
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
-    with KernelSearches(
-        prep, st, clock, search_mesh(shards)
-    ) as searches:  # kernel searches start in a thread
+    with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards)
             prep = without_masks(prep, stats)
         with _stage(clock, "weights"):
             kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
     with _stage(clock, "activations"):
-        acts = select_activations(prep, stats, st, search_mesh(shards))
+        acts = select_activations(prep, stats, st, local)
     mix = Mix(kernels, acts, {})
     if (st.act_auto and acts.searched) or (st.w_auto and prep.kernel_names):
         with _stage(clock, "auto"):
