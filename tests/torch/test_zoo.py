@@ -31,6 +31,11 @@ VISION = [
     ("vit_b_16", 224, 1, True),
 ]
 HEAVY_EAGER = [v for v in VISION if not v[3]]
+# Converted in `make test-all` only (15-25 s each on 2 cores, and vit_b_16 / efficientnet_b0 are
+# converted again by the slow export zoo); `make test` keeps a residual, a depthwise, a fire and
+# a grouped-conv net.
+SLOW_JIT = ("mobilenet_v3_small", "efficientnet_b0", "convnext_tiny", "vit_b_16")
+QUICK = [v for v in VISION if v[0] not in SLOW_JIT]
 
 
 def _check_vision(name, size, batch, eager):
@@ -41,9 +46,15 @@ def _check_vision(name, size, batch, eager):
     assert result["scale"] > 1e-2, result  # a meaningful comparison
 
 
-@pytest.mark.parametrize("name,size,batch,eager", VISION, ids=[v[0] for v in VISION])
+@pytest.mark.parametrize("name,size,batch,eager", QUICK, ids=[v[0] for v in QUICK])
 def test_torchvision(name, size, batch, eager):
     _check_vision(name, size, batch, eager)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW_JIT)
+def test_torchvision_heavy(name):
+    _check_vision(*next(v for v in VISION if v[0] == name))
 
 
 @pytest.mark.slow
