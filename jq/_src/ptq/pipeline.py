@@ -29,6 +29,8 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+from jax.sharding import Mesh
+
 from ..graph.graph import Graph
 from ..report.quant_info import QuantizationInfo
 from ..runtime.cache import ensure_compilation_cache
@@ -106,10 +108,9 @@ def quantize_graph(
         or tuple with one array per graph input (MCT's convention) or a single array. Batches
         may differ in batch size only. A front end that has opened the data already passes
         its ``CalibrationData``.
-      core_config: :class:`jq.core.CoreConfig` (default: MCT's defaults).
-      target_platform: :class:`jq.core.TargetPlatform` (default: MCT's default platform).
-      graph_for: returns the float graph for other input shapes (graphs converted from torch
-        bake the batch size into reshapes). Default: ``graph`` for any shape.
+      core_config, target_platform: :class:`jq.core.CoreConfig`, :class:`jq.core.TargetPlatform`
+        (default: MCT's defaults and its default platform).
+      graph_for: the float graph for other input shapes (default: ``graph`` for any shape).
       mesh: jq only: the devices each batch is split over (README: "Calibrating on many
         devices"): a ``jax.sharding.Mesh``, ``None`` (all, if several) or ``False`` (one).
       fn: the name used in error messages.
@@ -137,11 +138,8 @@ def quantize_graph(
     ensure_compilation_cache()
     total, clock = StageClock(), StageClock()
     st = settings(core_config, target_platform, fn)
-    shards = _shards(mesh, st)
-    local = search_mesh(shards)
-    if not isinstance(graph, Graph):
-        raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
-    data = _open(representative_data_gen, fn, len(graph.inputs))
+    shards, local = _shards(mesh, st)
+    data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
@@ -168,27 +166,39 @@ def quantize_graph(
     timings = {**clock.timings, **total.timings}
     n = len(retained.batches)
     info = make_info(prep, st, mix, built, sqnr, stats, n_retained=n, timings=timings)
-    rebased = functools.partial(_rebased, built.graph, prep) if graph_for is not None else None
+    return _result(prep, built, info, graph_for is not None)
+
+
+def _result(prep: Prepared, built, info: QuantizationInfo, rebase: bool) -> PTQResult:
+    """The :class:`PTQResult`; with ``rebase``, its ``graph_for`` for other input shapes."""
+    rebased = functools.partial(_rebased, built.graph, prep) if rebase else None
     return PTQResult(built.graph, built.params, info, prep.graph, prep.params, rebased)
 
 
-def _open(representative_data_gen, fn: str, n_inputs: int) -> CalibrationData:
-    """:func:`open_calibration_data`; in a job of several processes a failure here reaches the
-    others (waiting at the statistics pass's first step) too."""
+def _check_graph(graph: Any, fn: str) -> Graph:
+    if not isinstance(graph, Graph):
+        raise TypeError(f"{fn}: graph must be a jq Graph, got {type(graph).__name__}")
+    return graph
+
+
+def _open(graph: Graph, representative_data_gen, fn: str) -> CalibrationData:
+    """:func:`open_calibration_data` for ``graph``'s inputs; in a job of several processes a
+    failure here reaches the others (waiting at the statistics pass's first step) too."""
     try:
-        return open_calibration_data(representative_data_gen, fn, n_inputs)
+        return open_calibration_data(representative_data_gen, fn, len(graph.inputs))
     except Exception as err:
         report_failure(err)
         raise
 
 
-def _shards(mesh: Any, st: Settings) -> Shards | None:
-    """The devices of ``mesh`` (see ``shard``), refusing the options that a job of several
-    processes cannot run."""
+def _shards(mesh: Any, st: Settings) -> tuple[Shards | None, Mesh | None]:
+    """The calibration devices of ``mesh`` and this process's devices for the searches (see
+    ``shard``), refusing the options that a job of several processes cannot run."""
     hmse = st.qc.weights_error_method is ErrorMethod.HMSE
     options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": hmse}
     check_single_process_options([o for o, on in options.items() if on], st.fn)
-    return resolve_mesh(mesh, st.fn)
+    shards = resolve_mesh(mesh, st.fn)
+    return shards, search_mesh(shards)
 
 
 def _statistics(prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None):
