@@ -13,6 +13,8 @@ torch is imported here and only here; ``import jq`` never imports it.
 
 from . import (
     _aten,  # noqa: F401  (fills the converter table)
+    _aten_index,  # noqa: F401  (masks, indexing, windows, upsampling)
+    _index_twins,  # noqa: F401  (torch twins of where, index, roll, resize, arange)
     _lax_ops,  # noqa: F401  (torch twins of the ops jq.from_jax emits)
 )
 from ._convert import ConvertContext as ConvertContext

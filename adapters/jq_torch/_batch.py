@@ -14,10 +14,14 @@ eval mode, so repeating the sample changes no value.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import os
 import re
 import traceback
+import warnings
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -44,11 +48,32 @@ def dynamic_example(args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] 
     return args
 
 
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """Silence torch.export's warning about plain tensor attributes a forward assigns (caches
+    such as timm LeViT's ``attention_bias_cache``): the traced graph recomputes them from the
+    parameters, so the warning is no concern of the user's (and ``-W error`` must not fail)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*were assigned during export")
+        yield
+
+
 def export_dynamic(model: torch.nn.Module, args: tuple[torch.Tensor, ...]):
     """``torch.export.export`` with one symbolic size on axis 0 of every input (raises what
     export raises)."""
     batch = torch.export.Dim("batch")
-    return torch.export.export(model, args, dynamic_shapes=tuple({0: batch} for _ in args))
+    specs: Any = tuple({0: batch} for _ in args)
+    try:
+        bound = inspect.signature(model.forward).bind(*args).arguments
+    except (TypeError, ValueError):
+        bound = {}
+    if any(isinstance(v, tuple) for v in bound.values()):  # forward(self, *xs): by name
+        specs = {
+            k: tuple({0: batch} for _ in v) if isinstance(v, tuple) else {0: batch}
+            for k, v in bound.items()
+        }
+    with quiet_export():
+        return torch.export.export(model, args, dynamic_shapes=specs)
 
 
 class _GuardFrames(logging.Handler):

@@ -32,7 +32,15 @@ from torch import fx
 
 from jq import Graph, Node, apply
 
-from ._batch import SymSize, dynamic_example, export_dynamic, hint, pin_reason, symbolic_axes
+from ._batch import (
+    SymSize,
+    dynamic_example,
+    export_dynamic,
+    hint,
+    pin_reason,
+    quiet_export,
+    symbolic_axes,
+)
 from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
 
 Converter = Callable[..., Any]
@@ -49,6 +57,22 @@ _HINTS = {
     "aten.max_pool2d_with_indices.default": "pooling indices are not supported; use "
     "return_indices=False",
 }
+
+
+# Ops whose value depends on their first argument's shape and dtype only: with static shapes
+# they are evaluated at conversion even when that argument is computed from the inputs.
+_SHAPE_ONLY = frozenset(
+    {
+        torch.ops.aten.new_zeros,
+        torch.ops.aten.new_ones,
+        torch.ops.aten.new_full,
+        torch.ops.aten.new_empty,
+        torch.ops.aten.zeros_like,
+        torch.ops.aten.ones_like,
+        torch.ops.aten.full_like,
+        torch.ops.aten.empty_like,
+    }
+)
 
 
 class Unconvertible(Exception):
@@ -281,13 +305,21 @@ class ConvertContext:
 
     def _fold(self, node: fx.Node) -> bool:
         """Evaluate ``node`` now if it reads only parameters and constants (e.g. a mask built
-        with ``torch.ones(...).tril()``, or ``self.w.t()``)."""
+        with ``torch.ones(...).tril()``, or ``self.w.t()``), or only the static shape of
+        values computed from the inputs (``x.new_zeros(h, w)``: Swin's window mask)."""
+        packet = getattr(node.target, "overloadpacket", node.target)
+        shape_only = packet in _SHAPE_ONLY
 
         def const(a: fx.Node) -> Any:
             c = self._const(a)
-            if c is None:
-                raise _Skip
-            return c[0]
+            if c is not None:
+                return c[0]
+            val = a.meta.get("val")
+            if shape_only and a is node.args[0] and isinstance(val, torch.Tensor):
+                if symbolic_axes(val) or symbolic_axes(node.meta["val"]):
+                    raise _Skip
+                return torch.zeros(val.shape, dtype=val.dtype)  # only its shape and dtype count
+            raise _Skip
 
         try:
             args = fx.node.map_arg(node.args, const)
@@ -366,7 +398,8 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
 
     name = type(model).__name__
     try:
-        ep = torch.export.export(model, args)
+        with quiet_export():
+            ep = torch.export.export(model, args)
     except Exception as e:
         reason = "\n".join(str(e).strip().splitlines()[:12])
         if isinstance(e, GuardOnDataDependentSymNode) or "data-dependent" in str(e):
