@@ -21,9 +21,10 @@ same rounding as MCT's ``kernel[i, i, h, w] += 1``.
 
 MCT collapses over the edges of its graph in node order, again after each collapse, with the
 merged node appended at the end (``linear_collapsing_substitute``): chains of 1x1 convs merge
-in MCT's order and get MCT's names (``a_b_collapsed_c_collapsed``). jq matches graph values,
-so a node read twice or a graph output is never collapsed away (the graph has no reused
-modules to skip: a module called twice converts to two nodes).
+in MCT's order and get MCT's names (``a_b_collapsed_c_d_collapsed_collapsed``; MCT names a
+conv that absorbed a batch norm ``conv_bn``, jq keeps ``conv``). A node read twice or
+a graph output is never collapsed away. MCT also skips a module called twice (a reused
+node); a jq graph holds such a module as two nodes, each collapsed on its own.
 
 Where MCT 2.6.1 cannot run, jq collapses exactly instead (both modes; nothing to keep parity
 with): a first conv with a non-square kernel (MCT's identity probe pads the wrong axes and
