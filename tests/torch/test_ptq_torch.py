@@ -187,3 +187,90 @@ def test_compat_export_equals_mcts_exported_model(snc):
     with torch.no_grad():
         for x in xs + [xs[0][:3]]:  # and another batch size
             np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
+
+
+class _CollapseNet(torch.nn.Module):
+    """Both collapsing patterns and one MCT refuses: conv -> bn -> 1x1 conv (linear, after
+    folding), conv(x) + x (residual), x + (conv -> 1x1 conv) (linear, then residual) and a
+    strided conv -> 1x1 conv (left alone)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.b1, self.c2 = (
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.Conv2d(8, 8, 1),
+        )
+        self.c3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.c4, self.c5 = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.Conv2d(8, 8, 1)
+        self.c6, self.c7 = nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.c2(self.b1(self.c1(x))))
+        x = torch.relu(self.c3(x) + x)
+        x = torch.relu(x + self.c5(self.c4(x)))
+        return self.fc(torch.flatten(self.c7(self.c6(x)), 1))
+
+
+@pytest.mark.parametrize("collapse", [True, False])
+def test_compat_collapsing_equals_mct(collapse):
+    """With the collapsing flags on (MCT's defaults) or off, compat mode quantizes the same
+    layers as MCT, under MCT's names, with the same thresholds (kernels per channel,
+    activations), and the exported module's outputs equal those of MCT's, bit for bit."""
+    mct = pytest.importorskip("model_compression_toolkit")
+    torch.manual_seed(0)
+    model = _CollapseNet().eval()
+    with torch.no_grad():
+        model.b1.running_mean.uniform_(-0.3, 0.3)
+        model.b1.running_var.uniform_(0.5, 2.0)
+    xs = [torch.randn(8, 3, 8, 8) for _ in range(3)]
+
+    def gen():
+        return ([x] for x in xs)
+
+    flags = dict(linear_collapsing=collapse, residual_collapsing=collapse)
+    qc = jq.core.QuantizationConfig(mct_compat=True, **flags)
+    cfg = jq.core.CoreConfig(quantization_config=qc, progress=False)
+    ours, info = jq.ptq.pytorch_post_training_quantization(model, gen, core_config=cfg)
+    mq = mct.core.QuantizationConfig(**flags)
+    theirs, _ = mct.ptq.pytorch_post_training_quantization(
+        model, gen, core_config=mct.core.CoreConfig(quantization_config=mq)
+    )
+
+    # MCT renames a conv it folds a batch norm into ("c1" -> "c1_bn"); jq keeps the name.
+    def mct_name(name):
+        return "c1_bn" + name[2:] if name.startswith("c1") else name
+
+    kernels = {
+        n: m.weights_quantizers["weight"]
+        for n, m in theirs.named_modules()
+        if type(m).__name__ == "PytorchQuantizationWrapper"
+    }
+    holders = {
+        n.removesuffix("_activation_holder_quantizer"): m.activation_holder_quantizer
+        for n, m in theirs.named_modules()
+        if hasattr(m, "activation_holder_quantizer")
+    }
+    collapsed = ["c1_c2_collapsed", "c3_add_collapsed", "c4_c5_collapsed_add_1_collapsed"]
+    plain = ["c1", "c2", "c3", "c4", "c5"]
+    mine = [li.name for li in info.layers if li.kind == "weights"]
+    assert mine == (collapsed if collapse else plain) + ["c6", "c7", "fc"]
+    assert sorted(mct_name(n) for n in mine) == sorted(kernels)
+    for li in info.layers:
+        if li.kind == "weights":
+            want = np.asarray(kernels[mct_name(li.name)].threshold_np, np.float64).ravel()
+            np.testing.assert_array_equal(li.threshold, want)
+        else:
+            q = holders[mct_name(li.name)]
+            assert (q.num_bits, q.signed, float(q.threshold_np)) == (
+                li.n_bits,
+                li.signed,
+                li.threshold,
+            )
+    acts = {li.name for li in info.layers if li.kind == "activation"}
+    assert len(acts) == len(holders) and ("c4" in acts) != collapse  # no quantizer inside
+    with torch.no_grad():
+        for x in xs:
+            np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())

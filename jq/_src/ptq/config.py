@@ -115,8 +115,11 @@ class QuantizationConfig:
       z_threshold: z-score outlier filter of activation histograms (``inf`` = off), > 0.
       min_threshold: floor of every threshold, > 0.
       l_p_value: ``p`` of the LP error method, >= 1.
-      linear_collapsing, residual_collapsing: MCT graph rewrites; accepted, not applied (no
-        effect on graphs without consecutive linear layers or ``conv(x) + x``).
+      linear_collapsing, residual_collapsing: MCT's graph rewrites after batch-norm folding,
+        in both modes (``jq/_src/ptq/collapse.py``): a 2-D conv read only by a 1x1 conv
+        becomes one conv (stride 1, no groups, no more kernel scalars), then ``conv(x) + x``
+        becomes the conv with 1 on its kernel's centre taps; one kernel quantized, no
+        quantizer between. ``False`` leaves those patterns as they are.
       shift_negative_ratio: SNC trigger ratio (> 0).
       shift_negative_threshold_recalculation, shift_negative_params_search,
       concat_threshold_update, activation_bias_correction: not implemented; must be False.

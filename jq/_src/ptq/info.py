@@ -107,6 +107,7 @@ def _notes(
     qc = st.qc
     notes = [
         f"batch norms folded: {len(prep.folded)}",
+        _collapse_note(prep, st),
         f"layer+activation fused (no quantizer between): {len(prep.plan.fused)}",
         f"bias correction: {built.n_corrected} layers"
         if qc.weights_bias_correction
@@ -139,6 +140,22 @@ def _notes(
     if st.compat and not prep.folded and any(n.op == "batch_norm" for n in prep.graph.nodes):
         notes.append("batch norms left unfolded (no preceding conv with a single reader)")
     return notes
+
+
+def _collapse_note(prep: Prepared, st: Settings) -> str:
+    """``"linear and residual collapsing: 2: c1 + c2 -> c1_c2_collapsed, ..."`` (or off)."""
+    qc = st.qc
+    kinds = [
+        k
+        for k, on in (("linear", qc.linear_collapsing), ("residual", qc.residual_collapsing))
+        if on
+    ]
+    if not kinds:
+        return "collapsing: off"
+    done = ", ".join(f"{a} + {b} -> {c.name}" for c in prep.collapsed for a, b in (c.sources,))
+    return f"{' and '.join(kinds)} collapsing: {len(prep.collapsed)}" + (
+        f": {done}" if done else ""
+    )
 
 
 def _config(st: Settings) -> dict:

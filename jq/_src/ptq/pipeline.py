@@ -8,7 +8,8 @@ records in its own module:
 pass                   function                          record out
 =====================  ===============================  ===================================
 open the data          ``data.open_calibration_data``   ``CalibrationData``
-prepare                ``prepare.prepare``              ``Prepared`` (folded, planned)
+rewrite (in prepare)   ``prepare.float_rewrites``       ``Rewritten`` (folded, collapsed)
+prepare                ``prepare.prepare``              ``Prepared`` (rewritten, planned)
 statistics             ``calibrate.stats_step``         ``Statistics`` + ``Retained``
 select kernels         ``searches.select_kernels``      ``KernelChoice``
 select activations     ``searches.select_activations``  ``ActChoice``
@@ -66,8 +67,8 @@ class PTQResult(NamedTuple):
       graph: the quantized graph (``fake_quant`` nodes after quantized values).
       params: its params (fake-quantized kernels, corrected biases, quantizer ranges).
       info: :class:`QuantizationInfo`.
-      float_graph, float_params: the float graph after batch-norm folding (the reference the
-        SQNR figures compare against).
+      float_graph, float_params: the float graph after batch-norm folding and collapsing (the
+        reference the SQNR figures compare against).
       graph_for: the quantized graph for other input shapes (``graph`` rebased on the folded
         float graph for those shapes; see :func:`rebase_graph`).
     """

@@ -1,9 +1,10 @@
-"""The first PTQ pass: check the settings, fold batch norms, plan the quantizers.
+"""The first PTQ pass: check the settings, rewrite the float graph, plan the quantizers.
 
-:func:`settings` checks the configuration once; :func:`prepare` folds the float graph, traces
-it abstractly on the first batch's shapes (which values are floats) and places the quantizers
-(:func:`plan_quantization`). :class:`FloatGraphs` gives the folded float graph for any input
-shapes, the one place where graphs for new shapes are made.
+:func:`settings` checks the configuration once; :func:`prepare` rewrites the float graph as
+MCT does before statistics (:func:`float_rewrites`: batch-norm folding, then linear and
+residual collapsing), traces it abstractly on the first batch's shapes (which values are
+floats) and places the quantizers (:func:`plan_quantization`). :class:`FloatGraphs` gives the
+rewritten float graph for any input shapes, the one place where graphs for new shapes are made.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
 from ..select.enums import AutoErrorMethod, ErrorMethod
+from .collapse import Collapse, collapse_linear, collapse_residual
 from .config import CoreConfig, QuantizationConfig, TargetPlatform
 from .data import CalibrationData, Shapes, check_shapes
 from .fold import fold_batch_norm
@@ -79,8 +81,37 @@ def settings(
     return Settings(core_config.quantization_config, tp, fn, core_config.progress)
 
 
+class Rewritten(NamedTuple):
+    """The float graph after the pre-statistics rewrites.
+
+    Attributes:
+      graph, params: the rewritten graph and its params.
+      folded: names of the batch norms folded.
+      collapsed: the linear and residual collapses made, in order.
+    """
+
+    graph: Graph
+    params: dict
+    folded: tuple[str, ...]
+    collapsed: tuple[Collapse, ...]
+
+
+def float_rewrites(graph: Graph, params, qc: QuantizationConfig) -> Rewritten:
+    """MCT 2.6.1's pre-statistics rewrites in its order (``get_finalized_graph``): batch-norm
+    folding (also into ``linear`` outside compat mode), then linear collapsing, then residual
+    collapsing (each on when its ``qc`` flag is, in both modes)."""
+    graph, params, folded = fold_batch_norm(graph, params, include_linear=not qc.mct_compat)
+    collapsed: tuple[Collapse, ...] = ()
+    if qc.linear_collapsing:
+        graph, params, collapsed = collapse_linear(graph, params, mct_compat=qc.mct_compat)
+    if qc.residual_collapsing:
+        graph, params, done = collapse_residual(graph, params)
+        collapsed += done
+    return Rewritten(graph, params, folded, collapsed)
+
+
 class FloatGraphs:
-    """The folded float graph for each tuple of input shapes (built once per shapes).
+    """The rewritten float graph for each tuple of input shapes (built once per shapes).
 
     A graph serves the shapes its ``input_shapes`` accept (``-1``: a dynamic batch axis, as
     ``jq_torch.from_torch`` records where the model allows it). ``graph_for(shapes)``, when
@@ -92,19 +123,18 @@ class FloatGraphs:
         graph: Graph,
         params,
         *,
-        compat: bool,
+        qc: QuantizationConfig,
         graph_for: Callable[[Shapes], Graph] | None,
         first_shapes: Shapes,
         fn: str,
     ) -> None:
         self._params = params
-        self._compat = compat
+        self._qc = qc
         self._graph_for = graph_for
         self._source = graph
         self._fn = fn
-        self.graph, self.params, self.folded = fold_batch_norm(
-            graph, params, include_linear=not compat
-        )
+        self.rewritten = float_rewrites(graph, params, qc)
+        self.graph, self.params = self.rewritten.graph, self.rewritten.params
         self.first_shapes = first_shapes
         self._cache: dict[Shapes, Graph] = {first_shapes: self.graph}
 
@@ -123,21 +153,21 @@ class FloatGraphs:
                     f"{source.input_shapes}{why}; give every batch the same shape"
                 )
             return self.graph
-        g = self._graph_for(shapes)
-        return fold_batch_norm(g, self._params, include_linear=not self._compat)[0]
+        return float_rewrites(self._graph_for(shapes), self._params, self._qc).graph
 
 
 class Prepared(NamedTuple):
-    """The float model, folded, with its quantizers planned.
+    """The float model, rewritten (folded, collapsed), with its quantizers planned.
 
     Attributes:
-      graph, params: the float graph after batch-norm folding and its params.
+      graph, params: the float graph after the rewrites (:func:`float_rewrites`), its params.
       folded: names of the batch norms folded.
       plan: where the quantizers go (:class:`jq._src.ptq.placement.Plan`).
       nodes: ``{name: Node}`` of ``graph``.
       float_values: names of the float-valued inputs and nodes.
       mean_specs: ``((layer, (input value, channel axis)), ...)`` for bias correction.
-      graphs: the folded float graph for any input shapes (:class:`FloatGraphs`).
+      graphs: the rewritten float graph for any input shapes (:class:`FloatGraphs`).
+      collapsed: the linear and residual collapses made (:mod:`jq._src.ptq.collapse`).
     """
 
     graph: Graph
@@ -148,6 +178,7 @@ class Prepared(NamedTuple):
     float_values: frozenset[str]
     mean_specs: tuple[tuple[str, tuple[str, int]], ...]
     graphs: FloatGraphs
+    collapsed: tuple[Collapse, ...] = ()
 
     @property
     def kernel_names(self) -> list[str]:
@@ -174,7 +205,7 @@ def prepare(
     st: Settings,
     graph_for: Callable[[Shapes], Graph] | None = None,
 ) -> Prepared:
-    """Fold batch norms and plan the quantizers of ``graph`` (see :class:`Prepared`).
+    """Rewrite ``graph`` (fold, collapse) and plan its quantizers (see :class:`Prepared`).
 
     Raises:
       ValueError: the first batch does not fit the graph's inputs, or the model does not run
@@ -189,7 +220,7 @@ def prepare(
     if graph.input_shapes:
         check_shapes(data.first, graph.input_shapes, 0, fn)
     graphs = FloatGraphs(
-        graph, params, compat=st.compat, graph_for=graph_for, first_shapes=data.shapes, fn=fn
+        graph, params, qc=st.qc, graph_for=graph_for, first_shapes=data.shapes, fn=fn
     )
     fgraph, fparams = graphs.graph, graphs.params
     float_values = _float_values(fgraph, fparams, data, fn)
@@ -202,8 +233,9 @@ def prepare(
         mean_specs = tuple(
             (k, (nodes[k].inputs[0], -1 if nodes[k].op == "linear" else 1)) for k, _ in plan.kernels
         )
+    rw = graphs.rewritten
     return Prepared(
-        fgraph, fparams, tuple(graphs.folded), plan, nodes, float_values, mean_specs, graphs
+        fgraph, fparams, rw.folded, plan, nodes, float_values, mean_specs, graphs, rw.collapsed
     )
 
 
