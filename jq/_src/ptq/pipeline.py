@@ -9,6 +9,7 @@ pass                   function                          record out
 =====================  ===============================  ===================================
 open the data          ``data.open_calibration_data``   ``CalibrationData``
 prepare                ``prepare.prepare``              ``Prepared`` (folded, planned)
+steer                  ``steering.steer``               ``Settings`` per node, ``Prepared``
 statistics             ``calibrate.stats_step``         ``Statistics`` + ``Retained``
 select kernels         ``searches.select_kernels``      ``KernelChoice``
 select activations     ``searches.select_activations``  ``ActChoice``
@@ -55,6 +56,7 @@ from .shard import (
     search_mesh,
 )
 from .sqnr import SQNR_BATCHES, check_finite, measure_sqnr
+from .steering import steer
 
 AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
 
@@ -142,6 +144,7 @@ def quantize_graph(
     data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
+        st, prep = steer(st, prep)  # per-layer settings on the graph's node names
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards)
@@ -151,7 +154,7 @@ def quantize_graph(
     with _stage(clock, "activations"):
         acts = select_activations(prep, stats, st, local)
     mix = Mix(kernels, acts, {})
-    if (st.act_auto and acts.searched) or (st.w_auto and prep.kernel_names):
+    if acts.auto or kernels.auto:
         with _stage(clock, "auto"):
             mix = choose_per_layer(prep, stats, kernels, acts, data, st)
     with _stage(clock, "build"):
@@ -194,8 +197,7 @@ def _open(graph: Graph, representative_data_gen, fn: str) -> CalibrationData:
 def _shards(mesh: Any, st: Settings) -> tuple[Shards | None, Mesh | None]:
     """The calibration devices of ``mesh`` and this process's devices for the searches (see
     ``shard``), refusing the options that a job of several processes cannot run."""
-    hmse = st.qc.weights_error_method is ErrorMethod.HMSE
-    options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": hmse}
+    options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": st.w_hmse}
     check_single_process_options([o for o, on in options.items() if on], st.fn)
     shards = resolve_mesh(mesh, st.fn)
     return shards, search_mesh(shards)
