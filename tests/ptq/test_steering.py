@@ -250,6 +250,21 @@ def test_mct_filters_select_as_mct_names_them():
 
     assert hit(ne.NodeNameFilter("layer2.conv")) == ["layer2.conv"]
     assert hit(ne.NodeNameFilter("layer2_conv")) == ["layer2.conv"]  # MCT's spelling
+    # MCT renames a conv that absorbed a batch norm "<conv>_bn"; the pipeline passes aliases.
+    g, rule = (
+        _net()[0],
+        _editor(ne.EditRule(ne.NodeNameFilter("layer1_conv_bn"), _weights(weights_n_bits=4))),
+    )
+    qc, tp = rule.quantization_config, jq.core.TargetPlatform()
+    aliases = {"layer1.conv_bn": "layer1.conv"}
+    s = _st.resolve(rule.rules, g, plan_quantization(g), qc=qc, tp=tp, aliases=aliases)
+    assert s.kernels["layer1.conv"].n_bits == 4
+    assert _st.spellings("layer1.conv", aliases) == (
+        "layer1.conv",
+        "layer1_conv",
+        "layer1.conv_bn",
+        "layer1_conv_bn",
+    )
     assert hit(ne.NodeNameScopeFilter("layer")) == ["layer1.conv", "layer2.conv"]
     assert hit(ne.NodeTypeFilter(Conv2d)) == ["layer1.conv", "layer2.conv"]
     assert hit(ne.NodeTypeFilter("linear")) == ["fc"]  # a jq op name

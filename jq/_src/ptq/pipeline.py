@@ -144,7 +144,7 @@ def quantize_graph(
     data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
-        st, prep = steer(st, prep)  # per-layer settings on the graph's node names
+        st, prep = steer(st, prep, graph)  # per-layer settings on the graph's node names
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards)

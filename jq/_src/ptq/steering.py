@@ -187,26 +187,37 @@ class Selector(NamedTuple):
     ops: frozenset[str] = frozenset()
     parts: tuple[Selector, ...] = ()
 
-    def matches(self, name: str, op: str) -> bool:
-        """Whether node ``name`` (op ``op``) is selected. MCT's names (``NodeNameFilter``,
-        ``NodeNameScopeFilter``) match jq's name or its MCT spelling (``.`` as ``_``: MCT
-        names ``layer1.0.conv1`` ``layer1_0_conv1``)."""
+    def matches(self, names: tuple[str, ...], op: str) -> bool:
+        """Whether a node is selected: ``names`` is its jq name, then its other spellings
+        (see :func:`spellings`), ``op`` its op. A glob matches the jq name; MCT's filters
+        (``NodeNameFilter``, ``NodeNameScopeFilter``) any spelling."""
         k = self.kind
         if k == "glob":
-            return fnmatch.fnmatchcase(name, self.text)
+            return fnmatch.fnmatchcase(names[0], self.text)
         if k == "name":
-            return self.text in (name, _mct_name(name))
+            return self.text in names
         if k == "scope":
-            return self.text in name or self.text in _mct_name(name)
+            return any(self.text in n for n in names)
         if k == "ops":
             return op in self.ops
         if k == "and":
-            return all(p.matches(name, op) for p in self.parts)
+            return all(p.matches(names, op) for p in self.parts)
         if k == "or":
-            return any(p.matches(name, op) for p in self.parts)
+            return any(p.matches(names, op) for p in self.parts)
         if k == "not":
-            return not self.parts[0].matches(name, op)
+            return not self.parts[0].matches(names, op)
         return True  # "any"
+
+
+def spellings(name: str, aliases: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Node ``name`` as jq prints it, then as MCT does: ``.`` as ``_`` (MCT names
+    ``layer1.0.conv1`` ``layer1_0_conv1``) and any ``aliases`` pointing at it (MCT renames a
+    conv that absorbed a batch norm ``<conv>_bn``)."""
+    out = [name, _mct_name(name)]
+    for a, n in (aliases or {}).items():
+        if n == name:
+            out += [a, _mct_name(a)]
+    return tuple(dict.fromkeys(out))
 
 
 def _mct_name(name: str) -> str:
@@ -613,6 +624,7 @@ def resolve(
     qc: Any,
     tp: Any,
     compat: bool = False,
+    aliases: Mapping[str, str] | None = None,
     fn: str = "jq",
 ) -> Steering:
     """Every quantizer's settings on ``graph`` (batch norms folded) after ``rules``.
@@ -623,6 +635,7 @@ def resolve(
       plan: its quantizer placement.
       qc, tp: the global ``QuantizationConfig`` and ``TargetPlatform``.
       compat: MCT's order for ``ChangeFinal*`` bit widths (see :class:`KernelConfig`).
+      aliases: ``{other name: node name}`` MCT's filters match too (:func:`spellings`).
       fn: the entry point's name, for messages.
 
     Returns:
@@ -632,7 +645,8 @@ def resolve(
       ValueError: a rule that matches no node (naming the closest names), or only nodes
         without the quantizer its fields set.
     """
-    nodes = [(i, "input") for i in graph.inputs] + [(n.name, n.op) for n in graph.nodes]
+    named = [(i, "input") for i in graph.inputs] + [(n.name, n.op) for n in graph.nodes]
+    nodes = [(spellings(n, aliases), op) for n, op in named]
     has = {_WEIGHTS: {k for k, _ in plan.kernels}, _ACTIVATION: set(plan.activations)}
     cand: dict[str, NodeOverride] = {}
     final: dict[str, NodeOverride] = {}
@@ -707,7 +721,11 @@ def _act(base: ActConfig, o: NodeOverride | None, f: NodeOverride | None) -> Act
 
 
 def _matched(
-    r: Rule, nodes: list[tuple[str, str]], has: dict[str, set[str]], plan: Plan, fn: str
+    r: Rule,
+    nodes: list[tuple[tuple[str, ...], str]],
+    has: dict[str, set[str]],
+    plan: Plan,
+    fn: str,
 ) -> list[str]:
     """The nodes ``r`` applies to: those it selects that have a quantizer its fields set.
 
@@ -715,7 +733,7 @@ def _matched(
       ValueError: it selects no node, or, for a kind of field it sets, no node with that
         quantizer.
     """
-    sel = [n for n, op in nodes if r.selector.matches(n, op)]
+    sel = [names[0] for names, op in nodes if r.selector.matches(names, op)]
     if not sel:
         raise ValueError(
             f"{fn}: {r.source} matches no node of the model; {_closest(r.selector, nodes)} "
@@ -742,12 +760,12 @@ def _why_none(kind: str, sel: list[str], has: dict[str, set[str]], plan: Plan) -
     return " (shape ops, max-pool and constants carry no quantizer of their own)"
 
 
-def _closest(s: Selector, nodes: list[tuple[str, str]]) -> str:
-    names = [n for n, _ in nodes]
+def _closest(s: Selector, nodes: list[tuple[tuple[str, ...], str]]) -> str:
+    names = [n[0] for n, _ in nodes]
     if s.kind == "ops":
         return f"the model's ops: {', '.join(sorted({op for _, op in nodes}))}"
     if s.kind in ("glob", "name", "scope"):
-        by_spelling = {_mct_name(n): n for n in names} | {n: n for n in names}
+        by_spelling = {a: n[0] for n, _ in nodes for a in n}
         key = s.text.replace("*", "").replace("?", "") if s.kind == "glob" else s.text
         close = difflib.get_close_matches(key, list(by_spelling), n=5, cutoff=0.3)
         close = list(dict.fromkeys(by_spelling[c] for c in close))
@@ -756,8 +774,17 @@ def _closest(s: Selector, nodes: list[tuple[str, str]]) -> str:
     return f"its names: {', '.join(map(repr, names[:8]))}{', ...' if len(names) > 8 else ''}"
 
 
-def steer(st: Any, prep: Any) -> tuple[Any, Any]:
+def steer(st: Any, prep: Any, source: Graph) -> tuple[Any, Any]:
     """The pipeline's steering pass: ``Settings`` with the rules resolved on ``prep``'s graph
-    (``Settings.steering``) and ``Prepared`` with the steered plan."""
-    s = resolve(st.rules, prep.graph, prep.plan, qc=st.qc, tp=st.tp, compat=st.compat, fn=st.fn)
+    (``Settings.steering``) and ``Prepared`` with the steered plan. ``source`` is the graph
+    before batch-norm folding: MCT's filters also know a conv that absorbed batch norm ``bn``
+    by MCT's name for it, ``<conv>_bn``."""
+    aliases = {}
+    for n in source.nodes:
+        if n.name in prep.folded and n.inputs:
+            aliases[n.inputs[0] + "_bn"] = n.inputs[0]
+    s = resolve(
+        st.rules, prep.graph, prep.plan, qc=st.qc, tp=st.tp, compat=st.compat,
+        aliases=aliases, fn=st.fn,
+    )  # fmt: skip
     return st._replace(steering=s), prep._replace(plan=s.plan)
