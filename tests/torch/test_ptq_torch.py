@@ -221,6 +221,19 @@ def _editor_rules(mct, ne):
         ne.EditRule(
             filter=ne.NodeNameFilter("c1_bn"), action=weights(weights_per_channel_threshold=False)
         ),
+        ne.EditRule(
+            filter=ne.NodeNameFilter("c3"),
+            action=ne.ChangeCandidatesActivationQuantizationMethod(MQ.SYMMETRIC),
+        ),
+        # After the search: MCT quantizes at 6 bits with the parameters searched at 8.
+        ne.EditRule(
+            filter=ne.NodeNameFilter("fc"),
+            action=ne.ChangeFinalActivationQuantConfigAttr(activation_n_bits=6),
+        ),
+        ne.EditRule(
+            filter=ne.NodeNameFilter("fc"),
+            action=ne.ChangeFinalWeightsQuantConfigAttr(attr_name="weight", weights_n_bits=6),
+        ),
     ]
 
 
@@ -229,8 +242,9 @@ def test_compat_network_editor_and_bit_widths_equal_mcts():
     mode: equal bit widths and thresholds on every edited (and unedited) quantizer, and the
     exported module computes what MCT's model computes, bit for bit. Edits: a kernel at 4 bits
     with MAE, an activation at 4 bits with NOCLIPPING, the linear kernel power-of-two (by
-    type), GELU's activation KL (by scope), a per-tensor kernel, a 2-bit kernel by
-    BitWidthConfig; shift-negative correction stays on (a1, into c2)."""
+    type), GELU's activation KL (by scope), a per-tensor kernel (by MCT's name for a conv with
+    a folded batch norm), a symmetric activation, 6-bit final quantizers on fc, a 2-bit kernel
+    by BitWidthConfig; shift-negative correction stays on (a1, into c2)."""
     mct = pytest.importorskip("model_compression_toolkit")
     ne = mct.core.network_editor
     torch.manual_seed(0)
@@ -256,7 +270,7 @@ def test_compat_network_editor_and_bit_widths_equal_mcts():
     )
     ours, info = jq.ptq.pytorch_post_training_quantization(model, gen, core_config=cfg)
     mods = dict(theirs.named_modules())
-    expect = {"c1": (8, False), "c2": (4, True), "c3": (2, True), "fc": (8, True)}
+    expect = {"c1": (8, False), "c2": (4, True), "c3": (2, True), "fc": (6, True)}
     for li in info.layers:
         if li.kind == "weights":
             q = (mods.get(li.name) or mods[li.name + "_bn"]).weights_quantizers["weight"]
@@ -274,14 +288,17 @@ def test_compat_network_editor_and_bit_widths_equal_mcts():
         elif li.op != "input":
             name = "avg_pool2d" if li.name == "avg_pool" else li.name
             q = mods[name + "_activation_holder_quantizer"].activation_holder_quantizer
-            assert (q.num_bits, q.signed, float(q.threshold_np)) == (
+            # float32 thresholds: jq keeps a symmetric threshold as the float32 it quantizes
+            # with, MCT the float64 before it (both quantize in float32).
+            assert (q.num_bits, q.signed, np.float32(q.threshold_np)) == (
                 li.n_bits,
                 li.signed,
-                li.threshold,
+                np.float32(li.threshold),
             ), li.name
     assert info.layer("fc", "weights").method == "power_of_two"
     assert (info.layer("a2").n_bits, info.layer("a2").error_method) == (4, "noclipping")
     assert info.layer("a3").error_method == "kl" and info.layer("a1").n_bits == 16
+    assert (info.layer("c3").method, info.layer("fc").n_bits) == ("symmetric", 6)
     with torch.no_grad():
         for x in xs + [xs[0][:3]]:
             np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
