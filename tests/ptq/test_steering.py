@@ -124,7 +124,7 @@ def test_later_rules_win_field_by_field():
     core = jq.core.CoreConfig(
         overrides={
             "*": {"activation_n_bits": 6, "activation_error_method": "mae"},
-            "fc": {"activation_n_bits": 8},
+            "fc": jq.core.NodeOverride(activation_n_bits=8),  # the record, as a mapping's value
             "layer*.conv": {"weights_error_method": "lp", "weights_n_bits": 5},
             "layer2.conv": {"weights_n_bits": 3},
         }

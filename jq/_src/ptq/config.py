@@ -252,7 +252,8 @@ class CoreConfig:
         ``ChangeCandidatesWeightsQuantizationMethod``. Others are refused, naming why.
       overrides: jq only: ``{pattern: {field: value}}``; ``pattern`` is a node name as
         ``QuantizationInfo.layers`` and the report print it, or a glob (``"layer2.*"``);
-        fields are those of ``jq._src.ptq.steering.NodeOverride`` (``weights_error_method``,
+        fields (a mapping, or a :class:`jq.core.NodeOverride`) are ``NodeOverride``'s
+        (``weights_error_method``,
         ``weights_n_bits``, ``weights_quantization_method``, ``weights_per_channel_threshold``,
         ``enable_weights_quantization``, ``activation_error_method``, ``activation_n_bits``,
         ``activation_quantization_method``, ``enable_activation_quantization``).
@@ -273,7 +274,7 @@ class CoreConfig:
       >>> try:
       ...     jq.core.CoreConfig(overrides={"fc": {"weight_n_bits": 4}})
       ... except ValueError as e:
-      ...     print(str(e)[:71])
+      ...     print(str(e)[:72])
       CoreConfig: overrides['fc']: unknown field 'weight_n_bits' (did you mean
     """
 

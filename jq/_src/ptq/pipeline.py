@@ -111,7 +111,9 @@ def quantize_graph(
         may differ in batch size only. A front end that has opened the data already passes
         its ``CalibrationData``.
       core_config, target_platform: :class:`jq.core.CoreConfig`, :class:`jq.core.TargetPlatform`
-        (default: MCT's defaults and its default platform).
+        (default: MCT's defaults and its default platform). The core config's per-layer rules
+        (``overrides``, MCT's ``debug_config`` / ``bit_width_config``) select nodes by the names
+        of ``graph`` (README: "Steering single layers").
       graph_for: the float graph for other input shapes (default: ``graph`` for any shape).
       mesh: jq only: the devices each batch is split over (README: "Calibrating on many
         devices"): a ``jax.sharding.Mesh``, ``None`` (all, if several) or ``False`` (one).
@@ -121,7 +123,8 @@ def quantize_graph(
       :class:`PTQResult` ``(graph, params, info, float_graph, float_params, graph_for)``.
 
     Raises:
-      TypeError / ValueError: bad config or mesh, a data generator that yields nothing,
+      TypeError / ValueError: bad config or mesh, a per-layer rule that matches no node (the
+      message names the closest names), a data generator that yields nothing,
       batches of the wrong number, shape or dtype, NaN/inf data or activations, a quantized
       model with non-finite values. Nothing is returned on error.
 

@@ -146,15 +146,21 @@ class NodeOverride:
 
 
 def node_override(fields: Mapping[str, Any], where: str) -> NodeOverride:
-    """A :class:`NodeOverride` from a mapping of field names (jq's ``overrides`` values).
+    """A :class:`NodeOverride` from a mapping of field names (jq's ``overrides`` values), or
+    the :class:`NodeOverride` given.
 
     Raises:
       TypeError: ``fields`` is not a mapping; ValueError: an unknown or no field name, or a bad
         value (``where`` names the entry).
     """
+    if isinstance(fields, NodeOverride):
+        if not fields.set_fields():
+            raise ValueError(f"{where}: sets no field; the fields are {', '.join(_FIELDS)}")
+        return fields
     if not isinstance(fields, Mapping):
         raise TypeError(
-            f"{where}: must be a mapping of field names to values, got {type(fields).__name__}"
+            f"{where}: must be a mapping of field names to values or a NodeOverride, got "
+            f"{type(fields).__name__}"
         )
     unknown = [k for k in fields if k not in _FIELDS]
     if unknown:
