@@ -678,11 +678,14 @@ def resolve(
     return Steering(kernels, acts, steered, tuple(notes))
 
 
-def _fields_text(o: NodeOverride) -> str:
+def _fields_text(o: NodeOverride, kind: str | None = None) -> str:
+    """The fields ``o`` sets (of ``kind`` only, if given), as ``name=value``."""
+
     def text(v: Any) -> str:
         return v.value if isinstance(v, (ErrorMethod, AutoErrorMethod, QuantizationMethod)) else v
 
-    return ", ".join(f"{k}={text(v)}" for k, v in o.set_fields().items())
+    items = [(k, v) for k, v in o.set_fields().items() if kind in (None, _FIELDS[k][0])]
+    return ", ".join(f"{k}={text(v)}" for k, v in items)
 
 
 def _enabled(cand: dict, final: dict, name: str, field: str) -> bool:
@@ -749,7 +752,8 @@ def _matched(
     for kind in sorted(kinds):
         if not any(n in has[kind] for n in sel):
             raise ValueError(
-                f"{fn}: {r.source} sets {kind} fields ({_fields_text(r.override)}) but none of "
+                f"{fn}: {r.source} sets {kind} fields ({_fields_text(r.override, kind)}) but "
+                "none of "
                 f"the nodes it matches has a{'n' if kind == _ACTIVATION else ''} {kind} "
                 f"quantizer: {', '.join(sel[:5])}{_why_none(kind, sel, has, plan)}"
             )
