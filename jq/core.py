@@ -12,6 +12,7 @@ Examples:
 from ._src.ptq.config import CoreConfig as CoreConfig
 from ._src.ptq.config import QuantizationConfig as QuantizationConfig
 from ._src.ptq.config import TargetPlatform as TargetPlatform
+from ._src.ptq.steering import NodeOverride as NodeOverride
 from ._src.report.quant_info import LayerInfo as LayerInfo
 from ._src.report.quant_info import QuantizationInfo as QuantizationInfo
 from ._src.select.enums import QuantizationErrorMethod as QuantizationErrorMethod
@@ -20,6 +21,7 @@ from ._src.select.enums import QuantizationMethod as QuantizationMethod
 __all__ = [
     "CoreConfig",
     "LayerInfo",
+    "NodeOverride",
     "QuantizationConfig",
     "QuantizationErrorMethod",
     "QuantizationInfo",

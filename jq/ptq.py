@@ -70,7 +70,9 @@ def pytorch_post_training_quantization(
       representative_data_gen: a callable returning an iterable of batches, each a list with
         one tensor (or array) per model input; batches may differ in batch size only.
       target_resource_utilization: must be None (jq has no mixed precision).
-      core_config: :class:`jq.core.CoreConfig` (MCT's defaults when omitted).
+      core_config: :class:`jq.core.CoreConfig` (MCT's defaults when omitted); per-layer
+        settings in MCT's form (``debug_config``'s network editor, ``bit_width_config``) or
+        jq's (``overrides``), on the node names ``quantization_info.layers`` prints.
       target_platform_capabilities: None (MCT's default platform: 8-bit symmetric per-channel
         kernels, 8-bit power-of-two activations), a :class:`jq.core.TargetPlatform`, or an MCT
         ``TargetPlatformCapabilities``.

@@ -234,3 +234,35 @@ def test_import_jq_exporter_imports_neither_torch_nor_onnx():
     code = "import sys, jq, jq.exporter; print([m for m in ('torch', 'onnx') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_steered_layers_export_with_their_own_bit_widths(tmp_path):
+    """Per-layer settings reach the files: a 4-bit kernel is an int8 initializer within
+    [-8, 7], a kernel steered off stays float, a 6-bit and a 16-bit activation get their grids
+    (the 16-bit one int16, opset 21); FAKELY_QUANT equals the module exactly."""
+    torch.manual_seed(0)
+    overrides = {
+        "conv2": {"weights_n_bits": 4},
+        "relu_1": {"activation_n_bits": 6},
+        "fc": {"enable_weights_quantization": False, "activation_n_bits": 16},
+    }
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.rand(8, 1, 8, 8, generator=g) * 2 - 0.5 for _ in range(3)]
+
+    def data():
+        return ([b] for b in batches)
+
+    core = jq.core.CoreConfig(progress=False, overrides=overrides)
+    qmodel, info = jq.ptq.pytorch_post_training_quantization(CNN().eval(), data, core_config=core)
+    bits = {(q.name, q.kind): q.n_bits for q in qmodel.quant_layers}
+    assert bits[("conv2", "weights")] == 4 and ("fc", "weights") not in bits
+    assert (bits[("relu_1", "activation")], bits[("fc", "activation")]) == (6, 16)
+    path = _export(qmodel, data, tmp_path / "int8.onnx", FMT.INT8, onnx_opset_version=21)
+    ints = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    w = ints["conv2.weight.int"]
+    assert w.dtype == np.int8 and w.min() >= -8 and w.max() <= 7
+    assert "fc.weight.int" not in ints and ints["fc.act_quant.zero_point"].dtype == np.int16
+    path = _export(qmodel, data, tmp_path / "fq.onnx", FMT.FAKELY_QUANT, onnx_opset_version=21)
+    x = torch.rand(7, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        np.testing.assert_array_equal(_run(_session(path), x), qmodel(x).numpy())

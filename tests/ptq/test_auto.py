@@ -7,6 +7,7 @@ the normalised error curves, and one property: the chosen method's SQNR is the m
 from __future__ import annotations
 
 import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import jq
 from jq import ErrorMethod, Graph, Node
 from jq._src.ptq import auto as _auto
+from jq._src.ptq.auto_select import AUTO_MARGIN_DB, check_note, keep_option
 from jq._src.select.quantizers import affine_grid, threshold_range
 
 
@@ -345,7 +347,8 @@ def test_pipeline_auto_matches_the_chosen_single_method():
 @pytest.mark.parametrize("kind", ["weights", "activation"])
 def test_pipeline_auto_output_sqnr_at_least_every_single_method(kind):
     """The per-layer choice is checked against each method applied to every layer (model output
-    SQNR on the kept calibration batches): AUTO is never worse than the best single method."""
+    SQNR on the kept calibration batches): AUTO is never worse than the best single method by
+    more than the check's margin."""
     from jq.ptq import quantize_graph
 
     g, p, xs = _mlp(1)
@@ -362,5 +365,103 @@ def test_pipeline_auto_output_sqnr_at_least_every_single_method(kind):
     assert len(note) == 1 and "per layer" in note[0]
     for m in _auto.candidate_methods(kind):
         single = run(m.value).info.output_sqnr_db
-        assert auto.info.output_sqnr_db >= single - 1e-9, (m, auto.info.output_sqnr_db, single)
+        # A single method replaces the mix only past the margin: AUTO is within it of each.
+        floor = single - AUTO_MARGIN_DB - 1e-9
+        assert auto.info.output_sqnr_db >= floor, (m, auto.info.output_sqnr_db, single)
         assert f"{kind if kind == 'weights' else 'activations'} {m.value} " in note[0]
+
+
+def test_keep_option_replaces_the_mix_only_past_the_margin():
+    assert AUTO_MARGIN_DB == 0.1
+    assert keep_option([47.13]) == 0
+    assert keep_option([47.13, 47.13, 47.13 + AUTO_MARGIN_DB]) == 0  # not more than the margin
+    assert keep_option([47.13, 47.00, 47.25, 47.30]) == 3  # the best of those past it
+    assert keep_option([47.13, 47.30, 47.30]) == 1  # equal ones: the first
+    assert keep_option([float("nan"), 47.0]) == 1 and keep_option([47.0, float("nan")]) == 0
+    assert keep_option([10.0, 10.05], margin_db=0.0) == 1
+    note = check_note(
+        ["per layer", "weights mse", "weights hmse"], [47.1304, 47.1296, 47.1901], 0, 4
+    )
+    assert note == (
+        "auto: model output SQNR on 4 calibration batches: per layer 47.130 dB, weights mse "
+        "47.130 dB (-0.001), weights hmse 47.190 dB (+0.060); kept per layer (no single method "
+        "beats it by more than 0.1 dB)"
+    )
+    note = check_note(["per layer", "weights kl"], [45.43, 45.98], 1, 4)
+    assert note.endswith("kept weights kl (+0.550 dB over per layer, more than the 0.1 dB margin)")
+
+
+CONV3 = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
+
+
+def _issue14_net(seed):
+    """Issue 14's case: conv + BN + SiLU, depthwise conv + ReLU, mean pool, linear; 4 batches
+    of 8 at 32x32 (PyTorch's default init: uniform in +-1/sqrt(fan_in))."""
+    r = np.random.default_rng(seed)
+
+    def u(shape, fan):
+        return (r.uniform(-1, 1, shape) / np.sqrt(fan)).astype(np.float32)
+
+    nodes = (
+        Node("conv", "conv", ("x",), CONV3),
+        Node("bn", "batch_norm", ("conv",), {"eps": 1e-5}),
+        Node("act", "silu", ("bn",)),
+        Node("dw", "conv", ("act",), {**CONV3, "groups": 16}),
+        Node("relu", "relu", ("dw",)),
+        Node("pool", "mean", ("relu",), {"axis": (2, 3), "keepdims": False}),
+        Node("fc", "linear", ("pool",)),
+    )
+    g = Graph(("x",), nodes, ("fc",), input_shapes=[(-1, 3, 32, 32)])
+    p = {
+        "conv": {"weight": u((16, 3, 3, 3), 27), "bias": u(16, 27)},
+        "bn": {
+            "weight": r.uniform(0.5, 1.5, 16).astype(np.float32),
+            "bias": r.normal(0, 0.2, 16).astype(np.float32),
+            "running_mean": r.normal(0, 0.3, 16).astype(np.float32),
+            "running_var": r.uniform(0.5, 2, 16).astype(np.float32),
+        },
+        "dw": {"weight": u((16, 1, 3, 3), 9), "bias": u(16, 9)},
+        "fc": {"weight": u((10, 16), 16), "bias": u(10, 16)},
+    }
+    xs = [r.standard_normal((8, 3, 32, 32)).astype(np.float32) for _ in range(4)]
+    return g, p, xs
+
+
+def _weights_auto(g, p, xs):
+    from jq.ptq import quantize_graph
+
+    qc = jq.core.QuantizationConfig(weights_error_method="auto")
+    cfg = jq.core.CoreConfig(quantization_config=qc, progress=False)
+    return quantize_graph(g, p, lambda: ([x] for x in xs), core_config=cfg).info
+
+
+@pytest.mark.slow  # about 40 s on 2 loaded cores, nearly all of it compiling 6 x 3 searches
+def test_auto_check_follows_the_per_layer_evidence_unless_beaten_past_the_margin():
+    """Issue 14's net. Seed 4: the whole-model figures tie (per layer 46.20 dB, uniform
+    noclipping 46.23 dB, every other option lower), so the per-layer choice stands: MSE, which
+    has the best layer-output SQNR on all three kernels (NOCLIPPING's is 1.5-4 dB lower on
+    each). Before the margin the check kept NOCLIPPING on every kernel for that 0.03 dB,
+    printed with 2 decimals. Seed 0: uniform NOCLIPPING beats the mix (MSE) by about 0.55 dB,
+    past the margin, so the check replaces it; the per-layer choice stays on record."""
+    info = _weights_auto(*_issue14_net(4))
+    kernels = [li for li in info.layers if li.kind == "weights"]
+    assert [li.name for li in kernels] == ["conv", "dw", "fc"]
+    for li in kernels:
+        db = li.analysis["sqnr_db"]
+        best = max(db, key=db.get)
+        assert li.error_method == li.analysis["chosen"] == li.analysis["per_layer"] == best, li
+        assert best == "mse" and db["mse"] > db["noclipping"] + 1.0
+    (note,) = [n for n in info.notes if n.startswith("auto: model output SQNR")]
+    assert "kept per layer (no single method beats it by more than 0.1 dB)" in note
+    figures = dict(re.findall(r"(per layer|weights \w+) (-?\d+\.\d{3}) dB", note))
+    assert len(figures) == 7  # the mix and 6 methods, with 3 decimals
+    gains = [float(v) - float(figures["per layer"]) for v in figures.values()]
+    assert 0 < max(gains) <= AUTO_MARGIN_DB  # a uniform method is ahead, within the margin
+
+    info = _weights_auto(*_issue14_net(0))
+    for li in info.layers:
+        if li.kind == "weights":
+            assert li.error_method == li.analysis["chosen"] == "noclipping"
+            assert li.analysis["per_layer"] == "mse"
+    (note,) = [n for n in info.notes if n.startswith("auto: model output SQNR")]
+    assert "kept weights noclipping (+0.5" in note and "more than the 0.1 dB margin" in note

@@ -159,6 +159,22 @@ def test_report_markdown_summary(tmp_path):
     assert "Chosen per layer:" in md and "27.50" in md
 
 
+def test_report_names_the_per_layer_choice_the_check_replaced(tmp_path):
+    """AUTO's whole-model check kept another method than the layer's own best: both show."""
+    info = _info(n_act=1, n_w=1)
+    an = info["layers"][0]["analysis"]
+    own = an["chosen"]
+    other = next(m for m in an["methods"] if m != own)
+    an["per_layer"], an["chosen"] = own, other
+    info["layers"][1]["analysis"]["per_layer"] = info["layers"][1]["analysis"]["chosen"]
+    html_path, md_path = report(info, tmp_path / "r.html")
+    page = Path(html_path).read_text(encoding="utf-8")
+    md = Path(md_path).read_text(encoding="utf-8")
+    for text in (page, md):
+        assert f"{other} (per layer: {own})" in text
+        assert text.count("(per layer:") == (2 if text is page else 1)  # row + section / row
+
+
 def test_report_accepts_json_path_and_cli(tmp_path):
     info = _info(n_act=2, n_w=1)
     p = tmp_path / "info.json"

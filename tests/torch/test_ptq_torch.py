@@ -106,9 +106,9 @@ def test_bad_input_and_unsupported_layer(model, batches):
 
     class Cum(torch.nn.Module):
         def forward(self, x):
-            return torch.cumsum(x, 1)
+            return torch.erfinv(x)
 
-    with pytest.raises(jq_torch.UnsupportedOpError, match="cumsum"):
+    with pytest.raises(jq_torch.UnsupportedOpError, match="erfinv"):
         fn(Cum().eval(), lambda: iter([[batches[0]]]), core_config=QUIET)
 
 
@@ -186,6 +186,121 @@ def test_compat_export_equals_mcts_exported_model(snc):
             )
     with torch.no_grad():
         for x in xs + [xs[0][:3]]:  # and another batch size
+            np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
+
+
+def _editor_rules(mct, ne):
+    """One edit of each kind jq applies, on _SNCNet's nodes (MCT's names equal jq's here)."""
+    from mct_quantizers import QuantizationMethod as MQ
+
+    em = mct.core.QuantizationErrorMethod
+
+    def weights(**kw):
+        return ne.ChangeCandidatesWeightsQuantConfigAttr(attr_name="weight", **kw)
+
+    return [
+        ne.EditRule(
+            filter=ne.NodeNameFilter("c2"),
+            action=weights(weights_n_bits=4, weights_error_method=em.MAE),
+        ),
+        ne.EditRule(
+            filter=ne.NodeNameFilter("a2"),
+            action=ne.ChangeCandidatesActivationQuantConfigAttr(
+                activation_n_bits=4, activation_error_method=em.NOCLIPPING
+            ),
+        ),
+        ne.EditRule(
+            filter=ne.NodeTypeFilter(torch.nn.Linear),
+            action=ne.ChangeCandidatesWeightsQuantizationMethod("weight", MQ.POWER_OF_TWO),
+        ),
+        ne.EditRule(
+            filter=ne.NodeNameScopeFilter("a3"),
+            action=ne.ChangeCandidatesActivationQuantConfigAttr(activation_error_method=em.KL),
+        ),
+        # MCT names a conv that absorbed a batch norm "<conv>_bn" (jq: "c1", as the report).
+        ne.EditRule(
+            filter=ne.NodeNameFilter("c1_bn"), action=weights(weights_per_channel_threshold=False)
+        ),
+        ne.EditRule(
+            filter=ne.NodeNameFilter("c3"),
+            action=ne.ChangeCandidatesActivationQuantizationMethod(MQ.SYMMETRIC),
+        ),
+        # After the search: MCT quantizes at 6 bits with the parameters searched at 8.
+        ne.EditRule(
+            filter=ne.NodeNameFilter("fc"),
+            action=ne.ChangeFinalActivationQuantConfigAttr(activation_n_bits=6),
+        ),
+        ne.EditRule(
+            filter=ne.NodeNameFilter("fc"),
+            action=ne.ChangeFinalWeightsQuantConfigAttr(attr_name="weight", weights_n_bits=6),
+        ),
+    ]
+
+
+def test_compat_network_editor_and_bit_widths_equal_mcts():
+    """The same DebugConfig network editor and BitWidthConfig on MCT's PTQ and on jq's compat
+    mode: equal bit widths and thresholds on every edited (and unedited) quantizer, and the
+    exported module computes what MCT's model computes, bit for bit. Edits: a kernel at 4 bits
+    with MAE, an activation at 4 bits with NOCLIPPING, the linear kernel power-of-two (by
+    type), GELU's activation KL (by scope), a per-tensor kernel (by MCT's name for a conv with
+    a folded batch norm), a symmetric activation, 6-bit final quantizers on fc, a 2-bit kernel
+    by BitWidthConfig; shift-negative correction stays on (a1, into c2)."""
+    mct = pytest.importorskip("model_compression_toolkit")
+    ne = mct.core.network_editor
+    torch.manual_seed(0)
+    model = _SNCNet().eval()
+    xs = [torch.randn(8, 3, 8, 8) * 3 for _ in range(3)]
+
+    def gen():
+        return ([x] for x in xs)
+
+    def configs():  # fresh MCT objects for each library
+        bwc = mct.core.BitWidthConfig()
+        bwc.set_manual_weights_bit_width(ne.NodeNameFilter("c3"), 2, "weight")
+        return mct.core.DebugConfig(network_editor=_editor_rules(mct, ne)), bwc
+
+    debug, bwc = configs()
+    theirs, _ = mct.ptq.pytorch_post_training_quantization(
+        model, gen, core_config=mct.core.CoreConfig(debug_config=debug, bit_width_config=bwc)
+    )
+    debug, bwc = configs()
+    qc = jq.core.QuantizationConfig(mct_compat=True)
+    cfg = jq.core.CoreConfig(
+        quantization_config=qc, debug_config=debug, bit_width_config=bwc, progress=False
+    )
+    ours, info = jq.ptq.pytorch_post_training_quantization(model, gen, core_config=cfg)
+    mods = dict(theirs.named_modules())
+    expect = {"c1": (8, False), "c2": (4, True), "c3": (2, True), "fc": (6, True)}
+    for li in info.layers:
+        if li.kind == "weights":
+            q = (mods.get(li.name) or mods[li.name + "_bn"]).weights_quantizers["weight"]
+            assert (
+                (q.num_bits, bool(q.per_channel))
+                == expect[li.name]
+                == (
+                    li.n_bits,
+                    li.channel_axis is not None,
+                )
+            )
+            np.testing.assert_array_equal(
+                np.ravel(q.threshold_np).astype(np.float32), np.float32(li.threshold)
+            )
+        elif li.op != "input":
+            name = "avg_pool2d" if li.name == "avg_pool" else li.name
+            q = mods[name + "_activation_holder_quantizer"].activation_holder_quantizer
+            # float32 thresholds: jq keeps a symmetric threshold as the float32 it quantizes
+            # with, MCT the float64 before it (both quantize in float32).
+            assert (q.num_bits, q.signed, np.float32(q.threshold_np)) == (
+                li.n_bits,
+                li.signed,
+                np.float32(li.threshold),
+            ), li.name
+    assert info.layer("fc", "weights").method == "power_of_two"
+    assert (info.layer("a2").n_bits, info.layer("a2").error_method) == (4, "noclipping")
+    assert info.layer("a3").error_method == "kl" and info.layer("a1").n_bits == 16
+    assert (info.layer("c3").method, info.layer("fc").n_bits) == ("symmetric", 6)
+    with torch.no_grad():
+        for x in xs + [xs[0][:3]]:
             np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -127,17 +127,27 @@ def _quantize_kernels_jit(ws, qps, *, n_bits: int, uniform: bool):
     return out
 
 
-def quantize_kernels(prep: Prepared, qps: list[QParams], st: Settings) -> list[jax.Array]:
-    """Fake-quantize every kernel in one compiled call, as the deployed quantizer rounds
-    (``jq.fake_quant``; ``torch.fake_quantize_per_channel_affine`` gives the same bits)."""
-    if not prep.kernel_names:
-        return []
-    return _quantize_kernels_jit(
-        [prep.params[k]["weight"] for k in prep.kernel_names],
-        [QParams(qp.threshold, qp.range_min, qp.range_max, True) for qp in qps],
-        n_bits=st.tp.weights_n_bits,
-        uniform=st.tp.weights_quantization_method is QuantizationMethod.UNIFORM,
-    )
+def quantize_kernels(
+    prep: Prepared, names: list[str], qps: list[QParams], st: Settings
+) -> list[jax.Array]:
+    """Fake-quantize the kernels of layers ``names`` with parameters ``qps``, as the deployed
+    quantizer rounds (``jq.fake_quant``; ``torch.fake_quantize_per_channel_affine`` gives the
+    same bits): one compiled call per bit width and grid kind (one call without steering)."""
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for i, k in enumerate(names):
+        cfg = st.kernel(k)
+        groups.setdefault((cfg.n_bits, cfg.method is QuantizationMethod.UNIFORM), []).append(i)
+    out: list[Any] = [None] * len(names)
+    for (n_bits, uniform), idx in groups.items():
+        wqs = _quantize_kernels_jit(
+            [prep.params[names[i]]["weight"] for i in idx],
+            [QParams(qps[i].threshold, qps[i].range_min, qps[i].range_max, True) for i in idx],
+            n_bits=n_bits,
+            uniform=uniform,
+        )
+        for i, wq in zip(idx, wqs, strict=True):
+            out[i] = wq
+    return out
 
 
 def out_channels(op: str, w, groups: int) -> int:
@@ -154,12 +164,12 @@ def build_quantized(
 ) -> Built:
     """The quantized graph and params for kernel parameters ``kernels`` and activation
     parameters ``acts``."""
-    n_act = st.tp.activation_n_bits
+    cfg = {v: st.act(v) for v in prep.plan.activations}
     ranges = {
-        v: act_range(acts[v].qparams, acts[v].entry, n_act, st.tp.activation_quantization_method)
+        v: act_range(acts[v].qparams, acts[v].entry, cfg[v].n_bits, cfg[v].method)
         for v in prep.plan.activations
     }
-    act_bits = dict.fromkeys(prep.plan.activations, n_act)
+    act_bits = {v: cfg[v].n_bits for v in prep.plan.activations}
     shifts: tuple[Shift, ...] = ()
     if st.qc.shift_negative_activation_correction:
         shifts = plan_shifts(
@@ -167,7 +177,7 @@ def build_quantized(
             quantized=set(prep.plan.activations),
             minimum=stats.minimum,
             thresholds={v: r.threshold for v, r in ranges.items()},
-            n_bits=n_act,
+            n_bits=dict(act_bits),
             ratio=st.qc.shift_negative_ratio,
         )
     for sh in shifts:
@@ -180,7 +190,7 @@ def build_quantized(
     qname = {v: names.new(v + ACT_QUANT_SUFFIX) for v in prep.plan.activations}
     for v in prep.plan.activations:
         qparams[qname[v]] = _grid_params(act_grid(ranges[v], act_bits[v]))
-    wiring = _shift_wiring(prep, shifts, qname, qparams, names, n_act)
+    wiring = _shift_wiring(prep, shifts, qname, qparams, names, st)
     return Built(
         _assemble(prep.graph, qname, qparams, wiring),
         qparams,
@@ -216,7 +226,7 @@ def _layer_params(
     for sh in shifts:
         qparams[sh.layer]["bias"] = jnp.asarray(biases[sh.layer])
     n_corrected = 0
-    wqs = quantize_kernels(prep, kernels, st)
+    wqs = quantize_kernels(prep, prep.kernel_names, kernels, st)
     for k, wq in zip(prep.kernel_names, wqs, strict=True):
         qparams[k]["weight"] = wq
         if st.qc.weights_bias_correction:
@@ -252,8 +262,9 @@ class _Wiring(NamedTuple):
     shifts: list[ShiftNodes]
 
 
-def _shift_wiring(prep: Prepared, shifts, qname, qparams, names: _Names, n_act: int) -> _Wiring:
-    """SNC rewiring: value -> quantizer (16 bits) -> add(shift) -> quantizer (unsigned) -> ..."""
+def _shift_wiring(prep: Prepared, shifts, qname, qparams, names: _Names, st: Settings) -> _Wiring:
+    """SNC rewiring: value -> quantizer (16 bits) -> add(shift) -> quantizer (unsigned, the
+    value's own bit width) -> ..."""
     w = _Wiring({}, {}, {}, {}, [])
     for sh in shifts:
         add = names.new(sh.value + "_post_add")
@@ -263,6 +274,7 @@ def _shift_wiring(prep: Prepared, shifts, qname, qparams, names: _Names, n_act: 
             Node(add, "add", (qname[sh.value],), {"scalar": sh.shift}, shape=shape),
             Node(add_q, "fake_quant", (add,), {}, shape=shape),
         ]
+        n_act = st.act(sh.value).n_bits
         qparams[add_q] = _grid_params(act_grid(ActRange(False, sh.threshold, 0.0, 0.0), n_act))
         first = sh.bypass[0] if sh.bypass else sh.layer
         w.swap[(first, qname[sh.value])] = add_q

@@ -26,6 +26,7 @@ from ..select.enums import (
     parse_method,
 )
 from ..select.quantizers import MIN_THRESHOLD
+from .steering import Rule, parse_rules
 
 # Fields accepted only at their MCT default: jq does not implement the feature they switch.
 _UNSUPPORTED = {
@@ -225,24 +226,68 @@ class TargetPlatform:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CoreConfig:
-    """MCT's ``CoreConfig``: holds the :class:`QuantizationConfig`.
+    """MCT's ``CoreConfig``: the :class:`QuantizationConfig` and per-layer steering.
+
+    Per-layer settings (README: "Steering single layers"; ``jq/_src/ptq/steering.py``) come
+    in MCT's form, ``bit_width_config`` and ``debug_config``, or in jq's, ``overrides``. They
+    apply in that order, a later rule winning field by field; every rule is checked here, and
+    against the model's node names when the model is quantized (a rule that matches no node
+    is an error naming the closest names).
 
     Args:
       quantization_config: the :class:`QuantizationConfig` (default: MCT's defaults).
-      mixed_precision_config, bit_width_config, debug_config: MCT fields; jq has no mixed
-        precision, manual bit widths or network editor: each must be None (MCT's "unset"
-        default objects are accepted too).
+      mixed_precision_config: must be None (jq has no mixed precision; MCT's "unset" default
+        object is accepted too).
+      bit_width_config: MCT's ``BitWidthConfig`` with manual activation / kernel bit widths
+        (``set_manual_activation_bit_width(filters, bit_widths)``,
+        ``set_manual_weights_bit_width(filters, bit_widths, "weight")``); any width in 1..16
+        (MCT allows only the platform's candidate widths).
+      debug_config: MCT's ``DebugConfig`` whose ``network_editor`` lists
+        ``EditRule(filter=..., action=...)``: filters ``NodeNameFilter``,
+        ``NodeNameScopeFilter``, ``NodeTypeFilter`` (torch / Keras / Flax layer types, matched
+        by the jq op they become) and their ``&``, ``|``, ``logic_not()``; actions
+        ``ChangeCandidatesActivationQuantConfigAttr`` / ``ChangeFinalActivationQuantConfigAttr``
+        (``activation_error_method``, ``activation_n_bits``, ``quant_mode``),
+        ``ChangeCandidatesWeightsQuantConfigAttr`` / ``ChangeFinalWeightsQuantConfigAttr``
+        (``attr_name="weight"``; ``weights_error_method``, ``weights_n_bits``,
+        ``weights_per_channel_threshold``, ``enable_weights_quantization``),
+        ``ChangeCandidatesActivationQuantizationMethod`` and
+        ``ChangeCandidatesWeightsQuantizationMethod``. Others are refused, naming why.
+      overrides: jq only: ``{pattern: {field: value}}``; ``pattern`` is a node name as
+        ``QuantizationInfo.layers`` and the report print it, or a glob (``"layer2.*"``);
+        fields (a mapping, or a :class:`jq.core.NodeOverride`) are ``NodeOverride``'s
+        (``weights_error_method``,
+        ``weights_n_bits``, ``weights_quantization_method``, ``weights_per_channel_threshold``,
+        ``enable_weights_quantization``, ``activation_error_method``, ``activation_n_bits``,
+        ``activation_quantization_method``, ``enable_activation_quantization``).
       progress: jq only: show tqdm progress bars (statistics, Hessians).
 
+    Attributes:
+      rules: the parsed steering rules, in the order they apply (read only).
+
     Raises:
-      TypeError / ValueError: a field of the wrong type or value.
+      TypeError / ValueError: a field of the wrong type or value, an unknown override field,
+        an MCT filter or action jq does not apply.
+
+    Examples:
+      >>> import jq.core
+      >>> cfg = jq.core.CoreConfig(overrides={"fc": {"weights_n_bits": 4}})
+      >>> [(r.source, r.override.weights_n_bits) for r in cfg.rules]
+      [("overrides['fc']", 4)]
+      >>> try:
+      ...     jq.core.CoreConfig(overrides={"fc": {"weight_n_bits": 4}})
+      ... except ValueError as e:
+      ...     print(str(e)[:72])
+      CoreConfig: overrides['fc']: unknown field 'weight_n_bits' (did you mean
     """
 
     quantization_config: QuantizationConfig = dataclasses.field(default_factory=QuantizationConfig)
     mixed_precision_config: Any = None
     bit_width_config: Any = None
     debug_config: Any = None
+    overrides: Any = None
     progress: bool = True
+    rules: tuple[Rule, ...] = dataclasses.field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         qc = self.quantization_config
@@ -252,13 +297,23 @@ class CoreConfig:
                 f"{type(qc).__module__}.{type(qc).__name__}"
             )
         _check_bool(self, "progress")
-        for name in ("mixed_precision_config", "bit_width_config", "debug_config"):
-            v = getattr(self, name)
-            if v is not None and not _is_unset_mct_object(v):
-                raise ValueError(
-                    f"CoreConfig: {name} is not supported by jq (mixed precision, manual bit "
-                    f"widths and the network editor are not implemented); got {v!r}"
-                )
+        mp = self.mixed_precision_config
+        if mp is not None and not _is_unset_mct_object(mp):
+            raise ValueError(
+                "CoreConfig: mixed_precision_config is not supported by jq (no mixed "
+                f"precision); got {mp!r}"
+            )
+        rules = parse_rules(
+            overrides=self.overrides,
+            debug_config=_unless_unset(self.debug_config),
+            bit_width_config=_unless_unset(self.bit_width_config),
+            activation_error_method=qc.activation_error_method,
+        )
+        object.__setattr__(self, "rules", rules)
+
+
+def _unless_unset(v: Any) -> Any:
+    return None if v is None or _is_unset_mct_object(v) else v
 
 
 def resolve_target_platform(tpc: Any, fn: str = "jq") -> TargetPlatform:

@@ -40,22 +40,23 @@ def make_info(
 
 
 def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: Sqnr):
-    tp, layers = st.tp, []
+    layers = []
     for j, ((k, axis), qp) in enumerate(zip(prep.plan.kernels, mix.kernels.qparams, strict=True)):
         uniform = qp.threshold is None
+        cfg = st.kernel(k)
         layers.append(
             LayerInfo(
                 name=k,
                 kind="weights",
                 op=prep.nodes[k].op,
-                n_bits=tp.weights_n_bits,
-                method=tp.weights_quantization_method.value,
+                n_bits=cfg.n_bits,
+                method=cfg.method.value,
                 error_method=mix.kernels.methods[j],
                 signed=True,
                 threshold=None if uniform else np.asarray(qp.threshold).ravel().tolist(),
                 range_min=np.asarray(qp.range_min).ravel().tolist() if uniform else None,
                 range_max=np.asarray(qp.range_max).ravel().tolist() if uniform else None,
-                channel_axis=axis if tp.weights_per_channel_threshold else None,
+                channel_axis=axis if cfg.per_channel else None,
                 sqnr_db=sqnr.per_pair.get(Pair(k, built.qname.get(k, k))),
                 analysis=mix.analysis.get((k, "weights")),
             )
@@ -64,7 +65,7 @@ def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: S
 
 
 def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: Sqnr):
-    method, layers = st.tp.activation_quantization_method.value, []
+    layers = []
     for v in prep.plan.activations:
         r = built.ranges[v]
         uniform = r.threshold is None
@@ -74,7 +75,7 @@ def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqn
                 kind="activation",
                 op=prep.op_of(v),
                 n_bits=built.act_bits[v],
-                method=method,
+                method=st.act(v).method.value,
                 error_method=mix.acts.quant[v].method,
                 signed=r.signed,
                 threshold=r.threshold,
@@ -85,13 +86,14 @@ def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqn
             )
         )
     for s in built.shifts:
+        cfg = st.act(s.shift.value)
         layers.append(
             LayerInfo(
                 name=s.add,
                 kind="activation",
                 op="add",
-                n_bits=st.tp.activation_n_bits,
-                method=method,
+                n_bits=cfg.n_bits,
+                method=cfg.method.value,
                 error_method=mix.acts.quant[s.shift.value].method,
                 signed=False,
                 threshold=s.shift.threshold,
@@ -134,6 +136,8 @@ def _notes(
             notes.append(f"auto ({kind}): chosen per layer: {tally}")
     if mix.note:
         notes.append(mix.note)
+    if st.steering is not None:
+        notes.extend(st.steering.notes)
     masks = mask_values(stats)
     if masks:
         notes.append(f"mask values left unquantized (range beyond +-2**100): {', '.join(masks)}")

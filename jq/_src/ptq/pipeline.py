@@ -10,6 +10,7 @@ pass                   function                          record out
 open the data          ``data.open_calibration_data``   ``CalibrationData``
 rewrite (in prepare)   ``prepare.float_rewrites``       ``Rewritten`` (folded, collapsed)
 prepare                ``prepare.prepare``              ``Prepared`` (rewritten, planned)
+steer                  ``steering.steer``               ``Settings`` per node, ``Prepared``
 statistics             ``calibrate.stats_step``         ``Statistics`` + ``Retained``
 select kernels         ``searches.select_kernels``      ``KernelChoice``
 select activations     ``searches.select_activations``  ``ActChoice``
@@ -56,6 +57,7 @@ from .shard import (
     search_mesh,
 )
 from .sqnr import SQNR_BATCHES, check_finite, measure_sqnr
+from .steering import steer
 
 AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
 
@@ -110,7 +112,9 @@ def quantize_graph(
         may differ in batch size only. A front end that has opened the data already passes
         its ``CalibrationData``.
       core_config, target_platform: :class:`jq.core.CoreConfig`, :class:`jq.core.TargetPlatform`
-        (default: MCT's defaults and its default platform).
+        (default: MCT's defaults and its default platform). The core config's per-layer rules
+        (``overrides``, MCT's ``debug_config`` / ``bit_width_config``) select nodes by the names
+        of ``graph`` (README: "Steering single layers").
       graph_for: the float graph for other input shapes (default: ``graph`` for any shape).
       mesh: jq only: the devices each batch is split over (README: "Calibrating on many
         devices"): a ``jax.sharding.Mesh``, ``None`` (all, if several) or ``False`` (one).
@@ -120,7 +124,8 @@ def quantize_graph(
       :class:`PTQResult` ``(graph, params, info, float_graph, float_params, graph_for)``.
 
     Raises:
-      TypeError / ValueError: bad config or mesh, a data generator that yields nothing,
+      TypeError / ValueError: bad config or mesh, a per-layer rule that matches no node (the
+      message names the closest names), a data generator that yields nothing,
       batches of the wrong number, shape or dtype, NaN/inf data or activations, a quantized
       model with non-finite values. Nothing is returned on error.
 
@@ -143,6 +148,7 @@ def quantize_graph(
     data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
+        st, prep = steer(st, prep, graph)  # per-layer settings on the graph's node names
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards)
@@ -152,7 +158,7 @@ def quantize_graph(
     with _stage(clock, "activations"):
         acts = select_activations(prep, stats, st, local)
     mix = Mix(kernels, acts, {})
-    if (st.act_auto and acts.searched) or (st.w_auto and prep.kernel_names):
+    if acts.auto or kernels.auto:
         with _stage(clock, "auto"):
             mix = choose_per_layer(prep, stats, kernels, acts, data, st)
     with _stage(clock, "build"):
@@ -195,8 +201,7 @@ def _open(graph: Graph, representative_data_gen, fn: str) -> CalibrationData:
 def _shards(mesh: Any, st: Settings) -> tuple[Shards | None, Mesh | None]:
     """The calibration devices of ``mesh`` and this process's devices for the searches (see
     ``shard``), refusing the options that a job of several processes cannot run."""
-    hmse = st.qc.weights_error_method is ErrorMethod.HMSE
-    options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": hmse}
+    options = {"AUTO": st.act_auto or st.w_auto, "weights_error_method=HMSE": st.w_hmse}
     check_single_process_options([o for o, on in options.items() if on], st.fn)
     shards = resolve_mesh(mesh, st.fn)
     return shards, search_mesh(shards)

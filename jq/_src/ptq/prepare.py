@@ -23,6 +23,14 @@ from .config import CoreConfig, QuantizationConfig, TargetPlatform
 from .data import CalibrationData, Shapes, check_shapes
 from .fold import fold_batch_norm
 from .placement import BOUNDED_OPS, Plan, plan_quantization
+from .steering import (
+    ActConfig,
+    KernelConfig,
+    Rule,
+    Steering,
+    default_act_config,
+    default_kernel_config,
+)
 
 
 class Settings(NamedTuple):
@@ -33,30 +41,62 @@ class Settings(NamedTuple):
       tp: the target platform (bit widths, quantization methods, per-channel kernels).
       fn: the entry point's name, used in error messages.
       progress: show tqdm progress bars.
+      rules: the per-layer steering rules (``CoreConfig.rules``).
+      steering: the rules resolved on the graph (``steering.steer``, after ``prepare``);
+        ``None`` before.
     """
 
     qc: QuantizationConfig
     tp: TargetPlatform
     fn: str
     progress: bool
+    rules: tuple[Rule, ...] = ()
+    steering: Steering | None = None
 
     @property
     def compat(self) -> bool:
         """MCT 2.6.1's numbers exactly (``mct_compat``)."""
         return self.qc.mct_compat
 
+    def kernel(self, name: str) -> KernelConfig:
+        """How kernel ``name`` is quantized (its steering, or the global settings)."""
+        if self.steering is not None and name in self.steering.kernels:
+            return self.steering.kernels[name]
+        return default_kernel_config(self.qc, self.tp)
+
+    def act(self, name: str) -> ActConfig:
+        """How value ``name``'s activation quantizer is set up."""
+        if self.steering is not None and name in self.steering.acts:
+            return self.steering.acts[name]
+        return default_act_config(self.qc, self.tp)
+
+    def _methods(self, kind: str) -> set:
+        """Every error method of ``kind``'s quantizers (before steering is resolved: the
+        global one and every rule's)."""
+        if self.steering is not None:
+            cfgs = self.steering.kernels if kind == "weights" else self.steering.acts
+            return {c.error_method for c in cfgs.values()}
+        field = f"{kind}_error_method"
+        found = {getattr(self.qc, field)}
+        return found | {getattr(r.override, field) for r in self.rules} - {None}
+
     @property
     def act_auto(self) -> bool:
-        return self.qc.activation_error_method is AutoErrorMethod.AUTO
+        return AutoErrorMethod.AUTO in self._methods("activation")
 
     @property
     def w_auto(self) -> bool:
-        return self.qc.weights_error_method is AutoErrorMethod.AUTO
+        return AutoErrorMethod.AUTO in self._methods("weights")
+
+    @property
+    def w_hmse(self) -> bool:
+        """Whether some kernel's error method is HMSE (not counting AUTO's candidate)."""
+        return ErrorMethod.HMSE in self._methods("weights")
 
     @property
     def needs_scores(self) -> bool:
         """Whether kernels need Hessian scores (HMSE, or AUTO's HMSE candidate)."""
-        return self.qc.weights_error_method is ErrorMethod.HMSE or self.w_auto
+        return self.w_hmse or self.w_auto
 
 
 def settings(
@@ -78,7 +118,9 @@ def settings(
             f"{fn}: target_platform must be None or a jq.core.TargetPlatform, got "
             f"{type(tp).__name__}"
         )
-    return Settings(core_config.quantization_config, tp, fn, core_config.progress)
+    return Settings(
+        core_config.quantization_config, tp, fn, core_config.progress, core_config.rules
+    )
 
 
 class Rewritten(NamedTuple):

@@ -38,14 +38,17 @@ class KernelChoice(NamedTuple):
     Attributes:
       qparams: per kernel (``Prepared.kernel_names`` order), the chosen :class:`QParams`.
       methods: per kernel, the chosen error method's name.
-      candidates: per candidate method, every kernel's :class:`QParams` (one entry unless AUTO).
-      method_list: the candidate methods, in preference order.
+      candidates: per AUTO candidate method, each of the ``auto`` kernels' :class:`QParams`
+        (empty without AUTO).
+      method_list: AUTO's candidate methods, in preference order (empty without AUTO).
+      auto: the kernels whose method AUTO chooses (``Prepared.kernel_names`` order).
     """
 
     qparams: list[QParams]
     methods: list[str]
     candidates: list[list[QParams]]
     method_list: tuple[ErrorMethod, ...]
+    auto: tuple[str, ...] = ()
 
 
 class ActQuant(NamedTuple):
@@ -63,41 +66,84 @@ class ActChoice(NamedTuple):
     Attributes:
       quant: ``{value: ActQuant}`` for every quantized value.
       searched: the values whose range was searched (``Prepared.searched``).
-      candidates: per candidate method, the batch :class:`QParams` over ``searched``.
-      method_list: the candidate methods, in preference order.
+      candidates: per AUTO candidate method, each of the ``auto`` values' :class:`ActQuant`.
+      method_list: AUTO's candidate methods, in preference order (empty without AUTO).
+      auto: the searched values whose method AUTO chooses.
     """
 
     quant: dict[str, ActQuant]
     searched: list[str]
-    candidates: list[QParams]
+    candidates: list[list[ActQuant]]
     method_list: tuple[ErrorMethod, ...]
+    auto: tuple[str, ...] = ()
+
+
+class KernelJob(NamedTuple):
+    """One compiled batch search: the kernels ``names`` under one error method and grid.
+
+    Kernels group by (method, bits, quantization method, per-channel), so steered layers are
+    searched in a few batches, and a run without steering in one per method, as before.
+    """
+
+    method: ErrorMethod
+    n_bits: int
+    qmethod: QuantizationMethod
+    per_channel: bool
+    names: tuple[str, ...]
+    return_errors: bool
+
+
+def kernel_jobs(
+    names: list[str], methods_of: dict[str, tuple[ErrorMethod, ...]], st: Settings
+) -> list[KernelJob]:
+    """The batch searches that give every kernel of ``names`` its candidate methods' results
+    (``methods_of[k]``), grouped by method and grid, in method order."""
+    groups: dict[tuple[ErrorMethod, int, QuantizationMethod, bool], list[str]] = {}
+    errors: dict[tuple[ErrorMethod, int, QuantizationMethod, bool], bool] = {}
+    for k in names:
+        cfg = st.kernel(k)
+        for m in methods_of[k]:
+            key = (m, cfg.search_n_bits, cfg.method, cfg.per_channel)
+            groups.setdefault(key, []).append(k)
+            errors[key] = errors.get(key, False) or len(methods_of[k]) > 1
+    return [
+        KernelJob(m, b, q, c, tuple(ks), errors[(m, b, q, c)])
+        for (m, b, q, c), ks in groups.items()
+    ]
 
 
 class KernelSearches:
     """The kernel searches of one PTQ call; those that need no Hessian scores start at once in
-    a thread. Use as a context manager: the thread pool is shut down on exit, error or not."""
+    a thread. Use as a context manager: the thread pool is shut down on exit, error or not.
+
+    Attributes:
+      methods_of: ``{kernel: candidate methods}`` (one, or AUTO's).
+      auto: the AUTO kernels; auto_methods: AUTO's candidates (empty without AUTO).
+      scored: the kernels that need Hessian scores (HMSE among their methods).
+      need_scores: whether any does.
+    """
 
     def __init__(
         self, prep: Prepared, st: Settings, clock: StageClock, mesh: Mesh | None = None
     ) -> None:
         self._prep, self._st, self._clock, self._mesh = prep, st, clock, mesh
         self._main = threading.get_ident()
-        need = bool(prep.kernel_names) and st.needs_scores
-        qc = st.qc
-        self.need_scores = need
-        self.methods = (
-            candidate_methods("weights", hessian=need)
-            if st.w_auto
-            else _single(qc.weights_error_method)
-        )
+        names = prep.kernel_names
+        auto = tuple(k for k in names if st.kernel(k).error_method is AutoErrorMethod.AUTO)
+        self.auto = auto
+        self.auto_methods = candidate_methods("weights", hessian=True) if auto else ()
+        self.methods_of = {
+            k: self.auto_methods if k in auto else _single(st.kernel(k).error_method) for k in names
+        }
+        self.scored = tuple(k for k in names if ErrorMethod.HMSE in self.methods_of[k])
+        self.need_scores = bool(self.scored)
+        self.jobs = kernel_jobs(names, self.methods_of, st)
         self._pool = ThreadPoolExecutor(max_workers=1)
-        self._early: dict[ErrorMethod, Future] = {}
-        if prep.kernel_names:
-            self._early = {
-                m: self._pool.submit(self.search, m)
-                for m in self.methods
-                if m is not ErrorMethod.HMSE
-            }
+        self._early: dict[KernelJob, Future] = {
+            j: self._pool.submit(self.search, j)
+            for j in self.jobs
+            if j.method is not ErrorMethod.HMSE
+        }
 
     def __enter__(self) -> KernelSearches:
         return self
@@ -105,43 +151,44 @@ class KernelSearches:
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def search(self, method: ErrorMethod, hessians=None) -> list[QParams]:
-        """Every kernel's parameters under ``method`` (one compiled batch search)."""
+    def search(self, job: KernelJob, hessians=None) -> list[QParams]:
+        """The parameters of ``job``'s kernels (one compiled batch search)."""
         c0 = compile_seconds()
         try:
-            return self._search(method, hessians)
+            return self._search(job, hessians)
         finally:
             if threading.get_ident() != self._main:  # the early searches' own thread
                 self._clock.add_compile("weights", compile_seconds() - c0)
 
-    def _search(self, method: ErrorMethod, hessians) -> list[QParams]:
-        prep, tp, qc = self._prep, self._st.tp, self._st.qc
+    def _search(self, job: KernelJob, hessians) -> list[QParams]:
+        prep, qc = self._prep, self._st.qc
+        axis = dict(prep.plan.kernels)
         return weights_qparams_batch(
-            [prep.params[k]["weight"] for k in prep.kernel_names],
-            n_bits=tp.weights_n_bits,
-            method=tp.weights_quantization_method,
-            error_method=method,
-            per_channel=tp.weights_per_channel_threshold,
-            channel_axis=[a for _, a in prep.plan.kernels],
+            [prep.params[k]["weight"] for k in job.names],
+            n_bits=job.n_bits,
+            method=job.qmethod,
+            error_method=job.method,
+            per_channel=job.per_channel,
+            channel_axis=[axis[k] for k in job.names],
             p=qc.l_p_value,
-            hessians=hessians,
+            hessians=None if hessians is None else [hessians[k] for k in job.names],
             mct_compat=qc.mct_compat,
             min_threshold=qc.min_threshold,
-            return_errors=self._st.w_auto,
+            return_errors=job.return_errors,
             mesh=self._mesh,
             # One program per model anyway (every group in one compiled call): padding to
             # shared buckets would only add work (measured 20 % on resnet18's kernels).
             _exact_shapes=True,
         )
 
-    def results(self, hessians=None) -> list[list[QParams]]:
-        """Per candidate method, every kernel's parameters (waits for the early searches)."""
-        if not self._prep.kernel_names:
-            return []
-        return [
-            self._early[m].result() if m in self._early else self.search(m, hessians)
-            for m in self.methods
-        ]
+    def results(self, hessians=None) -> dict[tuple[str, ErrorMethod], QParams]:
+        """``{(kernel, method): QParams}`` for every kernel's candidate methods (waits for the
+        early searches; ``hessians``: ``{kernel: scores}`` of the ``scored`` kernels)."""
+        out = {}
+        for j in self.jobs:
+            qps = self._early[j].result() if j in self._early else self.search(j, hessians)
+            out.update({(k, j.method): qp for k, qp in zip(j.names, qps, strict=True)})
+        return out
 
 
 def select_kernels(
@@ -163,55 +210,74 @@ def select_kernels(
 
         shapes = tuple((1,) + tuple(s[1:]) for s in prep.graphs.first_shapes)
         xs = [np.stack(s) for s in retained.samples]  # (S, 1, ...): S samples of batch 1
-        scores = weight_scores(prep.graphs(shapes), prep.params, xs, names, progress=progress)
-        hessians = [scores[k] for k in names]
+        scored = list(searches.scored)
+        hessians = weight_scores(prep.graphs(shapes), prep.params, xs, scored, progress=progress)
         clock.lap("hessian")
-    cands = searches.results(hessians)
-    first = searches.methods[0].value
-    return KernelChoice(cands[0] if cands else [], [first] * len(names), cands, searches.methods)
+    res = searches.results(hessians)
+    first = [searches.methods_of[k][0] for k in names]  # AUTO starts from MSE
+    return KernelChoice(
+        [res[(k, m)] for k, m in zip(names, first, strict=True)],
+        [m.value for m in first],
+        [[res[(k, m)] for k in searches.auto] for m in searches.auto_methods],
+        searches.auto_methods,
+        searches.auto,
+    )
+
+
+def act_jobs(
+    values: list[str], methods_of: dict[str, tuple[ErrorMethod, ...]], st: Settings
+) -> dict[tuple[ErrorMethod, int, QuantizationMethod], list[str]]:
+    """The activation batch searches: ``{(method, bits, quantization method): values}``."""
+    groups: dict[tuple[ErrorMethod, int, QuantizationMethod], list[str]] = {}
+    for v in values:
+        cfg = st.act(v)
+        for m in methods_of[v]:
+            groups.setdefault((m, cfg.search_n_bits, cfg.method), []).append(v)
+    return groups
 
 
 def select_activations(
     prep: Prepared, stats: Statistics, st: Settings, mesh: Mesh | None = None
 ) -> ActChoice:
     """The activation pass: every searched value's range from its histogram, one compiled
-    batch search per candidate method (split over ``mesh``'s devices); bounded ops take their
-    op's range."""
-    tp, qc = st.tp, st.qc
+    batch search per candidate method and grid (split over ``mesh``'s devices); bounded ops
+    take their op's range."""
+    qc = st.qc
     searched = prep.searched
-    methods = (
-        candidate_methods("activation") if st.act_auto else _single(qc.activation_error_method)
-    )
-    cands: list[QParams] = []
-    quant: dict[str, ActQuant] = {}
-    if searched:
-        bins = np.stack([stats.histograms[v][0] for v in searched])
-        counts = np.stack([stats.histograms[v][1] for v in searched])
-        for m in methods:  # AUTO: one compiled batch search per candidate method
-            batch_qp = activation_qparams_batch(
-                bins,
-                counts,
-                n_bits=tp.activation_n_bits,
-                method=tp.activation_quantization_method,
-                error_method=m,
-                p=qc.l_p_value,
-                mct_compat=qc.mct_compat,
-                min_threshold=qc.min_threshold,
-                z_threshold=qc.z_threshold,
-                return_errors=st.act_auto,
-                mesh=mesh,
-            )
-            cands.append(jax.device_get(batch_qp))
-        quant = {v: ActQuant(cands[0], i, methods[0].value) for i, v in enumerate(searched)}
+    auto = tuple(v for v in searched if st.act(v).error_method is AutoErrorMethod.AUTO)
+    auto_methods = candidate_methods("activation") if auto else ()
+    methods_of = {
+        v: auto_methods if v in auto else _single(st.act(v).error_method) for v in searched
+    }
+    found: dict[tuple[str, ErrorMethod], ActQuant] = {}
+    for (m, n_bits, qmethod), values in act_jobs(searched, methods_of, st).items():
+        batch_qp = activation_qparams_batch(
+            np.stack([stats.histograms[v][0] for v in values]),
+            np.stack([stats.histograms[v][1] for v in values]),
+            n_bits=n_bits,
+            method=qmethod,
+            error_method=m,
+            p=qc.l_p_value,
+            mct_compat=qc.mct_compat,
+            min_threshold=qc.min_threshold,
+            z_threshold=qc.z_threshold,
+            return_errors=any(v in auto for v in values),
+            mesh=mesh,
+        )
+        qp = jax.device_get(batch_qp)
+        found.update({(v, m): ActQuant(qp, i, m.value) for i, v in enumerate(values)})
+    quant = {v: found[(v, methods_of[v][0])] for v in searched}
     for v in prep.plan.activations:
         op = prep.op_of(v)
         if op in BOUNDED_OPS:
-            qp = _bounded_qparams(op, tp.activation_quantization_method, qc.min_threshold)
-            quant[v] = ActQuant(qp, 0, "minmax")
-    return ActChoice(quant, searched, cands, methods)
+            quant[v] = ActQuant(
+                _bounded_qparams(op, st.act(v).method, qc.min_threshold), 0, "minmax"
+            )
+    cands = [[found[(v, m)] for v in auto] for m in auto_methods]
+    return ActChoice(quant, searched, cands, auto_methods, auto)
 
 
-def _single(method: ErrorMethod | AutoErrorMethod) -> tuple[ErrorMethod]:
+def _single(method: ErrorMethod | AutoErrorMethod) -> tuple[ErrorMethod, ...]:
     if not isinstance(method, ErrorMethod):  # AUTO takes candidate_methods instead
         raise TypeError(f"not a single error method: {method!r}")
     return (method,)

@@ -80,7 +80,7 @@ def plan_shifts(
     quantized: frozenset[str] | set[str],
     minimum: Mapping[str, float],
     thresholds: Mapping[str, float | None],
-    n_bits: int,
+    n_bits: int | Mapping[str, int],
     ratio: float,
 ) -> tuple[Shift, ...]:
     """Where MCT's SNC applies, and the shift of each.
@@ -91,7 +91,7 @@ def plan_shifts(
       minimum: calibration minimum of each quantized value.
       thresholds: chosen threshold of each quantized value (``None`` for uniform ranges, which
         SNC skips as MCT does).
-      n_bits: activation bit width.
+      n_bits: activation bit width: one for all, or per quantized value (steered layers).
       ratio: ``shift_negative_ratio``: applies when ``-min / t <= ratio``.
 
     Returns:
@@ -107,7 +107,8 @@ def plan_shifts(
             continue
         layer, bypass = _next_layer(graph, n.name)
         if layer is not None:
-            shifts.append(Shift(n.name, layer, bypass, shift_value(m, t, n_bits), float(t)))
+            bits = n_bits if isinstance(n_bits, int) else n_bits[n.name]
+            shifts.append(Shift(n.name, layer, bypass, shift_value(m, t, bits), float(t)))
     return tuple(shifts)
 
 

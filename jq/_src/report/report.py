@@ -76,6 +76,14 @@ def _fmt_db(v: Any) -> str:
     return f"{v:.2f}"
 
 
+def _fmt_chosen(li: Mapping[str, Any], an: Mapping[str, Any]) -> str:
+    """The error method used; with AUTO, and the whole-model check replaced the layer's own
+    best, that one too (``"noclipping (per layer: mse)"``)."""
+    chosen = str(an.get("chosen", li.get("error_method", "")))
+    own = an.get("per_layer")
+    return f"{chosen} (per layer: {own})" if own and own != chosen else chosen
+
+
 def _fmt_param(li: Mapping[str, Any]) -> str:
     t = li.get("threshold")
     if t is not None:
@@ -264,7 +272,7 @@ def _markdown(d: dict, rows, methods_all: list[str], html_name: str) -> str:
                     li.get("kind", ""),
                     li.get("op", ""),
                     str(li.get("n_bits", "")),
-                    str(an.get("chosen", li.get("error_method", ""))),
+                    _fmt_chosen(li, an),
                     _fmt_param(li),
                     _fmt_db(li.get("sqnr_db")),
                 ]
@@ -324,7 +332,7 @@ def _html_summary_row(li, slug: str, an, per, methods_all: list[str]) -> str:
     esc = html.escape
     finite = [v for v in per.values() if v is not None and not math.isnan(float(v))]
     best = max(finite) if finite else None
-    chosen = an.get("chosen", li.get("error_method", ""))
+    chosen = _fmt_chosen(li, an)
     cells = [
         f'<td class="l"><a href="#{slug}">{esc(li["name"])}</a></td>',
         f'<td class="l">{esc(str(li.get("kind", "")))}</td>',
@@ -399,7 +407,7 @@ def _html_layer(plt, li, slug: str, an, per) -> list[str]:
         f'<p class="meta">{esc(str(li.get("n_bits", "")))}-bit '
         f"{esc(str(li.get('method', '')))}, "
         f"{'signed' if li.get('signed') else 'unsigned'}, error method "
-        f"<b>{esc(str(an.get('chosen', li.get('error_method', ''))))}</b>, "
+        f"<b>{esc(_fmt_chosen(li, an))}</b>, "
         f"{esc(_fmt_param(li))}, SQNR in the quantized model "
         f"{esc(_fmt_db(li.get('sqnr_db')))} dB</p>",
     ]
