@@ -117,7 +117,7 @@ def _spawn(name: str, lib: str, cache: str, timeout: float) -> dict:
 
 def _cell(res: dict, cfg: str, key: str = "sqnr") -> str:
     if "error" in res:
-        return "fails"
+        return "-" if res["error"] == "not run" else "fails"
     v = res[cfg][key]
     return f"{v:.1f}" if key == "sqnr" else f"{v:.0f} s"
 
@@ -136,6 +136,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--models", nargs="*", default=list(zoo_models.ZOO))
     p.add_argument("--no-mct", action="store_true")
+    p.add_argument("--no-jq", action="store_true", help="MCT's column only")
     p.add_argument("--warm", action="store_true")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args(argv)
@@ -145,22 +146,21 @@ def main(argv=None) -> None:
     print("|" + "---|" * (head.count("|") - 1 + args.warm + 1))
     for name in args.models:
         with tempfile.TemporaryDirectory() as cache:
-            jq_res = _spawn(name, "jq", cache, args.timeout)
+            jq_res = {"error": "not run"} if args.no_jq else _spawn(name, "jq", cache, args.timeout)
             warm = _spawn(name, "jq", cache, args.timeout) if args.warm else None
         mct_res = {"error": "not run"} if args.no_mct else _spawn(name, "mct", "", args.timeout)
-        mct_s = "-" if "error" in mct_res else _cell(mct_res, "W8A8")
         row = [
             name,
             _cell(jq_res, "W8A8"),
-            mct_s if mct_s != "-" else ("fails" if not args.no_mct else "-"),
+            _cell(mct_res, "W8A8"),
             _cell(jq_res, "W4A8"),
             _cell(jq_res, "W8A8", "seconds"),
-            "-" if "error" in mct_res else _cell(mct_res, "W8A8", "seconds"),
+            _cell(mct_res, "W8A8", "seconds"),
         ]
         if warm is not None:
             row.append(_cell(warm, "W8A8", "seconds"))
         print("| " + " | ".join(row) + f" | {_split(jq_res)} |", flush=True)
-        if "error" in mct_res and not args.no_mct:
+        if mct_res.get("error", "not run") != "not run":
             print(f"  MCT on {name}: {mct_res['error']}", flush=True)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 

@@ -103,6 +103,7 @@ def plan_quantization(
 
 
 NORM_OPS = frozenset({"layer_norm", "group_norm"})
+NORM_INPUT_BITS = 16  # default mode: the activation width of the values norm_inputs finds
 _SQUARES = frozenset({"mul", "integer_pow", "pow"})
 _STREAM_OPS = frozenset({"add", "sub", "cat"})  # ops that carry a residual stream along
 

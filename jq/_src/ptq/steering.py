@@ -41,7 +41,7 @@ from ..select.enums import (
     parse_error_method,
     parse_method,
 )
-from .placement import Plan
+from .placement import NORM_INPUT_BITS, Plan, norm_inputs
 
 _WEIGHTS = "weights"
 _ACTIVATION = "activation"
@@ -631,6 +631,7 @@ def resolve(
     tp: Any,
     compat: bool = False,
     aliases: Mapping[str, str] | None = None,
+    defaults: Mapping[str, NodeOverride] | None = None,
     fn: str = "jq",
 ) -> Steering:
     """Every quantizer's settings on ``graph`` (batch norms folded) after ``rules``.
@@ -642,6 +643,8 @@ def resolve(
       qc, tp: the global ``QuantizationConfig`` and ``TargetPlatform``.
       compat: MCT's order for ``ChangeFinal*`` bit widths (see :class:`KernelConfig`).
       aliases: ``{other name: node name}`` MCT's filters match too (:func:`spellings`).
+      defaults: jq's own per-node settings, applied before ``rules`` (which win field by
+        field): the default mode's wider normalization inputs.
       fn: the entry point's name, for messages.
 
     Returns:
@@ -654,7 +657,7 @@ def resolve(
     named = [(i, "input") for i in graph.inputs] + [(n.name, n.op) for n in graph.nodes]
     nodes = [(spellings(n, aliases), op) for n, op in named]
     has = {_WEIGHTS: {k for k, _ in plan.kernels}, _ACTIVATION: set(plan.activations)}
-    cand: dict[str, NodeOverride] = {}
+    cand: dict[str, NodeOverride] = dict(defaults or {})
     final: dict[str, NodeOverride] = {}
     notes = []
     for r in rules:
@@ -793,8 +796,25 @@ def steer(st: Any, prep: Any, source: Graph) -> tuple[Any, Any]:
     for n in source.nodes:
         if n.name in prep.folded and n.inputs:
             aliases[n.inputs[0] + "_bn"] = n.inputs[0]
+    wide = _wide_norm_inputs(prep, st)
     s = resolve(
         st.rules, prep.graph, prep.plan, qc=st.qc, tp=st.tp, compat=st.compat,
-        aliases=aliases, fn=st.fn,
+        aliases=aliases, defaults=wide, fn=st.fn,
     )  # fmt: skip
+    if wide:
+        shown = ", ".join(list(wide)[:6]) + (f" and {len(wide) - 6} more" if len(wide) > 6 else "")
+        note = f"normalization inputs at {NORM_INPUT_BITS} bits: {len(wide)} values ({shown})"
+        s = s._replace(notes=(note, *s.notes))
     return st._replace(steering=s), prep._replace(plan=s.plan)
+
+
+def _wide_norm_inputs(prep: Any, st: Any) -> dict[str, NodeOverride]:
+    """The default mode's departure from MCT's bit widths: every value a normalization reads
+    (and the residual stream behind it, :func:`placement.norm_inputs`) is quantized at
+    ``NORM_INPUT_BITS`` bits, if the platform's activation width is lower. None in compat
+    mode."""
+    if st.compat or st.tp.activation_n_bits >= NORM_INPUT_BITS:
+        return {}
+    wide = norm_inputs(prep.graph, frozenset(prep.plan.activations))
+    override = NodeOverride(activation_n_bits=NORM_INPUT_BITS)
+    return {v: override for v in prep.plan.activations if v in wide}
