@@ -316,9 +316,10 @@ class ConvertContext:
                 return c[0]
             val = a.meta.get("val")
             if shape_only and a is node.args[0] and isinstance(val, torch.Tensor):
-                if symbolic_axes(val) or symbolic_axes(node.meta["val"]):
-                    raise _Skip
-                return torch.zeros(val.shape, dtype=val.dtype)  # only its shape and dtype count
+                if symbolic_axes(node.meta["val"]):
+                    raise _Skip  # the output's size involves the batch: not a constant
+                # new_zeros reads only the dtype, zeros_like the shape (static, as the output's)
+                return torch.zeros([hint(d) for d in val.shape], dtype=val.dtype)
             raise _Skip
 
         try:
@@ -409,8 +410,14 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
                 "represent. Make the branch static, or compute both sides and select with "
                 f"torch.where. torch.export says:\n{reason}"
             ) from e
+        hint = ""
+        if "Cache" in str(e) and "not a known type" in str(e):
+            hint = (
+                " The model returns a key/value cache (a Hugging Face model): build it with "
+                "use_cache=False in its config, or wrap it to return the logits."
+            )
         raise ExportError(
-            f"from_torch: torch.export could not capture {name} ({type(e).__name__}). "
+            f"from_torch: torch.export could not capture {name} ({type(e).__name__}).{hint} "
             f"torch says:\n{reason}"
         ) from e
     return ep.run_decompositions({})

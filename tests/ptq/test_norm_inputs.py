@@ -96,11 +96,12 @@ def _small_token_block():
         Node("ln", "layer_norm", ("res",), {"normalized_shape": (d,), "eps": 1e-5}),
         Node("head", "linear", ("ln",)),
     )
+    zeros = np.zeros(d, np.float32)
     params = {
-        "fc": {"weight": 0.3 * rng.standard_normal((d, d), np.float32), "bias": np.zeros(d, np.float32)},
-        "ln": {"weight": np.ones(d, np.float32), "bias": np.zeros(d, np.float32)},
-        "head": {"weight": rng.standard_normal((4, d), np.float32), "bias": np.zeros(4, np.float32)},
-    }  # fmt: skip
+        "fc": {"weight": 0.3 * rng.standard_normal((d, d), np.float32), "bias": zeros},
+        "ln": {"weight": np.ones(d, np.float32), "bias": zeros},
+        "head": {"weight": rng.standard_normal((4, d), np.float32), "bias": zeros[:4]},
+    }
     scale = np.ones((1, 5, 1), np.float32)
     scale[:, 0] = 0.02
     xs = [(rng.standard_normal((4, 5, d)) * scale).astype(np.float32) for _ in range(2)]

@@ -1,6 +1,6 @@
 """The models users bring (issue 14; ``zoo_models.ZOO``): each converts with jq_torch, and the
 jitted graph matches torch within ``1e-4 * max(1, max|y|)`` (float32) on the example batch
-(2 samples) and, where the graph keeps a dynamic batch axis, on a batch of 3. The torch twin
+(2 samples) and on a batch of 3 (every zoo graph keeps a dynamic batch axis). The torch twin
 of the graph (``to_torch``) matches too.
 
 `make test` converts the quick models (about 5 s each); the heavy vision models (10-25 s each on
@@ -32,11 +32,8 @@ def _check(name: str) -> None:
     model = zoo_models.build(name)
     example = zoo_models.inputs(name, 2, seed=1)
     graph, params = jq_torch.from_torch(model, example)
-    batches = [example]
-    if graph.input_shapes[0][0] == -1:
-        batches.append(zoo_models.inputs(name, 3, seed=2))
-    else:
-        assert graph.pinned_by, "a graph with a fixed batch says why"
+    assert graph.input_shapes[0][0] == -1, graph.pinned_by  # every zoo model: any batch
+    batches = [example, zoo_models.inputs(name, 3, seed=2)]
     twin = jq_torch.to_torch(graph, params)
     for xs in batches:
         with torch.no_grad():
@@ -62,3 +59,12 @@ def test_zoo_model_heavy(name):
 
 def test_zoo_size():
     assert len(zoo_models.ZOO) >= 15
+
+
+def test_a_cache_output_is_an_error_with_the_fix():
+    import transformers as T
+
+    cfg = T.GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16)
+    model = T.GPT2LMHeadModel(cfg).eval()  # use_cache defaults to True
+    with pytest.raises(jq_torch.ExportError, match="use_cache=False"):
+        jq_torch.from_torch(model, torch.zeros(2, 8, dtype=torch.long))
