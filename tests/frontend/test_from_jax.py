@@ -151,6 +151,24 @@ def test_pooling_reductions_and_shapes(rng):
     _close(graph, params, fn, p, x)
 
 
+def test_flatten_into_dense_reads_channels_first(rng):
+    """An NHWC flatten into a dense layer: no permute before it; the dense layer's columns
+    follow the channels-first storage instead (the graph torch's flatten gives)."""
+    p = _conv_params(rng, cout=4)
+    p["fc"] = {"kernel": rng.normal(size=(6 * 5 * 4, 3)).astype(np.float32)}
+
+    def fn(p, x):
+        y = jax.nn.silu(_nhwc_conv(p, x))
+        return y.reshape(y.shape[0], -1) @ p["fc"]["kernel"]
+
+    x = rng.normal(size=(2, 6, 5, 3)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    _close(graph, params, fn, p, x)
+    assert [n.op for n in graph.nodes] == ["permute", "conv", "silu", "reshape", "linear"]
+    want = p["fc"]["kernel"].reshape(6, 5, 4, 3).transpose(3, 2, 0, 1).reshape(3, -1)
+    np.testing.assert_array_equal(params["fc"]["weight"], want)
+
+
 def test_unsupported_primitives_listed_at_once(rng):
     def fn(p, x):
         y = jnp.cumsum(x @ p["w"], axis=-1)

@@ -6,6 +6,9 @@
   inference batch norm once ``rsqrt(var + eps) * scale`` is evaluated) is a ``batch_norm`` node,
   so the pipeline folds it into the conv before it as MCT does.
 - :func:`means`: ``jnp.mean`` as JAX inlines it (a sum and a division) is one ``mean`` node.
+- :func:`flattens`: a flatten of a channels-first stored value into a ``linear`` (Flax's
+  ``x.reshape(n, -1)`` of an NHWC value) reshapes the stored value and permutes the linear's
+  input columns instead, so the graph reads ``silu -> reshape -> linear`` as torch's does.
   Softmax, GELU and layer norm are matched in :mod:`jq._src.frontend.patterns`.
 - :func:`prune`: drop nodes nothing reads (constants absorbed by the passes above).
 
@@ -13,6 +16,8 @@ Each pass is ``(graph, params) -> (graph, params)``; nodes keep their order.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -168,6 +173,67 @@ def means(graph: Graph, params: dict) -> tuple[Graph, dict]:
         replace[div.name] = Node(div.name, "mean", n.inputs, attrs, div.shape)
         drop.add(n.name)
     return renamed(graph, replace, drop, params)
+
+
+def _flatten_columns(stored: tuple[int, ...], dims: tuple[int, ...], lead: int) -> np.ndarray:
+    """For a value of shape ``stored`` permuted by ``dims`` (``dims[:lead]`` the identity) and
+    flattened after ``lead`` axes: ``idx[j]`` is the position, in the flattened *unpermuted*
+    value, of element ``j`` of the flattened permuted one."""
+    trailing = stored[lead:]
+    idx = np.arange(int(np.prod(trailing))).reshape(trailing)
+    return np.transpose(idx, [d - lead for d in dims[lead:]]).reshape(-1)
+
+
+class _Flatten(NamedTuple):
+    """A flatten into a linear: its permute's input and that input's (stored) shape, the
+    permute's dims, the linear, and the number of leading axes kept."""
+
+    source: str
+    stored: tuple[int, ...]
+    dims: tuple[int, ...]
+    linear: Node
+    lead: int
+
+
+def _flatten_match(graph: Graph, readers, shapes, r: Node) -> _Flatten | None:
+    """The flatten ``r`` is, if it reshapes a permute (which leaves the leading axes in place)
+    into a linear's input by merging the trailing axes; else ``None``."""
+    p = graph.node(r.inputs[0]) if r.inputs[0] not in graph.inputs else None
+    users = readers.get(r.name, [])
+    if p is None or p.op != "permute" or len(users) != 1 or r.name in graph.outputs:
+        return None
+    lin, src_shape = users[0], shapes.get(p.inputs[0])
+    if lin.op != "linear" or lin.inputs != (r.name,) or src_shape is None or r.shape is None:
+        return None
+    lead, dims = len(r.shape) - 1, tuple(p.attr("dims"))
+    if lead < 0 or dims[:lead] != tuple(range(lead)) or tuple(r.shape[:lead]) != src_shape[:lead]:
+        return None
+    return _Flatten(p.inputs[0], tuple(src_shape), dims, lin, lead)
+
+
+def flattens(graph: Graph, params: dict) -> tuple[Graph, dict]:
+    """``permute -> reshape (flatten) -> linear`` -> ``reshape -> linear`` with the linear's
+    weight columns permuted to match (exact: the same products, summed in another order).
+
+    A Flax model flattens NHWC (``x.reshape(n, -1)``) a value the converter stores NCHW, so a
+    permute sits between the last activation and the dense layer; torch's graph of the same
+    network has none. Shift-negative correction looks through reshapes only (MCT's bypass
+    ops), so the permute would keep a silu before the dense layer from being corrected."""
+    readers, shapes = reader_map(graph), shape_map(graph)
+    params = dict(params)
+    new: dict[str, Node] = {}
+    for r in graph.nodes:
+        m = _flatten_match(graph, readers, shapes, r) if r.op == "reshape" else None
+        if m is None:
+            continue
+        idx = _flatten_columns(m.stored, m.dims, m.lead)
+        w = np.asarray(params[m.linear.name]["weight"])
+        permuted = np.empty_like(w)
+        permuted[:, idx] = w
+        params[m.linear.name] = {**params[m.linear.name], "weight": permuted}
+        new[r.name] = r.replace(inputs=(m.source,))
+    nodes = tuple(new.get(n.name, n) for n in graph.nodes)
+    return graph.replace(nodes=nodes), params
 
 
 def prune(graph: Graph, params: dict) -> tuple[Graph, dict]:
