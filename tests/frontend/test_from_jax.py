@@ -169,6 +169,23 @@ def test_flatten_into_dense_reads_channels_first(rng):
     np.testing.assert_array_equal(params["fc"]["weight"], want)
 
 
+def test_batch_norm_scale_folds_as_torch_does(rng):
+    """``rsqrt(var + eps) * scale`` evaluated at conversion equals jq's fold of a torch batch
+    norm (``1 / sqrt(var + eps) * weight``, float32) bit for bit."""
+    c = 64
+    bn = {k: rng.uniform(0.5, 2, c).astype(np.float32) for k in ("var", "scale", "mean")}
+    fc = {"kernel": rng.normal(size=(3, c)).astype(np.float32)}
+
+    def fn(p, x):
+        s = lax.rsqrt(p["bn"]["var"] + 1e-5) * p["bn"]["scale"]
+        return (x @ p["fc"]["kernel"] - p["bn"]["mean"][None]) * s[None]
+
+    graph, params = jq.from_jax(fn, {"bn": bn, "fc": fc}, np.zeros((2, 3), np.float32))
+    assert [n.op for n in graph.nodes] == ["linear", "batch_norm"]
+    torch_fold = np.float32(1) / np.sqrt(bn["var"] + np.float32(1e-5)) * bn["scale"]
+    np.testing.assert_array_equal(params["bn"]["weight"], torch_fold)
+
+
 def test_unsupported_primitives_listed_at_once(rng):
     def fn(p, x):
         y = jnp.cumsum(x @ p["w"], axis=-1)
