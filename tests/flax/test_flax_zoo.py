@@ -51,6 +51,45 @@ def test_nnx_zoo_matches(rng, cls, kind, ops):
     assert sum(n.op == "permute" for n in graph.nodes) <= 4
 
 
+AVG_POOLS = [
+    ("nnx", dict(window_shape=(2, 2), strides=(2, 2)), True),
+    ("nnx", dict(window_shape=(3, 3), padding="SAME", count_include_pad=False), False),
+    ("linen", dict(window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1))), True),
+    ("linen", dict(window_shape=(3, 3), padding="SAME", count_include_pad=False), False),
+]
+
+
+@pytest.mark.parametrize("api, kw, include_pad", AVG_POOLS)
+def test_avg_pool_is_one_layer(rng, api, kw, include_pad):
+    """Flax's avg_pool (a window sum and a division) is one ``avg_pool`` node, stored
+    channels-first between the conv and the next one; a window torch cannot express (SAME
+    padding of an even window is one-sided) stays a sum and a division, still exact."""
+    from flax import linen
+
+    pool = nnx.avg_pool if api == "nnx" else linen.avg_pool
+    p = {
+        "a": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32)},
+        "b": {"kernel": rng.normal(size=(1, 1, 4, 3)).astype(np.float32)},
+    }
+
+    def conv(x, k):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn)
+
+    def fn(p, x):
+        y = pool(jax.nn.silu(conv(x, p["a"]["kernel"])), **kw)
+        y = conv(y, p["b"]["kernel"])
+        return y + pool(y, (2, 2), (1, 1), "SAME")  # one-sided padding: not torch's
+
+    x = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    assert _rel(jq.apply(graph, params, x), fn(p, x)) <= RTOL
+    (avg,) = [n for n in graph.nodes if n.op == "avg_pool"]
+    assert graph.node("silu").name in avg.inputs and graph.consumers(avg.name)[0].name == "b"
+    assert avg.attr("count_include_pad") is include_pad
+    assert [n.op for n in graph.nodes].count("reduce_window") == 1
+
+
 def _batches(kind, n_batches=2, n=8):
     return [[_inputs(kind, np.random.default_rng(i), n)] for i in range(n_batches)]
 

@@ -151,6 +151,22 @@ def test_pooling_reductions_and_shapes(rng):
     _close(graph, params, fn, p, x)
 
 
+@pytest.mark.parametrize("divisor, op", [(4.0, "avg_pool"), (5.0, "reduce_window")])
+def test_window_sum_over_its_size_is_an_avg_pool(rng, divisor, op):
+    """A 2x2 window sum of NHWC data divided by 4 is torch's avg_pool (stored channels-first,
+    even at the input); divided by anything else it stays a sum and a division."""
+
+    def fn(p, x):
+        y = lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / divisor
+        return _nhwc_conv(p, y)
+
+    p = _conv_params(rng, cout=4)
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    _close(graph, params, fn, p, x)
+    assert [n.op for n in graph.nodes][:2] == ["permute", op]
+
+
 def test_flatten_into_dense_reads_channels_first(rng):
     """An NHWC flatten into a dense layer: no permute before it; the dense layer's columns
     follow the channels-first storage instead (the graph torch's flatten gives)."""

@@ -6,6 +6,9 @@
   inference batch norm once ``rsqrt(var + eps) * scale`` is evaluated) is a ``batch_norm`` node,
   so the pipeline folds it into the conv before it as MCT does.
 - :func:`means`: ``jnp.mean`` as JAX inlines it (a sum and a division) is one ``mean`` node.
+- :func:`avg_pools`: a sum ``reduce_window`` divided by the window's element counts (Flax's
+  ``avg_pool``, with or without ``count_include_pad``) is one ``avg_pool`` node, quantized once
+  and looked through by shift-negative correction as MCT does.
 - :func:`flattens`: a flatten of a channels-first stored value into a ``linear`` (Flax's
   ``x.reshape(n, -1)`` of an NHWC value) reshapes the stored value and permutes the linear's
   input columns instead, so the graph reads ``silu -> reshape -> linear`` as torch's does.
@@ -31,6 +34,7 @@ from .edit import (
     shape_map,
 )
 from .naming import module_of
+from .pooling import avg_pool_attrs
 
 
 def _bias_vector(graph: Graph, params: dict, layer: Node, head: Node, add: Node):
@@ -171,6 +175,45 @@ def means(graph: Graph, params: dict) -> tuple[Graph, dict]:
             continue
         attrs = {"axis": tuple(axes), "keepdims": False}
         replace[div.name] = Node(div.name, "mean", n.inputs, attrs, div.shape)
+        drop.add(n.name)
+    return renamed(graph, replace, drop, params)
+
+
+def _divisor(graph: Graph, params: dict, div: Node) -> np.ndarray | None:
+    """What ``div`` divides its first input by: its scalar, or a constant (through an
+    ``expand``); ``None`` otherwise."""
+    if div.attr("reverse", False):
+        return None
+    if len(div.inputs) == 1:
+        s = div.attr("scalar", None)
+        return None if s is None else np.asarray(s, np.float32)
+    name = div.inputs[1]
+    n = None if name in graph.inputs else graph.node(name)
+    if n is not None and n.op == "expand":
+        name = n.inputs[0]
+    return const_value(graph, params, name)
+
+
+def avg_pools(graph: Graph, params: dict) -> tuple[Graph, dict]:
+    """``reduce_window(sum) -> div`` by torch's window counts -> ``avg_pool`` (see
+    :func:`jq._src.frontend.pooling.avg_pool_attrs`), named after the pool's scope."""
+    readers, shapes = reader_map(graph), shape_map(graph)
+    replace: dict[str, Node] = {}
+    drop: set[str] = set()
+    for n in graph.nodes:
+        div = _only_reader(readers, graph, n.name, "div") if n.op == "reduce_window" else None
+        in_shape = shapes.get(n.inputs[0]) if div is not None else None
+        if div is None or div.inputs[0] != n.name or in_shape is None or div.shape is None:
+            continue
+        divisor = _divisor(graph, params, div)
+        attrs = (
+            None if divisor is None else avg_pool_attrs(n.attrs_dict, in_shape, divisor, div.shape)
+        )
+        if attrs is None:
+            continue
+        scope = n.name.rpartition(".")[0]
+        name = f"{scope}.avg_pool" if scope else "avg_pool"
+        replace[div.name] = Node(name, "avg_pool", n.inputs, attrs, div.shape)
         drop.add(n.name)
     return renamed(graph, replace, drop, params)
 
