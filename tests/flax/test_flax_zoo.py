@@ -1,5 +1,6 @@
-"""Flax zoo through jq_flax: each model's graph matches the model within 1e-5 relative, and
-PTQ runs on each (NNX comes back as an nnx.Module, Linen as apply + variables)."""
+"""Flax zoo through jq_flax (and an Equinox MLP through jq.from_jax): each model's graph
+matches the model within 1e-5 relative, and PTQ runs on each (NNX comes back as an
+nnx.Module, Linen as apply + variables)."""
 
 from __future__ import annotations
 
@@ -147,6 +148,40 @@ def test_nnx_transformers_ptq(cls, kind):
     # Another batch size: constants replicated over the batch (the causal mask) are stored
     # once and expanded, so the rebased graph stays right.
     assert _rel(q(x[:3]), ref[:3]) < 0.1
+
+
+def test_equinox_mlp_matches_names_and_ptq(rng):
+    """An Equinox MLP (vmapped over the batch) through jq.from_jax: its arrays are the params
+    (``eqx.partition``), node names their pytree paths (``layers.0``), and PTQ runs on the
+    graph (``jq.ptq.quantize_graph``)."""
+    eqx = pytest.importorskip("equinox")
+    model = eqx.nn.MLP(16, 4, 32, 2, activation=jax.nn.gelu, key=jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def fn(p, x):
+        return jax.vmap(eqx.combine(p, static))(x)
+
+    x = rng.normal(size=(8, 16)).astype(np.float32)
+    graph, gparams = jq.from_jax(fn, params, x)
+    ref = np.asarray(fn(params, x))
+    assert _rel(jq.apply(graph, gparams, x), ref) <= RTOL
+    assert _rel(jax.jit(jq.apply, static_argnums=0)(graph, gparams, x), ref) <= RTOL
+    assert [(n.name, n.op) for n in graph.nodes] == [
+        ("layers.0", "linear"),
+        ("gelu", "gelu"),
+        ("layers.1", "linear"),
+        ("gelu_1", "gelu"),
+        ("layers.2", "linear"),
+    ]
+    np.testing.assert_array_equal(gparams["layers.0"]["weight"], model.layers[0].weight)
+    batches = [[rng.normal(size=(8, 16)).astype(np.float32)] for _ in range(4)]
+    res = jq.ptq.quantize_graph(graph, gparams, lambda: iter(batches), core_config=CFG)
+    assert {li.name for li in res.info.layers if li.kind == "weights"} == {
+        "layers.0",
+        "layers.1",
+        "layers.2",
+    }
+    assert _rel(jq.apply(res.graph, res.params, x), ref) < 0.1
 
 
 def test_errors(rng):
