@@ -202,6 +202,23 @@ def test_batch_norm_scale_folds_as_torch_does(rng):
     np.testing.assert_array_equal(params["bn"]["weight"], torch_fold)
 
 
+def test_sharding_placement_and_debug_prints_drop_out(rng):
+    """with_sharding_constraint, device_put and jax.debug.print leave the values as they are."""
+    mesh = jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
+    shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+
+    def fn(p, x):
+        y = lax.with_sharding_constraint(x @ p["w"], shard)
+        jax.debug.print("y {}", y.sum())
+        return jax.nn.relu(jax.device_put(y))
+
+    p = {"w": rng.normal(size=(3, 4)).astype(np.float32)}
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    assert [n.op for n in graph.nodes] == ["linear", "relu"]
+    _close(graph, params, fn, p, x)
+
+
 def test_unsupported_primitives_listed_at_once(rng):
     def fn(p, x):
         y = jnp.cumsum(x @ p["w"], axis=-1)

@@ -110,9 +110,26 @@ def _unary(b: Builder, eqn, args):
     return [_out(b, eqn, _UNARY[eqn.primitive.name], (x.name,), x.perm)]
 
 
-@converter("stop_gradient", "copy", "copy_p", "optimization_barrier", "reduce_precision")
+@converter(
+    "stop_gradient",
+    "copy",
+    "copy_p",
+    "optimization_barrier",
+    "reduce_precision",
+    "sharding_constraint",
+    "reshard",
+    "layout_constraint",
+    "device_put",
+)
 def _identity(b: Builder, eqn, args):
+    """Ops that leave values as they are at inference (gradients, placement, sharding)."""
     return list(args)
+
+
+@converter("debug_print", "debug_callback")
+def _debug(b: Builder, eqn, args):
+    """``jax.debug.print`` / ``jax.debug.callback``: no values out; the graph drops them."""
+    return []
 
 
 @converter("integer_pow")
