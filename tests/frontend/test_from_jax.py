@@ -167,6 +167,26 @@ def test_window_sum_over_its_size_is_an_avg_pool(rng, divisor, op):
     assert [n.op for n in graph.nodes][:2] == ["permute", op]
 
 
+def test_vmapped_single_example_conv_is_one_layer(rng):
+    """A conv written for one (C, H, W) example and vmapped over the batch (Equinox's way):
+    the reshapes vmap adds around it cancel, so its bias folds and relu follows it."""
+    k = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)  # OIHW
+    p = {"conv": {"weight": k, "bias": rng.normal(size=4).astype(np.float32)}}
+
+    def one(p, x):  # x (C, H, W)
+        y = lax.conv_general_dilated(x[None], p["conv"]["weight"], (1, 1), "SAME")[0]
+        return jax.nn.relu(y + p["conv"]["bias"][:, None, None])
+
+    def fn(p, x):
+        return jax.vmap(lambda xi: one(p, xi))(x)
+
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    _close(graph, params, fn, p, x)
+    assert [n.op for n in graph.nodes] == ["conv", "relu"]
+    np.testing.assert_array_equal(params["conv"]["bias"], p["conv"]["bias"])
+
+
 def test_flatten_into_dense_reads_channels_first(rng):
     """An NHWC flatten into a dense layer: no permute before it; the dense layer's columns
     follow the channels-first storage instead (the graph torch's flatten gives)."""

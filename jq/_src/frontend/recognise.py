@@ -1,5 +1,8 @@
 """Graph passes over a freshly converted graph: the compositions users think of as one layer.
 
+- :func:`reshapes`: a reshape of a reshape read by nothing else is one reshape, and a reshape
+  to its input's own shape is none (``jax.vmap`` of a layer written for one example, as
+  Equinox's are, reshapes around every op), so a conv's bias add follows the conv.
 - :func:`fold_biases`: ``conv`` / ``linear`` then ``add`` of a per-output-channel constant is
   the layer's bias (Flax adds biases as a separate broadcast add).
 - :func:`batch_norms`: ``(x - mean) * mul + bias`` with per-channel constants on axis 1 (Flax's
@@ -35,6 +38,29 @@ from .edit import (
 )
 from .naming import module_of
 from .pooling import avg_pool_attrs
+
+
+def reshapes(graph: Graph, params: dict) -> tuple[Graph, dict]:
+    """Collapse reshape chains and drop reshapes that keep the shape (see module docstring);
+    the reshapes left unread are pruned later."""
+    readers, shapes = reader_map(graph), shape_map(graph)
+    outputs = set(graph.outputs)
+    nodes: dict[str, Node] = {n.name: n for n in graph.nodes}
+    same: dict[str, str] = {}  # reshape keeping the shape -> its source
+    for n in graph.nodes:
+        if n.op != "reshape":
+            continue
+        src = same.get(n.inputs[0], n.inputs[0])
+        inner = nodes.get(src)
+        if inner is not None and inner.op == "reshape" and len(readers.get(src, [])) == 1:
+            if src not in outputs:
+                src = inner.inputs[0]
+        if src != n.inputs[0]:
+            nodes[n.name] = n = n.replace(inputs=(src,))
+        if n.name not in outputs and shapes.get(src) is not None and shapes[src] == n.shape:
+            same[n.name] = src
+    kept, outs = rewire(list(nodes.values()), same, graph.outputs)
+    return graph.replace(nodes=tuple(kept), outputs=outs), params
 
 
 def _bias_vector(graph: Graph, params: dict, layer: Node, head: Node, add: Node):
