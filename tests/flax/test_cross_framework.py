@@ -14,10 +14,6 @@ nnx = pytest.importorskip("flax.nnx")
 import jq.core  # noqa: E402
 import jq.ptq  # noqa: E402
 
-# Thresholds agree to float32 rounding: the two graphs differ only in how batch-norm scales
-# are computed before folding (rsqrt in Flax's forward, 1 / sqrt in jq's folding of torch's).
-RTOL = 1e-5
-
 
 class TorchNet(torch.nn.Module):
     def __init__(self):
@@ -74,6 +70,62 @@ def _twins(seed: int = 0):
     return t, f
 
 
+class TorchPoolNet(torch.nn.Module):
+    """Average pools (both divisor rules) between a silu and the next layer, and an NCHW
+    flatten: shift-negative correction looks through both (MCT's bypass ops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.pool = torch.nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        y = self.pool(torch.nn.functional.silu(self.bn(self.conv(x))))
+        y = torch.nn.functional.avg_pool2d(torch.nn.functional.silu(self.conv2(y)), 2)
+        return self.fc(torch.flatten(y, 1))
+
+
+class FlaxPoolNet(nnx.Module):
+    def __init__(self, rngs):
+        self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+        self.bn = nnx.BatchNorm(4, rngs=rngs)
+        self.conv2 = nnx.Conv(4, 4, (3, 3), rngs=rngs)
+        self.fc = nnx.Linear(4 * 4 * 4, 3, rngs=rngs)
+
+    def __call__(self, x):
+        y = nnx.silu(self.bn(self.conv(x)))
+        y = nnx.avg_pool(y, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
+        y = nnx.avg_pool(nnx.silu(self.conv2(y)), (2, 2), (2, 2))
+        return self.fc(y.reshape(y.shape[0], -1))  # NHWC flatten
+
+
+def _pool_twins(seed: int = 0):
+    """The pool twins with the same weights; batch-norm scales of 3-5 make the silu outputs
+    large enough (``-min / threshold <= 0.05``) for shift-negative correction to apply."""
+    torch.manual_seed(seed)
+    t = TorchPoolNet().eval()
+    with torch.no_grad():
+        t.bn.weight.copy_(torch.linspace(3, 5, 4))
+        t.bn.running_var.copy_(torch.linspace(0.5, 1.5, 4))
+        t.conv2.weight.mul_(4.0)
+    f = FlaxPoolNet(nnx.Rngs(0))
+    for name in ("conv", "conv2"):
+        src, dst = getattr(t, name), getattr(f, name)
+        dst.kernel.set_value(src.weight.detach().numpy().transpose(2, 3, 1, 0))
+        dst.bias.set_value(src.bias.detach().numpy())
+    f.bn.scale.set_value(t.bn.weight.detach().numpy())
+    f.bn.bias.set_value(t.bn.bias.detach().numpy())
+    f.bn.mean.set_value(t.bn.running_mean.numpy().copy())
+    f.bn.var.set_value(t.bn.running_var.numpy().copy())
+    w = t.fc.weight.detach().numpy().reshape(3, 4, 4, 4)  # (out, C, H, W)
+    f.fc.kernel.set_value(w.transpose(2, 3, 1, 0).reshape(64, 3))  # rows in NHWC order
+    f.fc.bias.set_value(t.fc.bias.detach().numpy())
+    return t, f
+
+
 def _thresholds(info):
     out = []
     for layer in info.layers:
@@ -82,11 +134,7 @@ def _thresholds(info):
     return out
 
 
-# Two PTQ calls per mode (about 8 s each on a quiet 2-core box): run by `make test-all`.
-@pytest.mark.slow
-@pytest.mark.parametrize("compat", [False, True])
-def test_same_thresholds_torch_and_nnx(compat):
-    t, f = _twins()
+def _both(t, f, compat: bool):
     rng = np.random.default_rng(0)
     xs = [rng.normal(0.3, 1, size=(16, 1, 8, 8)).astype(np.float32)]
     qc = jq.core.QuantizationConfig(mct_compat=compat)
@@ -97,8 +145,32 @@ def test_same_thresholds_torch_and_nnx(compat):
     _, info_f = jq.ptq.flax_post_training_quantization(
         f, lambda: ([x.transpose(0, 2, 3, 1)] for x in xs), core_config=cfg
     )
+    return info_t, info_f
+
+
+def _assert_same(info_t, info_f):
     a, b = _thresholds(info_t), _thresholds(info_f)
-    assert [k for k, _ in a] == [k for k, _ in b]
-    assert sum(k == "weights" for k, _ in a) == 3 and len(a) == 9  # x, silu, relu, add, mean, fc
+    assert [(li.kind, li.op) for li in info_t.layers] == [(li.kind, li.op) for li in info_f.layers]
     for (kind, ta), (_, tb) in zip(a, b, strict=True):
-        np.testing.assert_allclose(tb, ta, rtol=RTOL, err_msg=kind)
+        np.testing.assert_array_equal(tb, ta, err_msg=kind)
+
+
+# Two PTQ calls per mode (about 8 s each on a quiet 2-core box): run by `make test-all`.
+@pytest.mark.slow
+@pytest.mark.parametrize("compat", [False, True])
+def test_same_thresholds_torch_and_nnx(compat):
+    info_t, info_f = _both(*_twins(), compat)
+    assert sum(li.kind == "weights" for li in info_t.layers) == 3 and len(info_t.layers) == 9
+    _assert_same(info_t, info_f)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compat", [False, True])
+def test_avg_pools_and_flatten_quantize_as_torch(compat):
+    info_t, info_f = _both(*_pool_twins(), compat)
+    ops = [li.op for li in info_f.layers if li.kind == "activation"]
+    assert ops.count("avg_pool") == 2
+    snc = [n for n in info_f.notes if n.startswith("shift-negative")]
+    assert snc == [n for n in info_t.notes if n.startswith("shift-negative")]
+    assert snc and snc[0].startswith("shift-negative correction: 2 values"), snc
+    _assert_same(info_t, info_f)

@@ -1,5 +1,6 @@
-"""Flax zoo through jq_flax: each model's graph matches the model within 1e-5 relative, and
-PTQ runs on each (NNX comes back as an nnx.Module, Linen as apply + variables)."""
+"""Flax zoo through jq_flax (and an Equinox MLP through jq.from_jax): each model's graph
+matches the model within 1e-5 relative, and PTQ runs on each (NNX comes back as an
+nnx.Module, Linen as apply + variables)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,45 @@ def test_nnx_zoo_matches(rng, cls, kind, ops):
     assert ops <= {n.op for n in graph.nodes}
     # No permute between layers: only at the image input and before reshapes.
     assert sum(n.op == "permute" for n in graph.nodes) <= 4
+
+
+AVG_POOLS = [
+    ("nnx", dict(window_shape=(2, 2), strides=(2, 2)), True),
+    ("nnx", dict(window_shape=(3, 3), padding="SAME", count_include_pad=False), False),
+    ("linen", dict(window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1))), True),
+    ("linen", dict(window_shape=(3, 3), padding="SAME", count_include_pad=False), False),
+]
+
+
+@pytest.mark.parametrize("api, kw, include_pad", AVG_POOLS)
+def test_avg_pool_is_one_layer(rng, api, kw, include_pad):
+    """Flax's avg_pool (a window sum and a division) is one ``avg_pool`` node, stored
+    channels-first between the conv and the next one; a window torch cannot express (SAME
+    padding of an even window is one-sided) stays a sum and a division, still exact."""
+    from flax import linen
+
+    pool = nnx.avg_pool if api == "nnx" else linen.avg_pool
+    p = {
+        "a": {"kernel": rng.normal(size=(3, 3, 2, 4)).astype(np.float32)},
+        "b": {"kernel": rng.normal(size=(1, 1, 4, 3)).astype(np.float32)},
+    }
+
+    def conv(x, k):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=dn)
+
+    def fn(p, x):
+        y = pool(jax.nn.silu(conv(x, p["a"]["kernel"])), **kw)
+        y = conv(y, p["b"]["kernel"])
+        return y + pool(y, (2, 2), (1, 1), "SAME")  # one-sided padding: not torch's
+
+    x = rng.normal(size=(2, 8, 8, 2)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    assert _rel(jq.apply(graph, params, x), fn(p, x)) <= RTOL
+    (avg,) = [n for n in graph.nodes if n.op == "avg_pool"]
+    assert graph.node("silu").name in avg.inputs and graph.consumers(avg.name)[0].name == "b"
+    assert avg.attr("count_include_pad") is include_pad
+    assert [n.op for n in graph.nodes].count("reduce_window") == 1
 
 
 def _batches(kind, n_batches=2, n=8):
@@ -108,6 +148,40 @@ def test_nnx_transformers_ptq(cls, kind):
     # Another batch size: constants replicated over the batch (the causal mask) are stored
     # once and expanded, so the rebased graph stays right.
     assert _rel(q(x[:3]), ref[:3]) < 0.1
+
+
+def test_equinox_mlp_matches_names_and_ptq(rng):
+    """An Equinox MLP (vmapped over the batch) through jq.from_jax: its arrays are the params
+    (``eqx.partition``), node names their pytree paths (``layers.0``), and PTQ runs on the
+    graph (``jq.ptq.quantize_graph``)."""
+    eqx = pytest.importorskip("equinox")
+    model = eqx.nn.MLP(16, 4, 32, 2, activation=jax.nn.gelu, key=jax.random.key(0))
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def fn(p, x):
+        return jax.vmap(eqx.combine(p, static))(x)
+
+    x = rng.normal(size=(8, 16)).astype(np.float32)
+    graph, gparams = jq.from_jax(fn, params, x)
+    ref = np.asarray(fn(params, x))
+    assert _rel(jq.apply(graph, gparams, x), ref) <= RTOL
+    assert _rel(jax.jit(jq.apply, static_argnums=0)(graph, gparams, x), ref) <= RTOL
+    assert [(n.name, n.op) for n in graph.nodes] == [
+        ("layers.0", "linear"),
+        ("gelu", "gelu"),
+        ("layers.1", "linear"),
+        ("gelu_1", "gelu"),
+        ("layers.2", "linear"),
+    ]
+    np.testing.assert_array_equal(gparams["layers.0"]["weight"], model.layers[0].weight)
+    batches = [[rng.normal(size=(8, 16)).astype(np.float32)] for _ in range(4)]
+    res = jq.ptq.quantize_graph(graph, gparams, lambda: iter(batches), core_config=CFG)
+    assert {li.name for li in res.info.layers if li.kind == "weights"} == {
+        "layers.0",
+        "layers.1",
+        "layers.2",
+    }
+    assert _rel(jq.apply(res.graph, res.params, x), ref) < 0.1
 
 
 def test_errors(rng):

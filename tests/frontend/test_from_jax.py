@@ -151,6 +151,94 @@ def test_pooling_reductions_and_shapes(rng):
     _close(graph, params, fn, p, x)
 
 
+@pytest.mark.parametrize("divisor, op", [(4.0, "avg_pool"), (5.0, "reduce_window")])
+def test_window_sum_over_its_size_is_an_avg_pool(rng, divisor, op):
+    """A 2x2 window sum of NHWC data divided by 4 is torch's avg_pool (stored channels-first,
+    even at the input); divided by anything else it stays a sum and a division."""
+
+    def fn(p, x):
+        y = lax.reduce_window(x, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / divisor
+        return _nhwc_conv(p, y)
+
+    p = _conv_params(rng, cout=4)
+    x = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    _close(graph, params, fn, p, x)
+    assert [n.op for n in graph.nodes][:2] == ["permute", op]
+
+
+def test_vmapped_single_example_conv_is_one_layer(rng):
+    """A conv written for one (C, H, W) example and vmapped over the batch (Equinox's way):
+    the reshapes vmap adds around it cancel, so its bias folds and relu follows it."""
+    k = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)  # OIHW
+    p = {"conv": {"weight": k, "bias": rng.normal(size=4).astype(np.float32)}}
+
+    def one(p, x):  # x (C, H, W)
+        y = lax.conv_general_dilated(x[None], p["conv"]["weight"], (1, 1), "SAME")[0]
+        return jax.nn.relu(y + p["conv"]["bias"][:, None, None])
+
+    def fn(p, x):
+        return jax.vmap(lambda xi: one(p, xi))(x)
+
+    x = rng.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    _close(graph, params, fn, p, x)
+    assert [n.op for n in graph.nodes] == ["conv", "relu"]
+    np.testing.assert_array_equal(params["conv"]["bias"], p["conv"]["bias"])
+
+
+def test_flatten_into_dense_reads_channels_first(rng):
+    """An NHWC flatten into a dense layer: no permute before it; the dense layer's columns
+    follow the channels-first storage instead (the graph torch's flatten gives)."""
+    p = _conv_params(rng, cout=4)
+    p["fc"] = {"kernel": rng.normal(size=(6 * 5 * 4, 3)).astype(np.float32)}
+
+    def fn(p, x):
+        y = jax.nn.silu(_nhwc_conv(p, x))
+        return y.reshape(y.shape[0], -1) @ p["fc"]["kernel"]
+
+    x = rng.normal(size=(2, 6, 5, 3)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    _close(graph, params, fn, p, x)
+    assert [n.op for n in graph.nodes] == ["permute", "conv", "silu", "reshape", "linear"]
+    want = p["fc"]["kernel"].reshape(6, 5, 4, 3).transpose(3, 2, 0, 1).reshape(3, -1)
+    np.testing.assert_array_equal(params["fc"]["weight"], want)
+
+
+def test_batch_norm_scale_folds_as_torch_does(rng):
+    """``rsqrt(var + eps) * scale`` evaluated at conversion equals jq's fold of a torch batch
+    norm (``1 / sqrt(var + eps) * weight``, float32) bit for bit."""
+    c = 64
+    bn = {k: rng.uniform(0.5, 2, c).astype(np.float32) for k in ("var", "scale", "mean")}
+    fc = {"kernel": rng.normal(size=(3, c)).astype(np.float32)}
+
+    def fn(p, x):
+        s = lax.rsqrt(p["bn"]["var"] + 1e-5) * p["bn"]["scale"]
+        return (x @ p["fc"]["kernel"] - p["bn"]["mean"][None]) * s[None]
+
+    graph, params = jq.from_jax(fn, {"bn": bn, "fc": fc}, np.zeros((2, 3), np.float32))
+    assert [n.op for n in graph.nodes] == ["linear", "batch_norm"]
+    torch_fold = np.float32(1) / np.sqrt(bn["var"] + np.float32(1e-5)) * bn["scale"]
+    np.testing.assert_array_equal(params["bn"]["weight"], torch_fold)
+
+
+def test_sharding_placement_and_debug_prints_drop_out(rng):
+    """with_sharding_constraint, device_put and jax.debug.print leave the values as they are."""
+    mesh = jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
+    shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+
+    def fn(p, x):
+        y = lax.with_sharding_constraint(x @ p["w"], shard)
+        jax.debug.print("y {}", y.sum())
+        return jax.nn.relu(jax.device_put(y))
+
+    p = {"w": rng.normal(size=(3, 4)).astype(np.float32)}
+    x = rng.normal(size=(2, 3)).astype(np.float32)
+    graph, params = jq.from_jax(fn, p, x)
+    assert [n.op for n in graph.nodes] == ["linear", "relu"]
+    _close(graph, params, fn, p, x)
+
+
 def test_unsupported_primitives_listed_at_once(rng):
     def fn(p, x):
         y = jnp.cumsum(x @ p["w"], axis=-1)

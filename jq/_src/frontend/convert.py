@@ -14,7 +14,7 @@ from .errors import Unsupported, UnsupportedPrimitiveError
 from .interpret import run_jaxpr
 from .naming import param_paths, path_name, scope
 from .patterns import compositions
-from .recognise import batch_norms, fold_biases, means, prune
+from .recognise import avg_pools, batch_norms, flattens, fold_biases, means, prune, reshapes
 from .values import Const, Val
 
 _FN = "jq.from_jax"
@@ -132,7 +132,8 @@ def from_jax(
     )
     graph = Graph(input_names, b.nodes, out_names, [x.shape for x in xs])
     params_out: dict = b.params
-    for rewrite in (fold_biases, batch_norms, means, compositions, prune):
+    passes = (reshapes, prune, fold_biases, batch_norms, means, avg_pools, flattens)
+    for rewrite in (*passes, compositions, prune):
         graph, params_out = rewrite(graph, params_out)
     return graph, params_out
 

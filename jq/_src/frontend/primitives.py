@@ -16,6 +16,7 @@ import numpy as np
 
 from .context import Builder, Unconvertible
 from .layout import after_reduce, after_transpose, identity, permute_attr, stored_axis
+from .pooling import max_pool_attrs, pool_perm
 from .values import Const, Val, Value
 
 Converter = Callable[[Builder, Any, list[Value]], list[Value]]
@@ -109,9 +110,26 @@ def _unary(b: Builder, eqn, args):
     return [_out(b, eqn, _UNARY[eqn.primitive.name], (x.name,), x.perm)]
 
 
-@converter("stop_gradient", "copy", "copy_p", "optimization_barrier", "reduce_precision")
+@converter(
+    "stop_gradient",
+    "copy",
+    "copy_p",
+    "optimization_barrier",
+    "reduce_precision",
+    "sharding_constraint",
+    "reshard",
+    "layout_constraint",
+    "device_put",
+)
 def _identity(b: Builder, eqn, args):
+    """Ops that leave values as they are at inference (gradients, placement, sharding)."""
     return list(args)
+
+
+@converter("debug_print", "debug_callback")
+def _debug(b: Builder, eqn, args):
+    """``jax.debug.print`` / ``jax.debug.callback``: no values out; the graph drops them."""
+    return []
 
 
 @converter("integer_pow")
@@ -210,41 +228,27 @@ def _argmax(b: Builder, eqn, args):
 
 @converter("reduce_window_max", "reduce_window_sum")
 def _reduce_window(b: Builder, eqn, args):
+    """``lax.reduce_window`` max or sum, stored channels-first when its window spares the
+    batch and channel axes (:mod:`jq._src.frontend.pooling`): a max is jq's ``max_pool``; a
+    sum stays a ``reduce_window`` (``recognise.avg_pools`` makes it and its division an
+    ``avg_pool``)."""
     (x,) = args
-    p, perm = eqn.params, x.perm
+    p = eqn.params
+    padding = tuple(tuple(q) for q in p["padding"])
+    perm = pool_perm(x.perm, p["window_dimensions"], p["window_strides"], padding)
+    src = b.stored_as(x, perm)
     attrs = {
         "computation": "max" if eqn.primitive.name.endswith("max") else "sum",
         "window": permute_attr(perm, p["window_dimensions"]),
         "strides": permute_attr(perm, p["window_strides"]),
-        "padding": permute_attr(perm, tuple(tuple(q) for q in p["padding"])),
+        "padding": permute_attr(perm, padding),
         "base_dilation": permute_attr(perm, p["base_dilation"]),
         "window_dilation": permute_attr(perm, p["window_dilation"]),
     }
-    pool = _as_max_pool(attrs)
+    pool = max_pool_attrs(attrs)
     if pool is not None:
-        return [_out(b, eqn, "max_pool", (x.name,), perm, pool)]
-    return [_out(b, eqn, "reduce_window", (x.name,), perm, attrs, base="pool")]
-
-
-def _as_max_pool(attrs: dict) -> dict | None:
-    """jq's ``max_pool`` attrs for a max window on channels-first storage (window 1 on the
-    batch and channel axes, symmetric padding, no base dilation), else ``None``: the pipeline
-    treats ``max_pool`` as moving values, not making new ones (no quantizer after it)."""
-    if attrs["computation"] != "max" or any(d != 1 for d in attrs["base_dilation"]):
-        return None
-    lead = zip(attrs["window"][:2], attrs["strides"][:2], attrs["padding"][:2], strict=True)
-    if any(w != 1 or s != 1 or tuple(p) != (0, 0) for w, s, p in lead):
-        return None
-    pads = attrs["padding"][2:]
-    if any(lo != hi for lo, hi in pads) or len(pads) == 0:
-        return None
-    return {
-        "kernel_size": tuple(attrs["window"][2:]),
-        "stride": tuple(attrs["strides"][2:]),
-        "padding": tuple(lo for lo, _ in pads),
-        "dilation": tuple(attrs["window_dilation"][2:]),
-        "ceil_mode": False,
-    }
+        return [_out(b, eqn, "max_pool", (src,), perm, pool)]
+    return [_out(b, eqn, "reduce_window", (src,), perm, attrs, base="pool")]
 
 
 # --- shapes -------------------------------------------------------------------------------

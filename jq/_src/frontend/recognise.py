@@ -1,11 +1,20 @@
 """Graph passes over a freshly converted graph: the compositions users think of as one layer.
 
+- :func:`reshapes`: a reshape of a reshape read by nothing else is one reshape, and a reshape
+  to its input's own shape is none (``jax.vmap`` of a layer written for one example, as
+  Equinox's are, reshapes around every op), so a conv's bias add follows the conv.
 - :func:`fold_biases`: ``conv`` / ``linear`` then ``add`` of a per-output-channel constant is
   the layer's bias (Flax adds biases as a separate broadcast add).
 - :func:`batch_norms`: ``(x - mean) * mul + bias`` with per-channel constants on axis 1 (Flax's
   inference batch norm once ``rsqrt(var + eps) * scale`` is evaluated) is a ``batch_norm`` node,
   so the pipeline folds it into the conv before it as MCT does.
 - :func:`means`: ``jnp.mean`` as JAX inlines it (a sum and a division) is one ``mean`` node.
+- :func:`avg_pools`: a sum ``reduce_window`` divided by the window's element counts (Flax's
+  ``avg_pool``, with or without ``count_include_pad``) is one ``avg_pool`` node, quantized once
+  and looked through by shift-negative correction as MCT does.
+- :func:`flattens`: a flatten of a channels-first stored value into a ``linear`` (Flax's
+  ``x.reshape(n, -1)`` of an NHWC value) reshapes the stored value and permutes the linear's
+  input columns instead, so the graph reads ``silu -> reshape -> linear`` as torch's does.
   Softmax, GELU and layer norm are matched in :mod:`jq._src.frontend.patterns`.
 - :func:`prune`: drop nodes nothing reads (constants absorbed by the passes above).
 
@@ -13,6 +22,8 @@ Each pass is ``(graph, params) -> (graph, params)``; nodes keep their order.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,6 +37,30 @@ from .edit import (
     shape_map,
 )
 from .naming import module_of
+from .pooling import avg_pool_attrs
+
+
+def reshapes(graph: Graph, params: dict) -> tuple[Graph, dict]:
+    """Collapse reshape chains and drop reshapes that keep the shape (see module docstring);
+    the reshapes left unread are pruned later."""
+    readers, shapes = reader_map(graph), shape_map(graph)
+    outputs = set(graph.outputs)
+    nodes: dict[str, Node] = {n.name: n for n in graph.nodes}
+    same: dict[str, str] = {}  # reshape keeping the shape -> its source
+    for n in graph.nodes:
+        if n.op != "reshape":
+            continue
+        src = same.get(n.inputs[0], n.inputs[0])
+        inner = nodes.get(src)
+        if inner is not None and inner.op == "reshape" and len(readers.get(src, [])) == 1:
+            if src not in outputs:
+                src = inner.inputs[0]
+        if src != n.inputs[0]:
+            nodes[n.name] = n = n.replace(inputs=(src,))
+        if n.name not in outputs and shapes.get(src) is not None and shapes[src] == n.shape:
+            same[n.name] = src
+    kept, outs = rewire(list(nodes.values()), same, graph.outputs)
+    return graph.replace(nodes=tuple(kept), outputs=outs), params
 
 
 def _bias_vector(graph: Graph, params: dict, layer: Node, head: Node, add: Node):
@@ -168,6 +203,106 @@ def means(graph: Graph, params: dict) -> tuple[Graph, dict]:
         replace[div.name] = Node(div.name, "mean", n.inputs, attrs, div.shape)
         drop.add(n.name)
     return renamed(graph, replace, drop, params)
+
+
+def _divisor(graph: Graph, params: dict, div: Node) -> np.ndarray | None:
+    """What ``div`` divides its first input by: its scalar, or a constant (through an
+    ``expand``); ``None`` otherwise."""
+    if div.attr("reverse", False):
+        return None
+    if len(div.inputs) == 1:
+        s = div.attr("scalar", None)
+        return None if s is None else np.asarray(s, np.float32)
+    name = div.inputs[1]
+    n = None if name in graph.inputs else graph.node(name)
+    if n is not None and n.op == "expand":
+        name = n.inputs[0]
+    return const_value(graph, params, name)
+
+
+def avg_pools(graph: Graph, params: dict) -> tuple[Graph, dict]:
+    """``reduce_window(sum) -> div`` by torch's window counts -> ``avg_pool`` (see
+    :func:`jq._src.frontend.pooling.avg_pool_attrs`), named after the pool's scope."""
+    readers, shapes = reader_map(graph), shape_map(graph)
+    replace: dict[str, Node] = {}
+    drop: set[str] = set()
+    for n in graph.nodes:
+        div = _only_reader(readers, graph, n.name, "div") if n.op == "reduce_window" else None
+        in_shape = shapes.get(n.inputs[0]) if div is not None else None
+        if div is None or div.inputs[0] != n.name or in_shape is None or div.shape is None:
+            continue
+        divisor = _divisor(graph, params, div)
+        attrs = (
+            None if divisor is None else avg_pool_attrs(n.attrs_dict, in_shape, divisor, div.shape)
+        )
+        if attrs is None:
+            continue
+        scope = n.name.rpartition(".")[0]
+        name = f"{scope}.avg_pool" if scope else "avg_pool"
+        replace[div.name] = Node(name, "avg_pool", n.inputs, attrs, div.shape)
+        drop.add(n.name)
+    return renamed(graph, replace, drop, params)
+
+
+def _flatten_columns(stored: tuple[int, ...], dims: tuple[int, ...], lead: int) -> np.ndarray:
+    """For a value of shape ``stored`` permuted by ``dims`` (``dims[:lead]`` the identity) and
+    flattened after ``lead`` axes: ``idx[j]`` is the position, in the flattened *unpermuted*
+    value, of element ``j`` of the flattened permuted one."""
+    trailing = stored[lead:]
+    idx = np.arange(int(np.prod(trailing))).reshape(trailing)
+    return np.transpose(idx, [d - lead for d in dims[lead:]]).reshape(-1)
+
+
+class _Flatten(NamedTuple):
+    """A flatten into a linear: its permute's input and that input's (stored) shape, the
+    permute's dims, the linear, and the number of leading axes kept."""
+
+    source: str
+    stored: tuple[int, ...]
+    dims: tuple[int, ...]
+    linear: Node
+    lead: int
+
+
+def _flatten_match(graph: Graph, readers, shapes, r: Node) -> _Flatten | None:
+    """The flatten ``r`` is, if it reshapes a permute (which leaves the leading axes in place)
+    into a linear's input by merging the trailing axes; else ``None``."""
+    p = graph.node(r.inputs[0]) if r.inputs[0] not in graph.inputs else None
+    users = readers.get(r.name, [])
+    if p is None or p.op != "permute" or len(users) != 1 or r.name in graph.outputs:
+        return None
+    lin, src_shape = users[0], shapes.get(p.inputs[0])
+    if lin.op != "linear" or lin.inputs != (r.name,) or src_shape is None or r.shape is None:
+        return None
+    lead, dims = len(r.shape) - 1, tuple(p.attr("dims"))
+    if lead < 0 or dims[:lead] != tuple(range(lead)) or tuple(r.shape[:lead]) != src_shape[:lead]:
+        return None
+    return _Flatten(p.inputs[0], tuple(src_shape), dims, lin, lead)
+
+
+def flattens(graph: Graph, params: dict) -> tuple[Graph, dict]:
+    """``permute -> reshape (flatten) -> linear`` -> ``reshape -> linear`` with the linear's
+    weight columns permuted to match (exact: the same products, summed in another order).
+
+    A Flax model flattens NHWC (``x.reshape(n, -1)``) a value the converter stores NCHW, so a
+    permute sits between the last activation and the dense layer; torch's graph of the same
+    network has none. Shift-negative correction looks through reshapes only (MCT's bypass
+    ops), so the permute would keep a silu before the dense layer from being corrected."""
+    readers, shapes = reader_map(graph), shape_map(graph)
+    params = dict(params)
+    new: dict[str, Node] = {}
+    for r in graph.nodes:
+        m = _flatten_match(graph, readers, shapes, r) if r.op == "reshape" else None
+        if m is None:
+            continue
+        idx = _flatten_columns(m.stored, m.dims, m.lead)
+        w = np.asarray(params[m.linear.name]["weight"])
+        permuted = np.empty_like(w)
+        permuted[:, idx] = w
+        params[m.linear.name] = {**params[m.linear.name], "weight": permuted}
+        new[r.name] = r.replace(inputs=(m.source,))
+    nodes = tuple(new.get(n.name, n) for n in graph.nodes)
+    return graph.replace(nodes=nodes), params
 
 
 def prune(graph: Graph, params: dict) -> tuple[Graph, dict]:

@@ -419,11 +419,29 @@ def avg_pool(
     )
     if divisor_override:
         return total / divisor_override
+    counts = avg_pool_divisor(
+        x.shape[2:],
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+    )
+    return total / jnp.asarray(counts, x.dtype)[None, None]
+
+
+def avg_pool_divisor(
+    spatial, *, kernel_size, stride, padding, ceil_mode, count_include_pad
+) -> np.ndarray:
+    """What ``avg_pool`` divides each window's sum by: a float32 array of the output's
+    spatial shape (torch's rules; no ``divisor_override``)."""
+    nd = len(kernel_size)
+    pads = _pool_pads(spatial, kernel_size, stride, padding, (1,) * nd, ceil_mode)
     counts = np.ones((), np.float32)
-    for n, k, s, (p, hi) in zip(x.shape[2:], kernel_size, stride, pads, strict=True):
+    for n, k, s, (p, hi) in zip(spatial, kernel_size, stride, pads, strict=True):
         c = _window_counts(n, k, s, p, hi, count_include_pad).astype(np.float32)
         counts = np.multiply.outer(counts, c)
-    return total / jnp.asarray(counts, x.dtype)[None, None]
+    return counts
 
 
 @register_op("adaptive_avg_pool")
