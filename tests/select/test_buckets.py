@@ -147,6 +147,7 @@ def test_fake_quant_padding_is_exact(monkeypatch, rng, method, shape, per_channe
     np.testing.assert_array_equal(padded, exact)
 
 
+@pytest.mark.slow  # 2,000 calls in a subprocess: about 110 s on 2 cores (`make test-all`)
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")
 def test_long_process_compiles_a_bounded_set_of_programs():
     """2,000 calls over random shapes: one program per bucket key at most, and after the first

@@ -67,6 +67,7 @@ def test_per_tensor_power_of_two_kl_uses_the_float_tensor(rng):
     assert float(default.threshold) < float(compat.threshold)
 
 
+@pytest.mark.slow  # MCT's per-channel KL: about 35 s on 2 cores (`make test-all`)
 def test_per_channel_kl_channel_is_not_frozen_by_inf_times_zero(rng):
     """MCT's per-channel 0/1 blend turns inf*0 into NaN and freezes a channel's search."""
     w = rng.normal(size=(4, 64)).astype(np.float32) * 0.1
