@@ -71,3 +71,14 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             elif p.ndim >= 2 and not p.any():
                 p.copy_(0.02 * torch.randn(p.shape, generator=g))
     return model
+
+
+class Fn(torch.nn.Module):
+    """Wrap a function of the inputs as a module."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)

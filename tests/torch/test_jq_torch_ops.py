@@ -15,7 +15,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _helpers import check_model, randomize_  # noqa: E402
+from _helpers import Fn, check_model, randomize_  # noqa: E402
 
 import jq  # noqa: E402
 import jq_torch  # noqa: E402
@@ -23,17 +23,6 @@ from jq import Node, apply, register_op, registered_ops  # noqa: E402
 from jq._src.graph import ops as jq_ops  # noqa: E402
 from jq._src.graph.ops import fake_quant as fake_quant_op  # noqa: E402
 from jq._src.select.quantizers import affine_grid, threshold_quantize  # noqa: E402
-
-
-class Fn(nn.Module):
-    """Wrap a function of the inputs as a module."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 def _x(*shape, seed=0, positive=False):

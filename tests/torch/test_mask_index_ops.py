@@ -11,18 +11,9 @@ torch = pytest.importorskip("torch")
 
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _helpers import RTOL, check_model, max_diff  # noqa: E402
+from _helpers import RTOL, Fn, check_model, max_diff  # noqa: E402
 
 import jq_torch  # noqa: E402
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *xs):
-        return self.fn(*xs)
 
 
 def _x(*shape, seed=0):

@@ -21,12 +21,10 @@ from ..select.enums import (
     AutoErrorMethod,
     ErrorMethod,
     QuantizationMethod,
-    is_auto,
-    parse_error_method,
     parse_method,
 )
 from ..select.quantizers import MIN_THRESHOLD
-from .steering import Rule, parse_rules
+from .steering import Rule, parse_error_method_or_auto, parse_rules
 
 # Fields accepted only at their MCT default: jq does not implement the feature they switch.
 _UNSUPPORTED = {
@@ -41,16 +39,6 @@ _UNSUPPORTED = {
     "activation_bias_correction": False,
     "custom_tpc_opset_to_layer": None,
 }
-
-
-def _parse_error_method_or_auto(value, fn: str):
-    """An :class:`ErrorMethod`, or :attr:`AutoErrorMethod.AUTO` for ``"auto"`` (per layer)."""
-    if is_auto(value):
-        return AutoErrorMethod.AUTO
-    try:
-        return parse_error_method(value, fn)
-    except ValueError as e:
-        raise ValueError(f"{e}, or 'auto' (choose per layer)") from None
 
 
 def _check_bool(obj: Any, field: str) -> None:
@@ -167,8 +155,8 @@ class QuantizationConfig:
     mct_compat: bool = False
 
     def __post_init__(self) -> None:
-        _enum_field(self, "activation_error_method", _parse_error_method_or_auto)
-        _enum_field(self, "weights_error_method", _parse_error_method_or_auto)
+        _enum_field(self, "activation_error_method", parse_error_method_or_auto)
+        _enum_field(self, "weights_error_method", parse_error_method_or_auto)
         for f in dataclasses.fields(self):
             if f.type in ("bool", bool):
                 _check_bool(self, f.name)

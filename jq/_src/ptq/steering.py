@@ -48,13 +48,15 @@ _ACTIVATION = "activation"
 _KERNEL_ATTRS = ("weight", "kernel")  # MCT's kernel attribute: torch "weight", keras "kernel"
 
 
-def _error_method(value: Any, where: str) -> ErrorMethod | AutoErrorMethod:
+def parse_error_method_or_auto(value: Any, where: str) -> ErrorMethod | AutoErrorMethod:
+    """An error method (see ``parse_error_method``) or ``AutoErrorMethod.AUTO`` for
+    ``"auto"``; ``where`` names the field in the error."""
     if is_auto(value):
         return AutoErrorMethod.AUTO
     try:
         return parse_error_method(value, where)
     except ValueError as e:
-        raise ValueError(f"{e}, or 'auto'") from None
+        raise ValueError(f"{e}, or 'auto' (choose per layer)") from None
 
 
 def _bits(value: Any, where: str) -> int:
@@ -77,12 +79,12 @@ def _qmethod(value: Any, where: str) -> QuantizationMethod:
 
 # field -> (kind, parser)
 _FIELDS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
-    "weights_error_method": (_WEIGHTS, _error_method),
+    "weights_error_method": (_WEIGHTS, parse_error_method_or_auto),
     "weights_n_bits": (_WEIGHTS, _bits),
     "weights_quantization_method": (_WEIGHTS, _qmethod),
     "weights_per_channel_threshold": (_WEIGHTS, _flag),
     "enable_weights_quantization": (_WEIGHTS, _flag),
-    "activation_error_method": (_ACTIVATION, _error_method),
+    "activation_error_method": (_ACTIVATION, parse_error_method_or_auto),
     "activation_n_bits": (_ACTIVATION, _bits),
     "activation_quantization_method": (_ACTIVATION, _qmethod),
     "enable_activation_quantization": (_ACTIVATION, _flag),
