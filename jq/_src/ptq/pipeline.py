@@ -157,15 +157,7 @@ def quantize_graph(
             kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
     with _stage(clock, "activations"):
         acts = select_activations(prep, stats, st, local)
-    mix = Mix(kernels, acts, {})
-    if acts.auto or kernels.auto:
-        with _stage(clock, "auto"):
-            mix = choose_per_layer(prep, stats, kernels, acts, data, st)
-    with _stage(clock, "build"):
-        built = build_quantized(prep, stats, mix.kernels.qparams, mix.acts.quant, st)
-    if mix.analysis and prep.float_outputs:
-        with _stage(clock, "auto_check"):
-            mix, built = check_mix(prep, stats, mix, built, retained, st)
+    mix, built = _build(prep, stats, Mix(kernels, acts, {}), data, retained, st, clock)
     with _stage(clock, "sqnr"):
         sqnr = measure_sqnr(prep, built, retained)
     check_finite(sqnr, fn)
@@ -174,6 +166,20 @@ def quantize_graph(
     n = len(retained.batches)
     info = make_info(prep, st, mix, built, sqnr, stats, n_retained=n, timings=timings)
     return _result(prep, built, info, graph_for is not None)
+
+
+def _build(prep: Prepared, stats, mix: Mix, data, retained, st: Settings, clock: StageClock):
+    """``(mix, built)``: AUTO's per-layer choice (when asked for), the quantized graph, and
+    AUTO's whole-model check of the mix."""
+    if mix.acts.auto or mix.kernels.auto:
+        with _stage(clock, "auto"):
+            mix = choose_per_layer(prep, stats, mix.kernels, mix.acts, data, st)
+    with _stage(clock, "build"):
+        built = build_quantized(prep, stats, mix.kernels.qparams, mix.acts.quant, st)
+    if mix.analysis and prep.float_outputs:
+        with _stage(clock, "auto_check"):
+            mix, built = check_mix(prep, stats, mix, built, retained, st)
+    return mix, built
 
 
 def _result(prep: Prepared, built, info: QuantizationInfo, rebase: bool) -> PTQResult:
