@@ -96,7 +96,9 @@ def child(name: str, lib: str) -> None:
         if lib == "mct":
             out = {"W8A8": _run_mct(name)}
         else:
-            out = {"W8A8": _run_jq(name, 8), "W4A8": _run_jq(name, 4)}
+            out = {"W8A8": _run_jq(name, 8)}
+            if os.environ.get("JQ_BENCH_ZOO_W4", "1") != "0":
+                out["W4A8"] = _run_jq(name, 4)
     except Exception as e:  # reported in the table
         out = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
     print("RESULT " + json.dumps(out))
@@ -118,16 +120,29 @@ def _spawn(name: str, lib: str, cache: str, timeout: float) -> dict:
 def _cell(res: dict, cfg: str, key: str = "sqnr") -> str:
     if "error" in res:
         return "-" if res["error"] == "not run" else "fails"
+    if cfg not in res:
+        return "-"
     v = res[cfg][key]
     return f"{v:.1f}" if key == "sqnr" else f"{v:.0f} s"
 
 
 def _split(res: dict) -> str:
+    """Where the W8A8 call's time went: each stage's seconds, the compiling part in brackets."""
     if "error" in res:
         return res["error"]
     t = res["W8A8"]["timings"]
-    keys = ("prepare", "statistics", "weights", "activations", "build", "sqnr")
-    return ", ".join(f"{k} {t[k]:.1f}" for k in keys if k in t)
+    keys = ("export", "prepare", "statistics", "weights", "activations", "build", "sqnr")
+    cells = []
+    for k in (k for k in keys if k in t):
+        c = t.get(k + ".compile")
+        cells.append(f"{k} {t[k]:.1f}" + (f" ({c:.1f})" if c else ""))
+    return ", ".join(cells)
+
+
+def _ratio(mct: dict, jq_res: dict | None) -> str:
+    if jq_res is None or "error" in mct or "error" in jq_res:
+        return "-"
+    return f"{mct['W8A8']['seconds'] / jq_res['W8A8']['seconds']:.1f}x"
 
 
 def main(argv=None) -> None:
@@ -137,13 +152,17 @@ def main(argv=None) -> None:
     p.add_argument("--models", nargs="*", default=list(zoo_models.ZOO))
     p.add_argument("--no-mct", action="store_true")
     p.add_argument("--no-jq", action="store_true", help="MCT's column only")
-    p.add_argument("--warm", action="store_true")
+    p.add_argument("--warm", action="store_true", help="a second jq process on the filled cache")
+    p.add_argument("--no-w4", action="store_true", help="W8A8 only (the speed table)")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args(argv)
+    if args.no_w4:
+        os.environ["JQ_BENCH_ZOO_W4"] = "0"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     head = "| model | jq W8A8 dB | MCT W8A8 dB | jq W4A8 dB | jq call (W8A8) | MCT call |"
-    print(head + (" jq warm |" if args.warm else "") + " jq stages (s) |")
-    print("|" + "---|" * (head.count("|") - 1 + args.warm + 1))
+    extra = " MCT / jq cold |" + (" jq warm | MCT / jq warm |" if args.warm else "")
+    print(head + extra + " jq stages, s (compiling) |")
+    print("|" + "---|" * (head.count("|") - 1 + extra.count("|") + 1))
     for name in args.models:
         with tempfile.TemporaryDirectory() as cache:
             jq_res = {"error": "not run"} if args.no_jq else _spawn(name, "jq", cache, args.timeout)
@@ -157,8 +176,9 @@ def main(argv=None) -> None:
             _cell(jq_res, "W8A8", "seconds"),
             _cell(mct_res, "W8A8", "seconds"),
         ]
+        row.append(_ratio(mct_res, jq_res))
         if warm is not None:
-            row.append(_cell(warm, "W8A8", "seconds"))
+            row += [_cell(warm, "W8A8", "seconds"), _ratio(mct_res, warm)]
         print("| " + " | ".join(row) + f" | {_split(jq_res)} |", flush=True)
         if mct_res.get("error", "not run") != "not run":
             print(f"  MCT on {name}: {mct_res['error']}", flush=True)

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 from torch import fx
@@ -390,7 +389,8 @@ def _prune(nodes: list[Node], outputs: Sequence[str]) -> list[Node]:
 
 
 def _to_jax(t: torch.Tensor) -> jax.Array:
-    return jnp.asarray(t.detach().cpu().contiguous().numpy())
+    # device_put, not jnp.asarray: that compiles a small program per shape (JAX 0.10).
+    return jax.device_put(t.detach().cpu().contiguous().numpy())
 
 
 def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:

@@ -9,6 +9,8 @@ model: it pickles, and serves every batch size the graph accepts.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,8 +75,23 @@ def pytorch_post_training_quantization(
         model = copy.deepcopy(model).eval()
     # One graph for every batch size (a dynamic batch axis, or an error naming the node that
     # pins it): the module keeps no reference to the float model.
+    t0 = time.perf_counter()
     graph, params = from_torch(model, data.first)
+    t1 = time.perf_counter()
     res = jq.ptq.quantize_graph(
         graph, params, data, core_config=core_config, target_platform=platform, mesh=mesh, fn=_FN
     )
-    return to_torch(res.graph, res.params, res.info.layers), res.info
+    t2 = time.perf_counter()
+    module = to_torch(res.graph, res.params, res.info.layers)
+    return module, _with_front_end_times(res.info, t1 - t0, time.perf_counter() - t2)
+
+
+def _with_front_end_times(
+    info: jq.core.QuantizationInfo, export: float, wrap: float
+) -> jq.core.QuantizationInfo:
+    """``info`` whose timings also hold ``export`` (torch.export and conversion to jq's graph)
+    and ``to_torch`` (wrapping the result), and whose ``total`` is the whole call's."""
+    timings = {"export": export, **info.timings, "to_torch": wrap}
+    timings["pipeline"] = info.timings.get("total", 0.0)
+    timings["total"] = export + timings["pipeline"] + wrap
+    return dataclasses.replace(info, timings=timings)

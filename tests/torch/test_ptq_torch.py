@@ -64,6 +64,9 @@ def test_mct_call_runs_and_export_matches_jax(model, batches, tmp_path):
     assert 10 * np.log10(np.sum(yf**2) / np.sum((yf - yq) ** 2)) > 25
     assert info.config["activation_error_method"] == "noclipping"
     assert {li.name for li in info.layers if li.kind == "weights"} == {"conv1", "conv2", "fc"}
+    t = info.timings  # the front end's stages beside the pipeline's; total is the whole call
+    assert t["export"] > 0 and t["to_torch"] > 0 and t["statistics"] > 0
+    assert t["total"] == pytest.approx(t["export"] + t["pipeline"] + t["to_torch"])
     path = tmp_path / "info.json"
     info.save(path)
     assert jq.core.QuantizationInfo.load(path) == jq.core.QuantizationInfo.from_dict(info.to_dict())

@@ -38,6 +38,7 @@ import numpy as np
 from ..graph.apply import apply
 from ..graph.graph import Graph
 from ..graph.ops import get_op
+from ..runtime.jit import jit
 from ..select.enums import AUTO as AUTO
 from ..select.enums import AutoErrorMethod as AutoErrorMethod
 from ..select.enums import ErrorMethod
@@ -131,7 +132,7 @@ def _kernel_sums(x, y, weights, biases, *, op: str, attrs: tuple):
     return jnp.sum(jnp.square(y)), jax.vmap(noise)(weights, biases)
 
 
-@functools.partial(jax.jit, static_argnames=("graph", "act_values", "kernels"))
+@functools.partial(jit, static_argnames=("graph", "act_values", "kernels"))
 def _auto_step(
     params, act_grids, kernel_weights, kernel_biases, inputs, *, graph, act_values, kernels
 ):

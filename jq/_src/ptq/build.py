@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..graph.graph import Graph, Node
+from ..runtime.jit import jit
 from ..select.enums import QuantizationMethod
 from ..select.quantizers import affine_fake_quant, affine_grid, threshold_range
 from ..select.types import QParams
@@ -111,7 +112,7 @@ def bias_correction(op: str, w, wq, bias, mean, groups: int) -> np.ndarray:
     return (b - corr).astype(np.float32)
 
 
-@functools.partial(jax.jit, static_argnames=("n_bits", "uniform"))
+@functools.partial(jit, static_argnames=("n_bits", "uniform"))
 def _quantize_kernels_jit(ws, qps, *, n_bits: int, uniform: bool):
     out = []
     for w, qp in zip(ws, qps, strict=True):
@@ -224,7 +225,7 @@ def _layer_params(
             means[k] = np.asarray(means[k]) + sh.shift
     qparams = {k: dict(v) for k, v in fparams.items()}
     for sh in shifts:
-        qparams[sh.layer]["bias"] = jnp.asarray(biases[sh.layer])
+        qparams[sh.layer]["bias"] = jax.device_put(np.asarray(biases[sh.layer]))
     n_corrected = 0
     wqs = quantize_kernels(prep, prep.kernel_names, kernels, st)
     for k, wq in zip(prep.kernel_names, wqs, strict=True):
@@ -234,7 +235,7 @@ def _layer_params(
             corrected = bias_correction(
                 node.op, fparams[k]["weight"], wq, biases.get(k), means[k], node.attr("groups", 1)
             )
-            qparams[k]["bias"] = jnp.asarray(corrected)
+            qparams[k]["bias"] = jax.device_put(np.asarray(corrected))
             n_corrected += 1
     return qparams, n_corrected
 

@@ -5,7 +5,9 @@ Each batch runs one compiled forward of the float graph with ``capture=...`` and
 computation, updates a mergeable histogram (:class:`jq.HistogramState`), the min and
 max of every quantized activation, and the per-channel means of the inputs of kernel layers
 (bias correction). Activations never leave the compiled step, so memory is bounded by the
-histograms. With ``hmse=True`` the step also draws one Rademacher vector ``v`` over the model
+histograms. The default-mode histograms are kept stacked in groups of one size bucket and
+updated group by group (one vmapped update each), so the program's size grows with the number
+of size buckets, not of values. With ``hmse=True`` the step also draws one Rademacher vector ``v`` over the model
 outputs and weights each activation's histogram by ``(d sum(v * y) / d a)^2`` (MCT's
 Hessian-weighted collector; model outputs get unit weights).
 
@@ -28,7 +30,10 @@ from jax.sharding import PartitionSpec
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
 from ..graph.ops import register_op
+from ..runtime.jit import jit
+from ..select.buckets import bucket
 from ..select.histogram import (
+    HistogramState,
     MCTHistogramState,
     _histogram_impl,
     _state_add,
@@ -125,28 +130,78 @@ def _forward_with_scores(graph, params, inputs, capture, hmse_targets, key, red)
 
 def _update_histograms(hists, acts, scores, *, hist_names, compat, n_bins, red):
     """Each value's histogram after this batch (all shards' data), and the batch's min / max."""
-    new_hists, mins, maxs = {}, {}, {}
-    for name in hist_names:
-        a = acts[name]
-        w = scores.get(name)
-        if w is not None:  # MCT: all-zero weights mean ones
-            nonzero = red.max(jnp.any(w != 0).astype(jnp.int32)) > 0
-            w = jnp.where(nonzero, w, jnp.ones_like(w))
-        mins[name], maxs[name] = red.min(jnp.min(a)), red.max(jnp.max(a))
-        if compat:  # MCT's per-batch histogram over the whole batch's range
-            x64 = a.astype(jnp.float64)
+    mins = {n: red.min(jnp.min(acts[n])) for n in hist_names}
+    maxs = {n: red.max(jnp.max(acts[n])) for n in hist_names}
+    weights = {n: _nonzero_scores(scores[n], red) for n in hist_names if n in scores}
+    if compat:  # MCT's per-batch histogram over the whole batch's range
+        new = {}
+        for n in hist_names:
+            x64, w = acts[n].astype(jnp.float64), weights.get(n)
             w64 = None if w is None else w.astype(jnp.float64)
-            lo, hi = mins[name].astype(jnp.float64), maxs[name].astype(jnp.float64)
+            lo, hi = mins[n].astype(jnp.float64), maxs[n].astype(jnp.float64)
             edges, counts = _histogram_impl(x64, w64, n_bins, bounds=widen_constant(lo, hi))
-            new_hists[name] = (edges, red.sum(counts))
-        else:
-            st = hists[name]
-            x = a.ravel().astype(st.minimum.dtype)
-            lo = jnp.minimum(st.minimum, mins[name].astype(x.dtype))
-            hi = jnp.maximum(st.maximum, maxs[name].astype(x.dtype))
-            wr = None if w is None else w.ravel()
-            new_hists[name] = _state_add(st, x, wr, None, lo, hi, reduce=red.sum)
-    return new_hists, mins, maxs
+            new[n] = (edges, red.sum(counts))
+        return new, mins, maxs
+    new = {g: _add_group(g, st, acts, weights, mins, maxs, red) for g, st in hists.items()}
+    return new, mins, maxs
+
+
+def _nonzero_scores(w: jax.Array, red: Reduce) -> jax.Array:
+    """Hessian scores, or ones where every shard's are all zero (MCT's rule)."""
+    nonzero = red.max(jnp.any(w != 0).astype(jnp.int32)) > 0
+    return jnp.where(nonzero, w, jnp.ones_like(w))
+
+
+def _add_group(names, st, acts, weights, mins, maxs, red: Reduce) -> HistogramState:
+    """The stacked default-mode histograms ``st`` of ``names`` after this batch: one vmapped
+    update over the values' stack, padded to a common size bucket. The program then holds one
+    histogram update per group of similar sizes instead of one per value, and the states stay
+    stacked between batches (GhostNet: 21 groups of 290 values; its statistics step compiled
+    in 15 s instead of 37 s). Padding counts nothing: the counts equal the per-value
+    update's, bit for bit."""
+    size = bucket(max(acts[n].size for n in names))
+    dtype = st.minimum.dtype
+
+    def flat(a: jax.Array) -> jax.Array:
+        return jnp.pad(a.ravel().astype(dtype), (0, size - a.size))
+
+    x = jnp.stack([flat(acts[n]) for n in names])
+    # The barrier keeps XLA from folding the mask into a (values x size) constant.
+    n_real = jax.lax.optimization_barrier(jnp.asarray([acts[n].size for n in names], jnp.int32))
+    real = jnp.arange(size, dtype=jnp.int32)[None, :] < n_real[:, None]
+    x = jnp.where(real, x, x[:, :1])  # padding takes a real value, counted with weight 0
+    w = None
+    if any(n in weights for n in names):
+        w = jnp.stack([flat(weights[n]) if n in weights else jnp.ones(size, dtype) for n in names])
+    lo = jnp.minimum(st.minimum, jnp.stack([mins[n] for n in names]).astype(dtype))
+    hi = jnp.maximum(st.maximum, jnp.stack([maxs[n] for n in names]).astype(dtype))
+    return jax.vmap(functools.partial(_state_add, reduce=red.sum))(st, x, w, real, lo, hi)
+
+
+def _grouped(hists: dict, sizes: dict[str, int]) -> dict:
+    """Per-value states ``{name: state}`` stacked on the host into ``{names: state}`` groups of
+    one size bucket (already grouped states are returned as they are)."""
+    if not hists or not isinstance(next(iter(hists)), str):
+        return hists
+    groups: dict[int, list[str]] = {}
+    for n in hists:
+        groups.setdefault(bucket(sizes[n]), []).append(n)
+    host = {n: jax.device_get(st) for n, st in hists.items()}
+    return {
+        tuple(ns): jax.tree.map(lambda *a: np.stack(a), *[host[n] for n in ns])
+        for ns in groups.values()
+    }
+
+
+def _per_value(hists: dict) -> dict:
+    """Grouped states ``{names: state}`` as ``{name: state}`` (host arrays)."""
+    if not hists or isinstance(next(iter(hists)), str):
+        return hists
+    out = {}
+    for names, st in hists.items():
+        host = jax.device_get(st)
+        out.update({n: jax.tree.map(lambda a, i=i: a[i], host) for i, n in enumerate(names)})
+    return out
 
 
 def _stats_body(
@@ -182,7 +237,7 @@ def _stats_body(
 
 
 @functools.partial(
-    jax.jit,
+    jit,
     static_argnames=(
         "graph",
         "hist_names",
@@ -294,14 +349,17 @@ def stats_step(
         targets = tuple(n for n in spec.hist_names if n not in graph.outputs)
         graph = perturbed_graph(graph, targets)
     shards = spec.shards_for([a.shape for a in inputs])
-    sums = state.sums
-    if sums is None:
-        sums = _zero_sums(graph, params, inputs, shards, spec)
+    sums, hists = state.sums, state.hists
+    if sums is None:  # the first batch: shapes from an abstract trace
+        shapes = _value_shapes(graph, params, inputs, shards, spec)
+        sums = _zero_sums(shapes, spec)
+        if not spec.mct_compat:
+            hists = _grouped(hists, {n: int(np.prod(shapes[n].shape)) for n in spec.hist_names})
     key, sub = jax.random.split(state.key)
     with jax.enable_x64(True) if spec.mct_compat else contextlib.nullcontext():
         new_hists, sums, bmin, bmax = _stats_step(
             params,
-            {} if spec.mct_compat else state.hists,
+            {} if spec.mct_compat else hists,
             sums,
             sub,
             put_batch(inputs, shards),
@@ -342,7 +400,8 @@ def stats_merge(spec: StatsSpec, a: StatsState, b: StatsState) -> StatsState:
             for n in spec.hist_names
         }
     else:
-        hists = {n: histogram_merge(a.hists[n], b.hists[n]) for n in spec.hist_names}
+        ha, hb = _per_value(a.hists), _per_value(b.hists)
+        hists = {n: histogram_merge(ha[n], hb[n]) for n in spec.hist_names}
     if a.sums is None or b.sums is None:
         sums = a.sums if b.sums is None else b.sums
     else:
@@ -369,10 +428,10 @@ def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
             f"{fn}: activations {bad[:5]} have non-finite values (NaN/inf) on the representative "
             "data; the float model overflows or produces NaN there"
         )
-    hists = {}
+    hists, states = {}, _per_value(state.hists)
     with jax.enable_x64(True) if spec.mct_compat else contextlib.nullcontext():
         for n in names:
-            e, c = histogram_finalize(state.hists[n])
+            e, c = histogram_finalize(states[n])
             hists[n] = (np.asarray(e), np.asarray(c))
     means = {n: np.asarray(s) / state.n_batches for n, s in (state.sums or {}).items()}
     return Statistics(hists, state.minimum, state.maximum, means, state.n_batches)
@@ -423,16 +482,20 @@ def collect_statistics(
     return stats_finalize(spec, state, fn)
 
 
-def _zero_sums(graph, params, inputs, shards: Shards | None, spec: StatsSpec):
-    """Zero channel sums of the kernel layers' inputs (shapes from one device's share)."""
-    mean_specs = spec.mean_specs
-    if not mean_specs:
-        return {}
-    srcs = tuple(dict.fromkeys(src for _, (src, _) in mean_specs))
+def _value_shapes(graph, params, inputs, shards: Shards | None, spec: StatsSpec) -> dict:
+    """Shapes of the histogrammed values and the kernel layers' inputs on one device's share
+    of a batch (an abstract trace)."""
+    srcs = tuple(src for _, (src, _) in spec.mean_specs)
+    names = tuple(dict.fromkeys(spec.hist_names + srcs))
     shapes = local_shapes([a.shape for a in inputs], shards)
     specs = [jax.ShapeDtypeStruct(s, a.dtype) for s, a in zip(shapes, inputs, strict=True)]
-    _, acts = jax.eval_shape(lambda p, *xs: apply(graph, p, *xs, capture=srcs), params, *specs)
-    return {
-        layer: jnp.zeros(acts[src].shape[axis % len(acts[src].shape)], jnp.float32)
-        for layer, (src, axis) in mean_specs
+    _, acts = jax.eval_shape(lambda p, *xs: apply(graph, p, *xs, capture=names), params, *specs)
+    return acts
+
+
+def _zero_sums(shapes: dict, spec: StatsSpec) -> dict:
+    """Zero channel sums of the kernel layers' inputs."""
+    return {  # NumPy: an eager jnp.zeros compiles a program per channel count
+        layer: np.zeros(shapes[src].shape[axis % len(shapes[src].shape)], np.float32)
+        for layer, (src, axis) in spec.mean_specs
     }

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from ..graph.graph import Graph, Node
@@ -149,7 +149,7 @@ def merge_linear(p1: Mapping, p2: Mapping, *, mct_compat: bool = False) -> dict:
         bias = b2 if bias is None else bias + b2
     if bias is not None:
         out["bias"] = bias
-    return {k: jnp.asarray(v.astype(dtype)) for k, v in out.items()}
+    return {k: jax.device_put(v.astype(dtype)) for k, v in out.items()}
 
 
 def _linear_edges(graph: Graph, rank: Mapping[str, int]) -> list[tuple[str, str]]:
@@ -244,7 +244,7 @@ def add_identity(w, tap: tuple[int, ...], groups: int):
     w = np.array(w)
     out = np.arange(w.shape[0])
     w[(out, out % w.shape[1]) + tap] += 1
-    return jnp.asarray(w)
+    return jax.device_put(w)
 
 
 def _residual_conv(graph: Graph, add: Node) -> str | None:

@@ -71,6 +71,7 @@ from jax import lax
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
 from ..graph.ops import get_op, register_op
+from ..runtime.jit import jit
 
 MAX_ITER = 100  # MCT HESSIAN_NUM_ITERATIONS
 MIN_ITER = 10  # MCT MIN_HESSIAN_ITER: the stop test runs for draws j > MIN_ITER (0-based)
@@ -325,7 +326,7 @@ def _stop(m, total, prev, j, *, max_iter, min_iter, tol):
     return keep.astype(m.dtype), total, prev, j + n_new, done
 
 
-@functools.partial(jax.jit, static_argnames=("graph", "plan", "exact"))
+@functools.partial(jit, static_argnames=("graph", "plan", "exact"))
 def _run_passes(params, x, state, v, rule, *, graph, plan, exact):
     """One forward and ``v.shape[0]`` reverse passes of ``v.shape[1]`` draws each.
 
@@ -362,7 +363,7 @@ def _gram_inputs(plan, extra):
     return {lay.name: extra[lay.name][0] for lay in plan if lay.kind == "gram"}
 
 
-@functools.partial(jax.jit, static_argnames=("plan",))
+@functools.partial(jit, static_argnames=("plan",))
 def _finish(acc, xms, count, *, plan):
     """Scores of one sample from the sums over ``count`` draws (and ``X`` of Gram layers)."""
     out = {}

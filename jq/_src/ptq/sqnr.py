@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..graph.apply import apply
 from ..graph.graph import Graph
+from ..runtime.jit import jit
 from .build import Built
 from .data import Arrays, Retained, accumulate
 from .prepare import Prepared
@@ -48,7 +48,7 @@ def _sqnr_sums(fparams, qparams, inputs, *, fgraph, qgraph, pairs):
     return sig, noise
 
 
-_sqnr_sums_jit = jax.jit(_sqnr_sums, static_argnames=("fgraph", "qgraph", "pairs"))
+_sqnr_sums_jit = jit(_sqnr_sums, static_argnames=("fgraph", "qgraph", "pairs"))
 
 
 def sqnr_totals(
@@ -60,7 +60,7 @@ def sqnr_totals(
         s, e = _sqnr_sums_jit(
             fparams,
             built.params,
-            tuple(jnp.asarray(a) for a in arrays),
+            tuple(arrays),
             fgraph=fgraph,
             qgraph=built.graph,
             pairs=pairs,

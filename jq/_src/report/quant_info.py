@@ -78,7 +78,9 @@ class QuantizationInfo:
         each with ``<stage>.compile``: the part spent compiling JAX programs (tracing, lowering,
         XLA, or loading them from the persistent cache); the rest is run time. The kernel
         searches start in a thread during ``statistics``; their compile time counts under
-        ``weights.compile``.
+        ``weights.compile``. A front end adds its own stages: the torch call has ``export``
+        (``torch.export`` and conversion to jq's graph) and ``to_torch``; its ``total`` is the
+        whole call, and ``pipeline`` that of ``quantize_graph``.
       notes: what was applied or skipped (e.g. bias correction on N layers).
 
     Example:

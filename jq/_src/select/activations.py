@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..runtime.cache import ensure_compilation_cache
+from ..runtime.jit import jit
 from ..runtime.mesh import check_mesh, padded_length, split_leading
 from . import metrics as _metrics
 from .buckets import bucket
@@ -167,9 +168,7 @@ def _search_activation(
     return res, signed, asserts
 
 
-@functools.partial(
-    jax.jit, static_argnames=("p", "method", "error_method", "n_bits", "compat", "mesh")
-)
+@functools.partial(jit, static_argnames=("p", "method", "error_method", "n_bits", "compat", "mesh"))
 def _search_activation_batch(
     edges,
     counts,

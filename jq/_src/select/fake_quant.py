@@ -8,13 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..runtime.jit import jit
 from .buckets import bucket
 from .quantizers import affine_fake_quant, affine_grid
 from .types import QParams
 from .validate import check_n_bits
 
 
-@functools.partial(jax.jit, static_argnames=("n_bits",))
+@functools.partial(jit, static_argnames=("n_bits",))
 def _fake_quant(x, threshold, range_min, range_max, signed, *, n_bits):
     if threshold is not None:
         grid = affine_grid(n_bits, threshold=threshold.astype(x.dtype), signed=signed)

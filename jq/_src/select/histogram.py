@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from ..runtime.jit import jit
 from . import npsum as _npsum
 from .buckets import bucket
 
@@ -173,7 +174,7 @@ def _histogram_impl(
     return edges, counts
 
 
-@functools.partial(jax.jit, static_argnames=("n_bins",))
+@functools.partial(jit, static_argnames=("n_bins",))
 def _histogram_jit(x, weights, n, n_bins):
     """:func:`_histogram_impl` of the first ``n`` values of a padded flat ``x`` (``weights``
     alike)."""
@@ -446,9 +447,9 @@ def _state_finalize(state: HistogramState, n_bins: int):
     return edges, jnp.maximum(jnp.diff(c), 0)
 
 
-_state_update_jit = jax.jit(_state_update)
-_state_merge_jit = jax.jit(_state_merge)
-_state_finalize_jit = jax.jit(_state_finalize, static_argnames=("n_bins",))
+_state_update_jit = jit(_state_update)
+_state_merge_jit = jit(_state_merge)
+_state_finalize_jit = jit(_state_finalize, static_argnames=("n_bins",))
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,13 +478,13 @@ def _seq_cumsum(c: jax.Array) -> jax.Array:
     return out
 
 
-@jax.jit
+@jit
 def _mct_cumulative(c: jax.Array) -> jax.Array:
     """``np.hstack([0, np.cumsum(c)])`` in ``c``'s dtype (float32 stays float32), as float64."""
     return jnp.concatenate([jnp.zeros(1, c.dtype), _seq_cumsum(c)]).astype(jnp.float64)
 
 
-@functools.partial(jax.jit, static_argnames=("n_bins",))
+@functools.partial(jit, static_argnames=("n_bins",))
 def _mct_merge(bins: jax.Array, cums: jax.Array, n_bins: int):
     merged_bins = _npsum.linspace(jnp.min(bins), jnp.max(bins), n_bins + 1)
 

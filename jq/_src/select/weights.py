@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from ..runtime.cache import ensure_compilation_cache
+from ..runtime.jit import jit
 from ..runtime.mesh import check_mesh, pad_leading, padded_length, split_leading
 from . import metrics as _metrics
 from . import npsum as _npsum
@@ -281,7 +282,7 @@ def _symmetric_weights(
 
 
 @functools.partial(
-    jax.jit,
+    jit,
     static_argnames=("p", "method", "error_method", "n_bits", "per_channel", "compat", "f32_start"),
 )
 def _search_weights_batch(
@@ -320,7 +321,7 @@ def _search_weights_batch(
 
 
 @functools.partial(
-    jax.jit,
+    jit,
     static_argnames=(
         "p",
         "method",
