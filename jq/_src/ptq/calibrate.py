@@ -7,8 +7,8 @@ max of every quantized activation, and the per-channel means of the inputs of ke
 (bias correction). Activations never leave the compiled step, so memory is bounded by the
 histograms. The default-mode histograms are kept stacked in groups of one size bucket and
 updated group by group (one vmapped update each), so the program's size grows with the number
-of size buckets, not of values. With ``hmse=True`` the step also draws one Rademacher vector ``v`` over the model
-outputs and weights each activation's histogram by ``(d sum(v * y) / d a)^2`` (MCT's
+of size buckets, not of values. With ``hmse=True`` the step also draws one Rademacher vector
+``v`` over the model outputs and weights each activation's histogram by ``(d sum(v * y) / d a)^2`` (MCT's
 Hessian-weighted collector; model outputs get unit weights).
 
 ``mct_compat=True`` reproduces MCT's collector instead: each batch's histogram over its own
