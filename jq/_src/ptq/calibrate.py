@@ -8,8 +8,8 @@ max of every quantized activation, and the per-channel means of the inputs of ke
 histograms. The default-mode histograms are kept stacked in groups of one size bucket and
 updated group by group (one vmapped update each), so the program's size grows with the number
 of size buckets, not of values. With ``hmse=True`` the step also draws one Rademacher vector
-``v`` over the model outputs and weights each activation's histogram by ``(d sum(v * y) / d a)^2`` (MCT's
-Hessian-weighted collector; model outputs get unit weights).
+``v`` over the model outputs and weights each activation's histogram by
+``(d sum(v * y) / d a)^2`` (MCT's Hessian-weighted collector; model outputs get unit weights).
 
 ``mct_compat=True`` reproduces MCT's collector instead: each batch's histogram over its own
 ``[min, max]`` in float64, merged on read (:class:`jq.MCTHistogramState`).
