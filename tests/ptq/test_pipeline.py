@@ -110,6 +110,13 @@ def test_statistics_states_of_shards_merge(rng):
         np.testing.assert_array_equal(merged.histograms[v][1], whole.histograms[v][1])
         assert merged.minimum[v] == whole.minimum[v] and merged.maximum[v] == whole.maximum[v]
     np.testing.assert_allclose(merged.means["fc"], whole.means["fc"], rtol=1e-6, atol=1e-7)
+    # A merged state goes on taking batches (its histograms are regrouped on the way).
+    more = batches[0]
+    state = stats_merge(spec, run(batches[:1]), run(batches[1:]))
+    again = stats_finalize(spec, stats_step(spec, p, state, g, more), "t")
+    five = stats_finalize(spec, run(batches + [more]), "t")
+    for v in spec.hist_names:
+        np.testing.assert_array_equal(again.histograms[v][1], five.histograms[v][1])
 
 
 def test_retaining_keeps_batches_of_the_first_shapes_and_single_samples(rng):

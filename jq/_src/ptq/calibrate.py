@@ -178,11 +178,13 @@ def _add_group(names, st, acts, weights, mins, maxs, red: Reduce) -> HistogramSt
     return jax.vmap(functools.partial(_state_add, reduce=red.sum))(st, x, w, real, lo, hi)
 
 
+def _is_grouped(hists: dict) -> bool:
+    return bool(hists) and not isinstance(next(iter(hists)), str)
+
+
 def _grouped(hists: dict, sizes: dict[str, int]) -> dict:
     """Per-value states ``{name: state}`` stacked on the host into ``{names: state}`` groups of
-    one size bucket (already grouped states are returned as they are)."""
-    if not hists or not isinstance(next(iter(hists)), str):
-        return hists
+    one size bucket."""
     groups: dict[int, list[str]] = {}
     for n in hists:
         groups.setdefault(bucket(sizes[n]), []).append(n)
@@ -195,7 +197,7 @@ def _grouped(hists: dict, sizes: dict[str, int]) -> dict:
 
 def _per_value(hists: dict) -> dict:
     """Grouped states ``{names: state}`` as ``{name: state}`` (host arrays)."""
-    if not hists or isinstance(next(iter(hists)), str):
+    if not _is_grouped(hists):
         return hists
     out = {}
     for names, st in hists.items():
@@ -301,7 +303,8 @@ class StatsState(NamedTuple):
     """The running statistics: a pure function of the batches seen, mergeable across shards.
 
     Attributes:
-      hists: ``{name: HistogramState | MCTHistogramState}``.
+      hists: ``{name: HistogramState | MCTHistogramState}``; after a default-mode step,
+        ``{names: HistogramState}`` with the states of ``names`` stacked (one size bucket).
       sums: ``{layer: (C,)}`` sums of per-batch channel means; ``None`` before the first batch.
       minimum, maximum: ``{name: float}``.
       key: the PRNG key of the next batch's Rademacher draw (``hmse``).
@@ -350,10 +353,11 @@ def stats_step(
         graph = perturbed_graph(graph, targets)
     shards = spec.shards_for([a.shape for a in inputs])
     sums, hists = state.sums, state.hists
-    if sums is None:  # the first batch: shapes from an abstract trace
+    regroup = not spec.mct_compat and not _is_grouped(hists)  # first batch, or after a merge
+    if sums is None or regroup:  # shapes from an abstract trace
         shapes = _value_shapes(graph, params, inputs, shards, spec)
-        sums = _zero_sums(shapes, spec)
-        if not spec.mct_compat:
+        sums = _zero_sums(shapes, spec) if sums is None else sums
+        if regroup:
             hists = _grouped(hists, {n: int(np.prod(shapes[n].shape)) for n in spec.hist_names})
     key, sub = jax.random.split(state.key)
     with jax.enable_x64(True) if spec.mct_compat else contextlib.nullcontext():
