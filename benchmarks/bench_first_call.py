@@ -42,7 +42,7 @@ def _kernels():
 def child_api(lib: str, method: str, err: str) -> dict:
     ks = _kernels()
     if lib == "mct":
-        sys.path.insert(0, str(ROOT / "tests"))
+        sys.path.insert(0, str(ROOT / "tests" / "select"))
         import mct_ref
 
         t = time.perf_counter()
