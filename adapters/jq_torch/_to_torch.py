@@ -108,6 +108,15 @@ class JQModule(torch.nn.Module):
         """The params of node ``name`` (``{}`` for a node without params)."""
         return {p: getattr(self, k) for p, k in self._keys.get(name, {}).items()}
 
+    def save_torchscript(self, path: str, example: Sequence[Any]) -> None:
+        """Write ``torch.jit.trace`` of this module, traced on the NumPy arrays ``example``, to
+        ``path`` (its fake-quantizers are torch ops already). Used by
+        ``jq.exporter.pytorch_export_model``, which keeps ``jq`` free of torch imports."""
+        args = tuple(torch.from_numpy(a) for a in example)
+        with torch.no_grad():
+            traced = torch.jit.trace(self, args, check_trace=False)
+        torch.jit.save(traced, path)
+
 
 def to_torch(
     graph: Graph,

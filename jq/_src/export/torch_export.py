@@ -159,11 +159,7 @@ def pytorch_export_model(
 
 
 def _write_torchscript(model: Any, path: str, example: list[np.ndarray]) -> None:
-    """``torch.jit.trace`` of the module (its fake-quantizers are torch ops already)."""
-    import torch
-
-    args = tuple(torch.from_numpy(a) for a in example)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, args, check_trace=False)
+    """The module's TorchScript trace, written whole or not at all (the tracing is the
+    module's own, so this package never imports torch)."""
     with atomic_path(path) as tmp:
-        torch.jit.save(traced, tmp)
+        model.save_torchscript(tmp, example)
