@@ -80,7 +80,8 @@ class QuantizationInfo:
         searches start in a thread during ``statistics``; their compile time counts under
         ``weights.compile``. A front end adds its own stages: the torch call has ``export``
         (``torch.export`` and conversion to jq's graph) and ``to_torch``; its ``total`` is the
-        whole call, and ``pipeline`` that of ``quantize_graph``.
+        whole call, and ``pipeline`` that of ``quantize_graph`` (``total.compile`` stays the
+        pipeline's: torch.export's own compilation is not measured).
       notes: what was applied or skipped (e.g. bias correction on N layers).
 
     Example:
