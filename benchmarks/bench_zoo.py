@@ -90,23 +90,23 @@ def _run_mct(name: str):
     return {"sqnr": _sqnr(ref, got), "seconds": seconds}
 
 
-def child(name: str, lib: str) -> None:
+def child(name: str, lib: str, w4: bool = True) -> None:
     warnings.filterwarnings("ignore")
     try:
         if lib == "mct":
             out = {"W8A8": _run_mct(name)}
         else:
             out = {"W8A8": _run_jq(name, 8)}
-            if os.environ.get("JQ_BENCH_ZOO_W4", "1") != "0":
+            if w4:
                 out["W4A8"] = _run_jq(name, 4)
     except Exception as e:  # reported in the table
         out = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"}
     print("RESULT " + json.dumps(out))
 
 
-def _spawn(name: str, lib: str, cache: str, timeout: float) -> dict:
+def _spawn(name: str, lib: str, cache: str, timeout: float, w4: bool = True) -> dict:
     env = {**os.environ, "JQ_COMPILATION_CACHE_DIR": cache, "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-u", __file__, "--child", name, lib]
+    cmd = [sys.executable, "-u", __file__, "--child", name, lib] + ([] if w4 else ["--no-w4"])
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -156,8 +156,6 @@ def main(argv=None) -> None:
     p.add_argument("--no-w4", action="store_true", help="W8A8 only (the speed table)")
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args(argv)
-    if args.no_w4:
-        os.environ["JQ_BENCH_ZOO_W4"] = "0"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     head = "| model | jq W8A8 dB | MCT W8A8 dB | jq W4A8 dB | jq call (W8A8) | MCT call |"
     extra = " MCT / jq cold |" + (" jq warm | MCT / jq warm |" if args.warm else "")
@@ -165,8 +163,12 @@ def main(argv=None) -> None:
     print("|" + "---|" * (head.count("|") - 1 + extra.count("|") + 1))
     for name in args.models:
         with tempfile.TemporaryDirectory() as cache:
-            jq_res = {"error": "not run"} if args.no_jq else _spawn(name, "jq", cache, args.timeout)
-            warm = _spawn(name, "jq", cache, args.timeout) if args.warm else None
+            jq_res = (
+                {"error": "not run"}
+                if args.no_jq
+                else _spawn(name, "jq", cache, args.timeout, not args.no_w4)
+            )
+            warm = _spawn(name, "jq", cache, args.timeout, not args.no_w4) if args.warm else None
         mct_res = {"error": "not run"} if args.no_mct else _spawn(name, "mct", "", args.timeout)
         row = [
             name,
@@ -186,7 +188,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], w4=sys.argv[4:] != ["--no-w4"])
     else:
         main()
