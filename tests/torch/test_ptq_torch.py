@@ -379,7 +379,13 @@ def test_compat_collapsing_equals_mct(collapse):
     for li in info.layers:
         if li.kind == "weights":
             want = np.asarray(kernels[mct_name(li.name)].threshold_np, np.float64).ravel()
-            np.testing.assert_array_equal(li.threshold, want)
+            if li.name in collapsed:
+                # MCT collapses kernels with torch's float32 conv kernels, whose rounding
+                # depends on the CPU (measured on an AMD EPYC: 1.6e-8 apart, relative 9e-8);
+                # a few float32 ulps of the kernel move its threshold by as much.
+                np.testing.assert_allclose(li.threshold, want, rtol=1e-6, atol=0)
+            else:  # the same kernels on both sides: jq's own arithmetic decides, bit for bit
+                np.testing.assert_array_equal(li.threshold, want)
         else:
             q = holders[mct_name(li.name)]
             assert (q.num_bits, q.signed, float(q.threshold_np)) == (
@@ -391,4 +397,7 @@ def test_compat_collapsing_equals_mct(collapse):
     assert len(acts) == len(holders) and ("c4" in acts) != collapse  # no quantizer inside
     with torch.no_grad():
         for x in xs:
-            np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
+            if collapse:  # thresholds a few ulps apart (above): outputs as close as that
+                np.testing.assert_allclose(ours(x).numpy(), theirs(x).numpy(), rtol=1e-5, atol=1e-5)
+            else:
+                np.testing.assert_array_equal(ours(x).numpy(), theirs(x).numpy())
