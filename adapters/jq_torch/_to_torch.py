@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jq import Graph
+from jq import Graph, Node
 from jq.core import LayerInfo
 
 from ._errors import Unsupported, UnsupportedOpError
@@ -47,6 +47,17 @@ class JQModule(torch.nn.Module):
     input shapes the graph accepts (:meth:`jq.Graph.accepts`: any batch size for graphs
     converted with a dynamic batch axis); other shapes are an error naming the expected ones
     and, for a graph whose model pins its batch size, the node that does.
+
+    Saving and loading: ``torch.save(module, path)``, then ``JQModule.load(path)``. A plain
+    ``torch.load(path)`` cannot return it: since torch 2.6 ``torch.load`` defaults to
+    ``weights_only=True``, whose unpickler creates no object of a class outside torch's own
+    list, and a module is one. Its error names the two ways that work, both exact for this
+    module: ``torch.load(path, weights_only=False)`` (runs whatever the file says: only for
+    files you trust), or allowlisting this one class, ``with
+    torch.serialization.safe_globals([jq_torch.JQModule]): torch.load(path)``, which is what
+    :meth:`load` does. That suffices because the pickled state holds only what the
+    weights-only unpickler builds itself (the graph and the quantizers' records as tuples,
+    lists, dicts, strings, numbers and tensors; see ``__getstate__``).
 
     Attributes:
       graph: the jq graph.
@@ -104,6 +115,60 @@ class JQModule(torch.nn.Module):
         outs = tuple(env[n] for n in graph.outputs)
         return outs[0] if len(outs) == 1 else outs
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The graph and the records as plain data, so that allowlisting JQModule alone lets
+        # torch's weights-only unpickler rebuild the module (see the class docstring).
+        state = super().__getstate__()
+        state["graph"] = _graph_state(self.graph)
+        state["quant_layers"] = [_layer_state(q) for q in self.quant_layers]
+        state[_STATE_KEY] = _STATE_VERSION
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if state.pop(_STATE_KEY, None) is not None:  # else a file written before plain state
+            state["graph"] = _graph_from_state(state["graph"])
+            state["quant_layers"] = tuple(_layer_from_state(d) for d in state["quant_layers"])
+        super().__setstate__(state)
+
+    @classmethod
+    def load(cls, f: Any, *, map_location: Any = None) -> JQModule:
+        """The module ``torch.save(module, f)`` wrote, read with torch's weights-only
+        unpickler (no code from the file runs) with this class allowlisted.
+
+        Plain ``torch.load(f)`` refuses the file (torch >= 2.6; see the class docstring);
+        ``torch.load(f, weights_only=False)`` also reads it, for files you trust.
+
+        Args:
+          f: a path or a binary file object, as for ``torch.load``.
+          map_location: as for ``torch.load`` (e.g. ``"cpu"``).
+
+        Returns:
+          The :class:`JQModule`.
+
+        Raises:
+          pickle.UnpicklingError: the file holds other classes (torch's message names them).
+          TypeError: the file holds something other than a :class:`JQModule`.
+
+        Example:
+          >>> import io, torch, jq, jq_torch
+          >>> graph = jq.Graph("x", [jq.Node("y", "relu", ["x"])], "y")
+          >>> buf = io.BytesIO()
+          >>> torch.save(jq_torch.to_torch(graph, {}), buf)
+          >>> _ = buf.seek(0)
+          >>> jq_torch.JQModule.load(buf).graph == graph
+          True
+        """
+        # torch.load takes no allowlist argument; the context manager adds JQModule to torch's
+        # process-wide list for the duration of this call only.
+        with torch.serialization.safe_globals([cls]):
+            module = torch.load(f, map_location=map_location, weights_only=True)
+        if not isinstance(module, JQModule):
+            raise TypeError(
+                f"JQModule.load: the file holds a {type(module).__name__}, not a JQModule"
+            )
+        return module
+
     def node_params(self, name: str) -> dict[str, torch.Tensor]:
         """The params of node ``name`` (``{}`` for a node without params)."""
         return {p: getattr(self, k) for p, k in self._keys.get(name, {}).items()}
@@ -116,6 +181,81 @@ class JQModule(torch.nn.Module):
         with torch.no_grad():
             traced = torch.jit.trace(self, args, check_trace=False)
         torch.jit.save(traced, path)
+
+
+# --- the pickled state: plain data only ---------------------------------------------------
+# torch's weights-only unpickler builds tuples, lists, dicts, strings, numbers, None and
+# tensors without any allowlisting; everything else in the state of a JQModule (the Graph, its
+# Nodes, LayerInfo, NumPy values) is written in those terms. Arrays (NumPy, JAX) and NumPy
+# scalars become tensors in a one-key dict, and every dict of the data in a {"dict": items}
+# one, so a dict in the state is always one of those two tags. A value of any other type is
+# left as it is: pickle still writes it (weights_only=False reads it back; the weights-only
+# unpickler names its class).
+
+_STATE_KEY = "_jq_state"
+_STATE_VERSION = 1
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _plain(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    if type(value) in (tuple, list):
+        return type(value)(_plain(v) for v in value)
+    if type(value) is dict:
+        return {"dict": [(_plain(k), _plain(v)) for k, v in value.items()]}
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.generic) or hasattr(value, "__array__"):
+        try:
+            tensor = torch.from_numpy(np.array(value))
+        except TypeError:  # a dtype torch lacks: pickled as it is
+            return value
+        return {"scalar" if isinstance(value, np.generic) else "array": tensor}
+    return value
+
+
+def _unplain(value: Any) -> Any:
+    if type(value) in (tuple, list):
+        return type(value)(_unplain(v) for v in value)
+    if type(value) is dict:
+        if "dict" in value:
+            return {_unplain(k): _unplain(v) for k, v in value["dict"]}
+        if "scalar" in value:
+            return value["scalar"].cpu().numpy()[()]
+        return value["array"].cpu().numpy()
+    return value
+
+
+def _graph_state(graph: Graph) -> dict[str, Any]:
+    nodes = [
+        (n.name, n.op, n.inputs, _plain(n.attrs), n.shape, n.param_shapes) for n in graph.nodes
+    ]
+    return {
+        "inputs": graph.inputs,
+        "nodes": nodes,
+        "outputs": graph.outputs,
+        "input_shapes": graph.input_shapes,
+        "pinned_by": graph.pinned_by,
+    }
+
+
+def _graph_from_state(state: dict[str, Any]) -> Graph:
+    nodes = [
+        Node(name, op, inputs, _unplain(attrs), shape, param_shapes)
+        for name, op, inputs, attrs, shape, param_shapes in state["nodes"]
+    ]
+    return Graph(
+        state["inputs"], nodes, state["outputs"], state["input_shapes"], state["pinned_by"]
+    )
+
+
+def _layer_state(layer: LayerInfo) -> dict[str, Any]:
+    return {f.name: _plain(getattr(layer, f.name)) for f in dataclasses.fields(layer)}
+
+
+def _layer_from_state(state: dict[str, Any]) -> LayerInfo:
+    return LayerInfo(**{k: _unplain(v) for k, v in state.items()})
 
 
 def to_torch(

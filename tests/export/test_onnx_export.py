@@ -201,6 +201,7 @@ def test_bad_input_is_named_and_leaves_no_file(cnn, tmp_path):
 
 
 def test_sixteen_bit_values_need_opset_21_in_int8(tmp_path):
+    """Pinned below 21, INT8 with 16-bit values is an error; left out, the opset is 21."""
     torch.manual_seed(0)
     nn = torch.nn  # SiLU into a padded conv: shift-negative correction quantizes it at 16 bits
     model = nn.Sequential(
@@ -214,8 +215,12 @@ def test_sixteen_bit_values_need_opset_21_in_int8(tmp_path):
     assert 16 in {q.n_bits for q in qmodel.quant_layers}
     path = tmp_path / "snc.onnx"
     with pytest.raises(ValueError, match="too old for INT8 with \\[16\\]-bit values"):
-        jq.exporter.pytorch_export_model(qmodel, path, data, quantization_format="int8")
+        jq.exporter.pytorch_export_model(
+            qmodel, path, data, quantization_format="int8", onnx_opset_version=20
+        )
     assert not path.exists() and _no_leftovers(tmp_path)
+    jq.exporter.pytorch_export_model(qmodel, path, data, quantization_format="int8")
+    assert onnx.load(str(path)).opset_import[0].version == 21  # left out: what the file needs
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)) * 3
     with torch.no_grad():
         want = qmodel(x).numpy()

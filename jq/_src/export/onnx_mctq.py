@@ -37,6 +37,14 @@ from .scales import scale_zero_point
 MCTQ_DOMAIN = "mct_quantizers"
 MCTQ_DOMAIN_VERSION = 1
 MCTQ_VERSION = "1.7.0"  # the mct_quantizers release whose ops and attributes these are
+# The file's doc_string: onnxruntime's own error for a session without the custom ops names only
+# the op ("mct_quantizers:ActivationPOTQuantizer(-1) is not a registered function/op"), so the
+# file says what runs it (seen with onnx.load(path).doc_string, or in Netron).
+MCTQ_RUNTIME_NOTE = (
+    "MCTQ file (mct_quantizers custom ops). onnxruntime runs it with "
+    "onnxruntime.InferenceSession(path, mct_quantizers.get_ort_session_options()), which needs "
+    "the packages mct-quantizers and onnxruntime-extensions (pip install 'jq-quant[onnx]')."
+)
 
 _ACTIVATION_OPS = {
     "power_of_two": "ActivationPOTQuantizer",

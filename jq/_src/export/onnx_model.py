@@ -21,7 +21,14 @@ from ..graph.apply import apply
 from ..graph.graph import Graph, Node
 from ..report.quant_info import LayerInfo
 from .onnx_builder import Builder, OnnxOptions
-from .onnx_mctq import MCTQ_DOMAIN, MCTQ_DOMAIN_VERSION, MctqNode, activation_node, weights_node
+from .onnx_mctq import (
+    MCTQ_DOMAIN,
+    MCTQ_DOMAIN_VERSION,
+    MCTQ_RUNTIME_NOTE,
+    MctqNode,
+    activation_node,
+    weights_node,
+)
 from .onnx_ops import ONNX_OPS
 from .onnx_quant import activation_grid, bias_int32, kernel_grid, kernel_integers
 from .scales import OnnxGrid
@@ -209,6 +216,8 @@ def to_onnx(
     if options.mode == "mctq":
         opsets.append(onnx.helper.make_opsetid(MCTQ_DOMAIN, MCTQ_DOMAIN_VERSION))
     model = onnx.helper.make_model(g, opset_imports=opsets, producer_name="jq")
+    if options.mode == "mctq":
+        model.doc_string = MCTQ_RUNTIME_NOTE
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model

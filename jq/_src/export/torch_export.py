@@ -5,6 +5,7 @@ torch and onnx are imported inside the functions (``import jq`` never imports th
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,7 +18,9 @@ from .onnx_builder import OnnxOptions
 from .onnx_model import KERNEL_OPS, MIN_16_BIT_OPSET, MIN_QDQ_OPSET, to_onnx, unsupported_ops
 
 _FN = "pytorch_export_model"
-DEFAULT_ONNX_OPSET_VERSION = 20  # MCT 2.6.1's default with torch >= 2.4
+# MCT 2.6.1's default with torch >= 2.4; jq writes it unless the file needs a newer one.
+DEFAULT_ONNX_OPSET_VERSION = 20
+_LOG = logging.getLogger("jq.exporter")
 _SUPPORTED = {
     PytorchExportSerializationFormat.ONNX: (
         QuantizationFormat.FAKELY_QUANT,
@@ -68,20 +71,47 @@ def first_batch(repr_dataset: Callable[[], Any], n_inputs: int) -> list[np.ndarr
     return out
 
 
+def _wide_bits(model: Any) -> list[int]:
+    """The bit widths above 8 of the module's quantizers, sorted."""
+    return sorted({q.n_bits for q in model.quant_layers if q.n_bits > 8})
+
+
+def needed_opset(model: Any, fmt: QuantizationFormat) -> tuple[int, str]:
+    """The lowest ``ai.onnx`` opset, not below MCT's default, that the ``fmt`` file of
+    ``model`` needs, and why.
+
+    INT8 writes values wider than 8 bits as int16 QuantizeLinear/DequantizeLinear, which need
+    opset 21. The other formats need no more than the default: FAKELY_QUANT writes wide grids
+    with float ops below opset 21, and MCTQ's custom ops take any bit width.
+    """
+    wide = _wide_bits(model)
+    if fmt is QuantizationFormat.INT8 and wide:
+        return max(DEFAULT_ONNX_OPSET_VERSION, MIN_16_BIT_OPSET), (
+            f"the lowest for INT8 with {wide}-bit values: int16 QuantizeLinear/DequantizeLinear"
+        )
+    return DEFAULT_ONNX_OPSET_VERSION, "MCT's default; nothing in the file needs a newer one"
+
+
 def _check_opset(model: Any, fmt: QuantizationFormat, opset: Any) -> int:
-    if isinstance(opset, bool) or not isinstance(opset, int):
-        raise TypeError(f"{_FN}: onnx_opset_version must be an int, got {opset!r}")
+    """The opset to write: ``opset`` once checked, or for ``None`` the lowest one the file
+    needs (:func:`needed_opset`), said on the ``jq.exporter`` logger."""
+    if opset is None:
+        opset, why = needed_opset(model, fmt)
+        _LOG.info("%s: writing ONNX opset %d (%s)", _FN, opset, why)
+    elif isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"{_FN}: onnx_opset_version must be an int or None, got {opset!r}")
     if opset < MIN_QDQ_OPSET:
         raise ValueError(
             f"{_FN}: onnx_opset_version {opset} is too old: per-channel QuantizeLinear/"
             f"DequantizeLinear need opset {MIN_QDQ_OPSET} or newer"
         )
-    wide = sorted({q.n_bits for q in model.quant_layers if q.n_bits > 8})
+    wide = _wide_bits(model)
     if fmt is QuantizationFormat.INT8 and wide and opset < MIN_16_BIT_OPSET:
         raise ValueError(
             f"{_FN}: onnx_opset_version {opset} is too old for INT8 with {wide}-bit values "
             f"(int16 QuantizeLinear/DequantizeLinear need opset {MIN_16_BIT_OPSET}); pass "
-            f"onnx_opset_version={MIN_16_BIT_OPSET}, or FAKELY_QUANT (float ops for them)"
+            f"onnx_opset_version={MIN_16_BIT_OPSET}, or leave it out (the exporter then picks "
+            "the lowest opset the file needs), or use FAKELY_QUANT (float ops for them)"
         )
     kernels = {n.name for n in model.graph.nodes if n.op in KERNEL_OPS}
     wide_w = [q.name for q in model.quant_layers if q.kind == "weights" and q.n_bits > 8]
@@ -105,7 +135,7 @@ def pytorch_export_model(
     *,
     serialization_format: Any = PytorchExportSerializationFormat.ONNX,
     quantization_format: Any = QuantizationFormat.MCTQ,
-    onnx_opset_version: int = DEFAULT_ONNX_OPSET_VERSION,
+    onnx_opset_version: int | None = None,
     output_names: Sequence[str] | None = None,
 ) -> None:
     """Write a jq-quantized torch module to a file, with MCT's call
@@ -120,15 +150,20 @@ def pytorch_export_model(
         a name): ``ONNX`` or ``TORCHSCRIPT``.
       quantization_format: :class:`QuantizationFormat` (or MCT's, or a name): ``MCTQ``
         (MCT's default: ``mct_quantizers`` custom ops, see ``jq._src.export.onnx_mctq``;
-        onnxruntime runs them with ``mct_quantizers.get_ort_session_options()``),
-        ``FAKELY_QUANT`` (Q/DQ) or ``INT8`` (ONNX, jq only); TorchScript: ``FAKELY_QUANT``.
-      onnx_opset_version: ``ai.onnx`` opset (>= 13; 21 for INT8 with 16-bit values).
+        onnxruntime runs them with ``mct_quantizers.get_ort_session_options()``, which needs
+        the packages ``mct-quantizers`` and ``onnxruntime-extensions``: ``pip install
+        'jq-quant[onnx]'``), ``FAKELY_QUANT`` (Q/DQ) or ``INT8`` (ONNX, jq only); TorchScript:
+        ``FAKELY_QUANT``.
+      onnx_opset_version: ``ai.onnx`` opset (>= 13; >= 21 for INT8 with 16-bit values). Left
+        out (``None``; MCT's default is 20), the lowest opset the file needs, at least 20: 21
+        for INT8 with values wider than 8 bits (jq's shift-negative correction puts some at
+        16), else 20. The choice is logged (INFO) on the ``jq.exporter`` logger.
       output_names: ONNX output names (default ``output`` / ``output_<i>``).
 
     Raises:
       TypeError: ``model`` is not a jq-quantized module; arguments of the wrong type.
       ValueError: an unknown format (the valid ones listed), a combination not supported, an
-        unwritable path, an opset too old for the bit widths.
+        unwritable path, a pinned opset too old for the bit widths.
       NotImplementedError: graph ops without an ONNX form (all listed).
     """
     ser = parse_format(
