@@ -1,7 +1,12 @@
-"""Command line: ``python -m jq report INFO.json OUT.html``.
+"""Command line.
 
-Writes the HTML report of a saved ``QuantizationInfo`` (``info.save("info.json")``) and a
-markdown summary next to it (``OUT.md``); see :func:`jq.report`.
+``python -m jq report INFO.json OUT.html`` writes the HTML report of a saved
+``QuantizationInfo`` (``info.save("info.json")``) and a markdown summary next to it (``OUT.md``);
+see :func:`jq.report`.
+
+``python -m jq warmup`` compiles jq's fixed set of default-mode weight search programs into the
+persistent compilation cache (jq's folder, or the user's ``JAX_COMPILATION_CACHE_DIR``), so
+that a later process's first call loads them instead of compiling.
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("info", help="QuantizationInfo JSON (info.save(...))")
     rp.add_argument("out", help="HTML file to write; the markdown goes to OUT with .md")
     rp.add_argument("--title", default="jq quantization report", help="page title")
+    wp = sub.add_parser(
+        "warmup",
+        help="compile jq's fixed search programs into the persistent cache",
+        description="Compile every default-mode weight search program (method x tile shape, "
+        "with and without the per-round error record) into the persistent compilation cache.",
+    )
+    wp.add_argument("--no-errors", action="store_true", help="skip the error-record programs")
     args = ap.parse_args(argv)
+    if args.command == "warmup":
+        return _warmup(with_errors=not args.no_errors)
     from ._src.report.report import report
 
     try:
@@ -32,6 +46,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m jq report: {e}", file=sys.stderr)
         return 1
     print(f"wrote {html_path} and {md_path}")
+    return 0
+
+
+def _warmup(*, with_errors: bool) -> int:
+    import time
+
+    from ._src.runtime.cache import ensure_compilation_cache
+    from ._src.select.tiled_weights import warmup
+
+    t = time.perf_counter()
+    n = warmup() + (warmup(keep_errors=True) if with_errors else 0)
+    folder = ensure_compilation_cache() or "no persistent cache (programs kept in memory only)"
+    print(f"compiled {n} search programs in {time.perf_counter() - t:.1f} s -> {folder}")
     return 0
 
 

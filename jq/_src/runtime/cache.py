@@ -32,6 +32,7 @@ The JAX settings are global to the process, and so is this module's one flag.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -161,6 +162,26 @@ def _decide() -> str | None:
             jax.config.update(name, 0)
     _reset_jax_cache()
     return str(folder)
+
+
+def write_thresholds() -> contextlib.AbstractContextManager:
+    """A context in which compilations are written to the persistent cache whatever their
+    compile time or size: JAX's two write thresholds at 0, for jq's programs only (a user's
+    own cache folder keeps JAX's 1 s minimum for everything else). Thresholds the user set
+    (environment or config away from JAX's default) are kept: then a null context.
+    """
+    try:
+        from jax._src import config as jax_config  # the thresholds' thread-local contexts
+    except ImportError:  # pragma: no cover - present in every supported JAX
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    for name, jax_default in _THRESHOLDS:
+        state = getattr(jax_config, name.removeprefix("jax_"), None)
+        if state is None or name.upper() in os.environ:
+            continue
+        if getattr(jax.config, name) == jax_default:
+            stack.enter_context(state(0))
+    return stack
 
 
 def _user_jax_cache_dir() -> str | None:

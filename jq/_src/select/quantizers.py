@@ -9,6 +9,8 @@ float64 results match it bit for bit. The deployed form (:func:`affine_grid`,
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -18,14 +20,22 @@ from .npsum import div, mul, mul_add
 MIN_THRESHOLD = 2.0**-16
 
 
-def zero_align(a: ArrayLike, b: ArrayLike, n_bits: int) -> tuple[jax.Array, jax.Array]:
+def pow2(n: Any) -> Any:
+    """``2^n``: a Python int for a static ``n`` (the constant every earlier search used), an exact
+    float (``ldexp``) for a traced one, so that one compiled search serves every bit width."""
+    if isinstance(n, int):
+        return 2**n
+    return jnp.ldexp(jnp.ones((), jnp.float32), jnp.asarray(n, jnp.int32))
+
+
+def zero_align(a: ArrayLike, b: ArrayLike, n_bits: Any) -> tuple[jax.Array, jax.Array]:
     """Shift ``[a, b]`` so that 0 is a grid point of the ``n_bits`` uniform grid.
 
     MCT 2.6.1's ``fix_range_to_include_zero`` (``quantizers_helpers.py``).
 
     Args:
       a, b: range bounds, broadcastable against each other.
-      n_bits: bit width (static).
+      n_bits: bit width (static, or traced: see :func:`pow2`).
 
     Returns:
       ``(a', b')`` with the broadcast shape. As in MCT the three cases are blended with 0/1
@@ -35,7 +45,7 @@ def zero_align(a: ArrayLike, b: ArrayLike, n_bits: int) -> tuple[jax.Array, jax.
     a, b = jnp.asarray(a), jnp.asarray(b)
     min_positive = a > 0
     max_negative = b < 0
-    scale = div(b - a, 2**n_bits - 1)
+    scale = div(b - a, pow2(n_bits) - 1)
     a_adj = mul(scale, jnp.round(a / scale))
     b_adj = b - a + a_adj
     mid = jnp.logical_and(~min_positive, ~max_negative)
@@ -67,10 +77,9 @@ def uniform_quantize(
       counted from the bottom of the grid, as float (equal values of ``q`` share a level).
     """
     a, b = zero_align(a, b, n_bits)
-    steps = 2**n_bits - 1
+    steps = pow2(n_bits) - 1
     if not exact:
-        level = jnp.clip(jnp.round((x - a) * (steps / (b - a))), 0, steps)
-        return level * ((b - a) / steps) + a, level
+        return uniform_quantize_aligned(x, a, b, steps)
     delta = div(b - a, steps)
     # Divide by a full-shape operand: XLA rewrites ``x / broadcast(d)`` as ``x * (1 / d)``, an
     # ulp off NumPy's quotient for about a quarter of the elements, which flips exact rounding
@@ -79,6 +88,13 @@ def uniform_quantize(
     delta_full = jax.lax.optimization_barrier(jnp.broadcast_to(delta, shape))
     level = jnp.round((jnp.clip(x, a, b) - a) / delta_full)
     return mul_add(delta, level, a), level
+
+
+def uniform_quantize_aligned(x: Any, a: Any, b: Any, steps: Any) -> tuple[jax.Array, jax.Array]:
+    """:func:`uniform_quantize`'s default-mode arithmetic on an already zero-aligned ``[a, b]``
+    with ``steps = 2^n - 1`` levels above the bottom: ``(q, level)``."""
+    level = jnp.clip(jnp.round((x - a) * (steps / (b - a))), 0, steps)
+    return level * ((b - a) / steps) + a, level
 
 
 def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.Array]:
@@ -110,7 +126,7 @@ def threshold_quantize_levels(
     if exact:
         return uniform_quantize(x, *threshold_range(t, n_bits, signed), n_bits)
     signed = jnp.asarray(signed)
-    levels = jnp.where(signed, 2.0 ** (n_bits - 1), 2.0**n_bits).astype(jnp.result_type(x))
+    levels = jnp.where(signed, pow2(n_bits - 1), pow2(n_bits)).astype(jnp.result_type(x))
     low = jnp.where(signed, -levels, 0)
     k = jnp.clip(jnp.round(x * (levels / t)), low, levels - 1)
     return k * (t / levels), k - low
@@ -123,7 +139,7 @@ def threshold_quantize(
     return threshold_quantize_levels(x, t, n_bits, signed, exact=exact)[0]
 
 
-def pot(v: jax.Array, min_threshold: float = MIN_THRESHOLD) -> jax.Array:
+def pot(v: jax.Array, min_threshold: ArrayLike = MIN_THRESHOLD) -> jax.Array:
     """Smallest power of two ``>= max(v, min_threshold)``: ``2^ceil(log2(max(v, m)))``.
 
     Computed exactly with ``frexp`` (``v = f * 2^e``, ``f`` in ``[0.5, 1)``) rather than through a

@@ -35,13 +35,12 @@ from .quantizers import (
     uniform_quantize,
 )
 from .search import SearchResult, pot_search, symmetric_search, uniform_search
+from .tiled_weights import SYMMETRIC_ROUNDS, UNIFORM_ROUNDS, search_tiled, tiled
 from .types import QParams
 from .validate import as_float_array, check_axis
 
 KL_BINS = 2048
 POT_CANDIDATES = 10
-SYMMETRIC_ROUNDS = {False: (40, 5), True: (15, 3)}  # per_channel -> (rounds, decrement freq)
-UNIFORM_ROUNDS = {False: 30, True: 10}
 UNIFORM_GRID = 8
 CANDIDATE_BATCH = 1  # candidates evaluated per step of lax.map (see _search.evaluate)
 MCT_UNIFORM_KL_BITS = 8  # [quirk] MCT never forwards n_bits to the uniform-weights KL
@@ -595,6 +594,11 @@ def weights_qparams_batch(
         compat=mct_compat,
         fn=fn,
     )
+    mesh = check_mesh(mesh, fn)
+    if not mct_compat and tiled([prep.x2d for prep in preps], error_method):
+        devices = None if mesh is None else list(mesh.devices.flat)
+        options = (n_bits, method, error_method, per_channel, p, min_threshold)
+        return _tiled_call(preps, *options, return_errors, devices)
     groups = _group(preps, per_channel=per_channel, compat=mct_compat, exact=_exact_shapes)
     static = dict(
         method=method,
@@ -603,11 +607,34 @@ def weights_qparams_batch(
         per_channel=per_channel,
         compat=mct_compat,
     )
-    mesh = check_mesh(mesh, fn)
     with x64(mct_compat):
         outs = _search_stacked(preps, groups, p, min_threshold, static, _exact_shapes, mesh)
     with x64(mct_compat):
         return _unstack(outs, preps, groups, static, return_errors)
+
+
+def _tiled_call(
+    preps, n_bits, method, error_method, per_channel, p, min_threshold, return_errors, devices
+) -> list[QParams]:
+    """The default mode's route: every tensor searched on tiles (:mod:`.tiled_weights`)."""
+    hmse = error_method is ErrorMethod.HMSE
+    results = search_tiled(
+        [prep.x2d.astype(np.float32) for prep in preps],
+        [cast(np.ndarray, prep.w2d) for prep in preps] if hmse else None,
+        method=method,
+        error_method=error_method,
+        n_bits=n_bits,
+        per_channel=per_channel,
+        p=p,
+        min_threshold=min_threshold,
+        return_errors=return_errors,
+        devices=devices,
+    )
+    options = dict(method=method, error_method=error_method, per_channel=per_channel)
+    return [
+        _finish(res, prep, compat=False, return_errors=return_errors, **options)
+        for res, prep in zip(results, preps, strict=True)
+    ]
 
 
 _GroupKey = tuple[tuple[int, ...], bool]  # (padded (C, N) search layout, float32 start)
