@@ -84,8 +84,20 @@ def pack(
         (the largest when none does).
 
     Returns:
-      Tiles holding every array (``members`` index ``arrays``).
+      Tiles holding every array (``members`` index ``arrays``). An array larger than the
+      smallest tile gets a tile of its own: a tile's search runs until its last tensor stops,
+      and a tile of one large tensor ends with it (small ones share tiles: they cost little).
     """
+    if size is None and len(arrays) > 1:
+        big = [i for i, a in enumerate(arrays) if a.size > SIZES[0]]
+        if big:
+            small = [i for i in range(len(arrays)) if i not in set(big)]
+            tiles = [_renumber(pack([arrays[i]], _pick(weights, [i]), width), [i]) for i in big]
+            if small:
+                tiles.append(
+                    _renumber(pack([arrays[i] for i in small], _pick(weights, small), width), small)
+                )
+            return [t for group in tiles for t in group]
     needs = [tile_rows_needed(a.shape[0], a.shape[1], width) for a in arrays]
     if size is None:
         total = sum(needs) * width
@@ -100,6 +112,15 @@ def pack(
         groups[-1].append(i)
         used, rows = used + need, rows + a.shape[0]
     return [_fill(arrays, weights, g, width, capacity) for g in groups if g]
+
+
+def _pick(weights: list[np.ndarray] | None, idx: list[int]) -> list[np.ndarray] | None:
+    return None if weights is None else [weights[i] for i in idx]
+
+
+def _renumber(tiles: list[Tile], idx: list[int]) -> list[Tile]:
+    """``tiles`` of ``arrays[idx]`` with their members numbered in ``arrays``."""
+    return [t._replace(members=[(idx[m], s, c) for m, s, c in t.members]) for t in tiles]
 
 
 def _fill(arrays, weights, members: list[int], width: int, capacity: int) -> Tile:
