@@ -88,3 +88,26 @@ def test_functional_api_results_survive_eviction(monkeypatch, rng):
     first = np.asarray(jq.weights_qparams(w).threshold)
     jq.weights_qparams(w, method="uniform")  # evicts the symmetric search
     np.testing.assert_array_equal(np.asarray(jq.weights_qparams(w).threshold), first)
+
+
+def test_warmup_fills_the_persistent_cache_with_the_tile_programs(tmp_path):
+    """``python -m jq warmup`` compiles every default-mode tile search into the cache folder, and
+    a later process's first call finds its program there."""
+    import os
+    import subprocess
+    import sys
+
+    from jq._src.select import tiles
+
+    env = {**os.environ, "JQ_COMPILATION_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "jq", "warmup", "--no-errors"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=600,
+    )
+    n = 3 * len(tiles.WIDTHS) * len(tiles.SIZES)
+    assert f"compiled {n} search programs" in out.stdout
+    assert len(list(tmp_path.glob("*-cache"))) >= n
