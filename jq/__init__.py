@@ -4,6 +4,7 @@ The import name is ``jq``; the distribution is ``jq-quant`` (``jq`` on PyPI is a
 """
 
 from . import core as core
+from . import exporter as exporter
 from . import ptq as ptq
 from ._src.frontend import ops as _frontend_ops  # noqa: F401  (registers the lax-level ops)
 from ._src.frontend.convert import from_jax as from_jax

@@ -170,3 +170,8 @@ def flax_post_training_quantization(
         apply_kwargs=apply_kwargs,
         mesh=mesh,
     )
+
+
+def __dir__() -> list[str]:
+    """The public names only (not the typing helpers this module imports)."""
+    return sorted(__all__)
