@@ -565,9 +565,11 @@ def weights_qparams_batch(
 ) -> list[QParams]:
     """:func:`weights_qparams` for many tensors in one compiled call.
 
-    Tensors of the same search layout are stacked and searched one after the other with
-    ``lax.map``, every layout in the same compiled program (no Python loop over tensors in
-    traced code); results equal the single calls.
+    In the default mode (every error method but KL, tensors up to 4M elements) the tensors'
+    rows are packed into fixed-size tiles and searched by a fixed set of compiled programs
+    whatever the shapes and options (:mod:`.tiled_weights`); with ``mct_compat=True`` (and for
+    KL) tensors of the same bucketed layout are stacked and searched one after the other with
+    ``lax.map``, every layout in the same compiled program. Results equal the single calls.
 
     Args:
       tensors: list of float arrays.
