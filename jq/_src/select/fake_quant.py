@@ -26,13 +26,21 @@ def _fake_quant(x, threshold, range_min, range_max, signed, *, n_bits):
     return affine_fake_quant(x, *grid)
 
 
-def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
+def fake_quant(
+    x, qparams: QParams, *, n_bits: int = 8, group_size: int | None = None, channel_axis: int = 0
+) -> jax.Array:
     """Quantize then dequantize ``x`` on the grid of ``qparams``.
 
     Args:
       x: float array, any shape.
-      qparams: a ``QParams`` (per-channel parameters broadcast against ``x``).
+      qparams: a ``QParams`` (per-channel parameters broadcast against ``x``; with
+        ``group_size``, ``(C, G)`` per-group parameters as :func:`jq.weights_qparams` returns).
       n_bits: bit width the parameters were chosen for.
+      group_size: jq only: ``qparams`` holds one parameter per group of ``group_size``
+        consecutive inputs of each channel: ``x``'s axes other than ``channel_axis``,
+        flattened in order after moving it to the front (``(out, in)``: along ``in``; torch
+        conv ``(out, in, kh, kw)``: along ``in x kh x kw``).
+      channel_axis: the channel axis of ``x`` (``group_size`` only).
 
     Returns:
       ``x``'s shape and dtype, every value on the quantization grid: ``k * t / 2^(n-1)``,
@@ -43,7 +51,8 @@ def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
 
     Raises:
       ValueError: ``qparams`` has neither a threshold nor a range, or a non-positive
-        threshold / zero-width range (checked when the values are concrete).
+        threshold / zero-width range (checked when the values are concrete); with
+        ``group_size``, parameters not shaped ``(C, inputs / group_size)``.
 
     Examples:
       >>> import numpy as np
@@ -67,6 +76,10 @@ def fake_quant(x, qparams: QParams, *, n_bits: int = 8) -> jax.Array:
     t, a, b = qparams.threshold, qparams.range_min, qparams.range_max
     if t is None and (a is None or b is None):
         raise ValueError(f"{fn}: qparams has neither threshold nor range_min/range_max")
+    if group_size is not None:
+        rows, params = group_rows(x, [t, a, b, qparams.signed], group_size, channel_axis, fn)
+        y = fake_quant(rows, QParams(*params), n_bits=n_bits)
+        return ungroup_rows(y, tuple(x.shape), channel_axis)
     values = [v for v in (t, a, b, qparams.signed) if v is not None]
     if any(isinstance(v, jax.core.Tracer) for v in [x, *values]):
         return _fake_quant(x, *_as_arrays(t, a, b, qparams.signed), n_bits=n_bits)
@@ -138,3 +151,63 @@ def _fake_quant_bucketed(x, t, a, b, signed, n_bits: int) -> jax.Array:
     y = np.asarray(out)[:c, : x2d.shape[1]].reshape(moved.shape)
     y = np.moveaxis(y, 0, axis) if axis >= 0 else y.reshape(shape)
     return jax.device_put(y)
+
+
+def _moved_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
+    return (shape[axis],) + tuple(s for i, s in enumerate(shape) if i != axis)
+
+
+def group_rows(x, params: list, group_size: int, channel_axis: int, fn: str):
+    """``x`` as ``(C * G, group_size)`` rows (each a (channel, group)) and the per-group
+    parameters ``(C, G)`` as ``(C * G, 1)`` columns (``None`` and scalars kept).
+
+    Raises:
+      TypeError / ValueError: a bad ``group_size`` / ``channel_axis``, or parameters not
+        shaped ``(C, G)``.
+    """
+    import numbers
+
+    from .validate import check_axis
+
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral):
+        raise TypeError(f"{fn}: group_size must be an int or None, got {type(group_size).__name__}")
+    shape = tuple(x.shape)
+    axis = check_axis(channel_axis, max(len(shape), 1), "channel_axis", fn)
+    n = int(np.prod(shape)) // shape[axis] if len(shape) >= 2 else 0
+    if group_size < 1 or len(shape) < 2 or n % group_size:
+        raise ValueError(
+            f"{fn}: group_size={group_size} must be a positive divisor of the input size "
+            f"{n} of x (shape {shape}, channel_axis={channel_axis})"
+        )
+    c, g = shape[axis], n // group_size
+    xp = jnp if isinstance(x, jax.Array | jax.core.Tracer) else np
+    rows = xp.moveaxis(x, axis, 0).reshape(c * g, group_size)
+
+    def column(v):
+        if v is None or np.ndim(v) == 0:
+            return v
+        if tuple(np.shape(v)) != (c, g):
+            raise ValueError(
+                f"{fn}: per-group parameters must be shaped (channels, groups) = {(c, g)} for "
+                f"x of shape {shape} with group_size={group_size}, got {tuple(np.shape(v))}"
+            )
+        vp = jnp if isinstance(v, jax.Array | jax.core.Tracer) else np
+        return vp.reshape(v, (c * g, 1))
+
+    return rows, [column(v) for v in params]
+
+
+def ungroup_rows(y, shape: tuple[int, ...], channel_axis: int):
+    """The inverse of :func:`group_rows` on ``x``: ``(C * G, g)`` rows back to ``shape``."""
+    axis = channel_axis % len(shape)
+    xp = jnp if isinstance(y, jax.Array | jax.core.Tracer) else np
+    return xp.moveaxis(y.reshape(_moved_shape(shape, axis)), 0, axis)
+
+
+def expand_groups(v, shape: tuple[int, ...], channel_axis: int, group_size: int) -> np.ndarray:
+    """Per-group parameters ``(C, G)`` repeated to ``shape`` (each value over its group), so
+    that they broadcast elementwise against the tensor (host arrays)."""
+    axis = channel_axis % len(shape)
+    moved = _moved_shape(shape, axis)
+    full = np.repeat(np.asarray(v).reshape(moved[0], -1), group_size, axis=1)
+    return np.moveaxis(full.reshape(moved), 0, axis)

@@ -8,6 +8,7 @@ searched by the functions of :mod:`.search`.
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple, cast
 
@@ -401,6 +402,7 @@ class _Prepared:
         error_method: ErrorMethod,
         compat: bool,
         fn: str,
+        group_size: int | None = None,
     ) -> None:
         x = as_float_array(tensor, "tensor", fn)
         self.shape = tuple(x.shape)
@@ -412,6 +414,7 @@ class _Prepared:
         if axis is not None:
             x = np.moveaxis(x, axis, 0)
         self.x2d = x.reshape(x.shape[0] if per_channel else 1, -1)
+        self.groups = _groups_of(self.x2d.shape, group_size, self.shape, fn)  # None: ungrouped
         self.w2d: np.ndarray | None = None  # sqrt(hessian) in the (C, N) layout, HMSE only
         if error_method is ErrorMethod.HMSE:
             if hessian is None:
@@ -434,13 +437,69 @@ class _Prepared:
             self.w2d = np.sqrt(h.astype(np.float64 if compat else np.float32)).reshape(
                 self.x2d.shape
             )
+        if self.groups is not None:  # each (channel, group) is a row of the search
+            self.x2d = self.x2d.reshape(-1, self.x2d.shape[1] // self.groups)
+            if self.w2d is not None:
+                self.w2d = self.w2d.reshape(self.x2d.shape)
 
     def out_shape(self, per_channel: bool) -> tuple[int, ...]:
+        if self.groups is not None:
+            return (-1, self.groups)
         if not per_channel or self.axis is None:
             return ()
         shape = [1] * len(self.shape)
         shape[self.axis] = -1
         return tuple(shape)
+
+
+def check_group_size(
+    group_size: Any, *, per_channel: bool, error_method: ErrorMethod, compat: bool, fn: str
+) -> int | None:
+    """``group_size`` checked against the other options: ``None``, or a positive int with
+    ``per_channel``, not KL, not ``mct_compat``.
+
+    KL is refused: it compares 2048-bin histograms of a row with its quantized histogram, and
+    a group of ``g`` (32..128) values fills at most ``g`` bins, so the divergence measures
+    the binning, not the clipping error; it would also leave the fixed tile programs.
+    """
+    if group_size is None:
+        return None
+    if isinstance(group_size, bool) or not isinstance(group_size, numbers.Integral):
+        raise TypeError(f"{fn}: group_size must be an int or None, got {type(group_size).__name__}")
+    if group_size < 1:
+        raise ValueError(f"{fn}: group_size must be a positive int, got {group_size}")
+    if compat:
+        raise ValueError(
+            f"{fn}: group_size={group_size} is not available with mct_compat=True (MCT 2.6.1 "
+            "has per-tensor and per-channel weights only)"
+        )
+    if not per_channel:
+        raise ValueError(
+            f"{fn}: group_size={group_size} needs per_channel=True (groups split each output "
+            "channel)"
+        )
+    if error_method is ErrorMethod.KL:
+        raise ValueError(
+            f"{fn}: error_method='kl' has no per-group mode: a group of {group_size} values "
+            "fills at most that many of KL's 2048 histogram bins, so the divergence does not "
+            "measure the clipping error; use mse, mae, lp, hmse or noclipping"
+        )
+    return int(group_size)
+
+
+def _groups_of(
+    x2d_shape: tuple[int, int], group_size: int | None, shape: tuple[int, ...], fn: str
+) -> int | None:
+    """Groups per channel row of a ``(C, N)`` layout (``None`` without ``group_size``)."""
+    if group_size is None:
+        return None
+    n = x2d_shape[1]
+    if len(shape) < 2 or n % group_size:
+        raise ValueError(
+            f"{fn}: group_size={group_size} does not divide the input size {n} of a tensor of "
+            f"shape {shape} (the product of its axes other than channel_axis)"
+        )
+    return n // group_size
 
 
 def _finish(
@@ -488,6 +547,7 @@ def weights_qparams(
     mct_compat: bool = False,
     min_threshold: float = MIN_THRESHOLD,
     return_errors: bool = False,
+    group_size: int | None = None,
 ) -> QParams:
     """Choose the quantization parameters of a weight tensor by minimising an error metric.
 
@@ -505,14 +565,28 @@ def weights_qparams(
         HMSE minimises ``mean(hessian * (x - q)^2)`` (per channel when ``per_channel``).
       mct_compat: reproduce MCT 2.6.1 exactly, quirks included, in float64.
       min_threshold: floor of every threshold.
-      return_errors: also return every candidate's error (``QParams.errors``/``candidates``).
+      return_errors: also return every candidate's error (``QParams.errors``/``candidates``;
+        their channel axis has one entry per row of the search: ``C * G`` with groups).
+      group_size: jq only: one parameter per group of ``group_size`` consecutive inputs of each
+        output channel (per-group granularity, as llm-compressor's / compressed-tensors'
+        ``group_size``). The inputs of a channel are the tensor's other axes flattened in
+        order after moving ``channel_axis`` to the front: a Linear weight ``(out, in)``
+        groups along ``in``; a torch conv kernel ``(out, in, kh, kw)`` along its flattened
+        ``in x kh x kw``. Must divide that size. Every method and error method but KL (a
+        group fills too few histogram bins); not with ``mct_compat`` (MCT has no per-group
+        mode). Each (channel, group) is searched as a channel of the ``(C * G, group_size)``
+        matrix: the same results, on the same fixed tile programs (no new compiled program
+        per shape).
 
     Returns:
       ``QParams``: ``threshold`` (power-of-two, symmetric) or ``range_min``/``range_max``
-      (uniform), shaped ``(1, .., C, .., 1)`` per channel or ``()`` per tensor; ``signed=True``.
+      (uniform), shaped ``(1, .., C, .., 1)`` per channel, ``()`` per tensor, or
+      ``(C, G)`` with ``group_size`` (``G = inputs / group_size``; pass ``group_size`` and
+      ``channel_axis`` to :func:`jq.fake_quant` too); ``signed=True``.
 
     Raises:
-      ValueError / TypeError: bad input, naming the argument.
+      ValueError / TypeError: bad input, naming the argument (a ``group_size`` that does not
+        divide the input size, or with KL, ``mct_compat`` or ``per_channel=False``).
 
     Examples:
       >>> import numpy as np
@@ -526,6 +600,12 @@ def weights_qparams(
       >>> wq = jq.fake_quant(w, qp, n_bits=8)
       >>> wq.shape, wq.dtype
       ((4, 3, 3, 3), dtype('float32'))
+      >>> lin = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+      >>> qg = jq.weights_qparams(lin, n_bits=4, group_size=32)
+      >>> qg.threshold.shape  # (out_channels, in / group_size)
+      (8, 2)
+      >>> jq.fake_quant(lin, qg, n_bits=4, group_size=32).shape
+      (8, 64)
 
     Reference: MCT 2.6.1's ``power_of_two_selection_tensor``, ``symmetric_selection_tensor``,
     ``uniform_selection_tensor``.
@@ -542,6 +622,7 @@ def weights_qparams(
         mct_compat=mct_compat,
         min_threshold=min_threshold,
         return_errors=return_errors,
+        group_size=group_size,
         _fn="weights_qparams",
     )[0]
 
@@ -560,6 +641,7 @@ def weights_qparams_batch(
     min_threshold: float = MIN_THRESHOLD,
     return_errors: bool = False,
     mesh: Any = None,
+    group_size: int | None = None,
     _fn: str = "weights_qparams_batch",
     _exact_shapes: bool = False,
 ) -> list[QParams]:
@@ -577,6 +659,7 @@ def weights_qparams_batch(
       hessians: ``None`` or one score array per tensor (``"hmse"``).
       mesh: jq only: a ``jax.sharding.Mesh`` whose devices split the tensors of each search
         layout between them (same results); ``None``: one device.
+      group_size: one for all tensors (see :func:`weights_qparams`); results ``(C, G)``.
       Other arguments as in :func:`weights_qparams`.
 
     Returns:
@@ -587,6 +670,13 @@ def weights_qparams_batch(
     n_bits, method, error_method, p, min_threshold = parse_options(
         n_bits, method, error_method, p, min_threshold, fn
     )
+    group_size = check_group_size(
+        group_size,
+        per_channel=per_channel,
+        error_method=error_method,
+        compat=mct_compat,
+        fn=fn,
+    )
     preps = _prepare_all(
         tensors,
         channel_axis,
@@ -595,6 +685,7 @@ def weights_qparams_batch(
         error_method=error_method,
         compat=mct_compat,
         fn=fn,
+        group_size=group_size,
     )
     mesh = check_mesh(mesh, fn)
     if not mct_compat and tiled([prep.x2d for prep in preps], error_method):
@@ -651,6 +742,7 @@ def _prepare_all(
     error_method: ErrorMethod,
     compat: bool,
     fn: str,
+    group_size: int | None = None,
 ) -> list[_Prepared]:
     """One :class:`_Prepared` per tensor (checks the list and its per-tensor arguments)."""
     if isinstance(tensors, (np.ndarray, jax.Array)) or not isinstance(tensors, Sequence):
@@ -668,6 +760,7 @@ def _prepare_all(
             error_method=error_method,
             compat=compat,
             fn=fn,
+            group_size=group_size,
         )
         for t, h, a in zip(tensors, hess, axes, strict=True)
     ]
