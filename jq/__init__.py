@@ -16,6 +16,8 @@ from ._src.graph.graph import Node as Node
 from ._src.graph.graph import summary as summary
 from ._src.graph.ops import register_op as register_op
 from ._src.graph.ops import registered_ops as registered_ops
+from ._src.ptq.quality import SQNR_FLOOR_DB as SQNR_FLOOR_DB
+from ._src.ptq.quality import QualityWarning as QualityWarning
 from ._src.report.report import report as report
 from ._src.runtime.cache import clear_compilation_cache as clear_compilation_cache
 from ._src.select.activations import activation_qparams as activation_qparams

@@ -6,10 +6,11 @@ import numpy as np
 
 from ..report.quant_info import LayerInfo, QuantizationInfo
 from .auto_select import Mix
-from .build import Built
+from .build import Built, kernel_group
 from .calibrate import Statistics
 from .masks import mask_values
 from .prepare import Prepared, Settings
+from .quality import quality_findings, warn_quality
 from .snc import NON_LINEAR_BITS
 from .sqnr import SQNR_BATCHES, Pair, Sqnr
 
@@ -26,16 +27,33 @@ def make_info(
     timings: dict[str, float],
 ) -> QuantizationInfo:
     """What was quantized and how: a :class:`LayerInfo` per kernel and activation quantizer,
-    the model's output SQNR, the config, stage timings and notes."""
+    the model's output SQNR, the config, stage timings and notes.
+
+    Warns:
+      QualityWarning: once per quality problem of the result (see ``quality.quality_findings``:
+      output SQNR under the floor, thresholds at the clamp floor on most layers, calibration
+      activations near zero); the notes end with the same sentences, each after
+      ``"warning: "``.
+    """
     layers = _kernel_layers(prep, st, mix, built, sqnr) + _activation_layers(
         prep, st, mix, built, sqnr
     )
+    findings = quality_findings(
+        layers,
+        sqnr.output,
+        minimum=stats.minimum,
+        maximum=stats.maximum,
+        inputs=prep.graph.inputs,
+        min_threshold=float(st.qc.min_threshold),
+    )
+    warn_quality(findings, st.fn)
+    notes = _notes(prep, st, mix, built, stats, n_retained) + [f"warning: {f}" for f in findings]
     return QuantizationInfo(
         layers=tuple(layers),
         output_sqnr_db=sqnr.output,
         config=_config(st),
         timings=timings,
-        notes=tuple(_notes(prep, st, mix, built, stats, n_retained)),
+        notes=tuple(notes),
     )
 
 
@@ -57,6 +75,7 @@ def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: S
                 range_min=np.asarray(qp.range_min).ravel().tolist() if uniform else None,
                 range_max=np.asarray(qp.range_max).ravel().tolist() if uniform else None,
                 channel_axis=axis if cfg.per_channel else None,
+                group_size=kernel_group(prep, st, k),
                 sqnr_db=sqnr.per_pair.get(Pair(k, built.qname.get(k, k))),
                 analysis=mix.analysis.get((k, "weights")),
             )
@@ -172,6 +191,8 @@ def _config(st: Settings) -> dict:
         "weights_method": tp.weights_quantization_method.value,
         "activation_method": tp.activation_quantization_method.value,
         "per_channel": tp.weights_per_channel_threshold,
+        "weights_group_size": tp.weights_group_size,
+        "quantize_activations": tp.quantize_activations,
         "weights_bias_correction": qc.weights_bias_correction,
         "l_p_value": float(qc.l_p_value),
         "z_threshold": float(qc.z_threshold),
