@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.jq-installed
 
-.PHONY: install test test-all lint demo bench clean
+.PHONY: install test test-all lint demo bench docs clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: install
 	$(PY) benchmarks/bench_search.py
 	$(PY) benchmarks/bench_convert.py
 	$(PY) benchmarks/bench_ptq.py
+
+# The documentation site (mkdocs.yml, docs/): warnings are errors; the pages go to site/.
+docs: install
+	$(PY) -m pip install -q -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
