@@ -105,7 +105,16 @@ def main() -> None:
     parser.add_argument(
         "--single-thread", action="store_true", help="one thread for torch and for XLA"
     )
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = parser.parse_args()
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("convert")
     if args.single_thread:  # before the first JAX computation initialises the CPU backend
         torch.set_num_threads(1)
         flags = os.environ.get("XLA_FLAGS", "")

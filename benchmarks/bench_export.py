@@ -90,7 +90,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--reps", type=int, default=30)
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = p.parse_args()
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("export")
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -165,12 +165,21 @@ def main(argv=None) -> None:
     ap.add_argument("--errors", nargs="+", default=["mse", "mae", "lp"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--child", nargs="+")
+    ap.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = ap.parse_args(argv)
     if args.child:
         lib, kind, *rest = args.child
         res = child_api(lib, *rest) if kind == "api" else child_ptq(lib, *rest)
         print(json.dumps(res))
         return
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("first-call")
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} (1 / 5 min)")
     print("seconds per call sequence; x = MCT / jq; cold: fresh process, empty compilation cache;")

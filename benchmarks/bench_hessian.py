@@ -199,10 +199,19 @@ def main(argv=None) -> None:
     ap.add_argument("--worker", choices=("old", "new"))
     ap.add_argument("--again", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = ap.parse_args(argv)
     if args.worker:
         worker(args.worker, args.size, args.samples, args.again, args.out)
         return
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("hessian")
 
     print(
         f"resnet18 (random init) weights HMSE scores, {args.samples} samples of "

@@ -71,7 +71,16 @@ def main(argv=None) -> None:
     ap.add_argument("--no-mct", action="store_true")
     ap.add_argument("--weights-hmse", action="store_true")
     ap.add_argument("--compat", action="store_true", help="also time jq with mct_compat=True")
+    ap.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = ap.parse_args(argv)
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("ptq")
     warnings.filterwarnings("ignore")
     logging.getLogger("Model Compression Toolkit").setLevel(logging.ERROR)
     torch.manual_seed(0)

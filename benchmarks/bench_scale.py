@@ -131,4 +131,8 @@ if __name__ == "__main__":
         pid, port = (int(rest[1]), int(rest[2])) if len(rest) > 1 else (None, None)
         print(json.dumps(child(int(rest[0]), pid, port)))
     else:
+        if sys.argv[1:] == ["--write-docs"]:  # replace this script's section of the page
+            import _page
+
+            _page.record_stdout("scale")
         main()

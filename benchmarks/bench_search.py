@@ -354,7 +354,16 @@ def main(argv=None) -> int:
     ap.add_argument("--subset-channels", type=int, default=4, help="MCT pilot: channels/layer")
     ap.add_argument("--subset-hists", type=int, default=3, help="MCT pilot: histograms")
     ap.add_argument("--no-mct", action="store_true", help="time jq only")
+    ap.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = ap.parse_args(argv)
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("search")
     if args.quick:
         args.repeats = min(args.repeats, 2)
         args.mct_budget = min(args.mct_budget, 3.0)

@@ -101,11 +101,20 @@ def main(argv=None) -> None:
     ap.add_argument("--cases", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = ap.parse_args(argv)
     if args.child:
         lib, n, seed = args.child
         print(json.dumps(child(lib, int(n), int(seed))))
         return
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("single-calls")
     print(
         f"# {time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.2f}; {args.cases} cases, seed {args.seed}"

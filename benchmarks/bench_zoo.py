@@ -155,7 +155,16 @@ def main(argv=None) -> None:
     p.add_argument("--warm", action="store_true", help="a second jq process on the filled cache")
     p.add_argument("--no-w4", action="store_true", help="W8A8 only (the speed table)")
     p.add_argument("--timeout", type=float, default=900)
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="replace this benchmark's section of docs/benchmarks.md with its output",
+    )
     args = p.parse_args(argv)
+    if args.write_docs:
+        import _page  # benchmarks/_page.py: this script's section of the page
+
+        _page.record_stdout("zoo")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     head = "| model | jq W8A8 dB | MCT W8A8 dB | jq W4A8 dB | jq call (W8A8) | MCT call |"
     extra = " MCT / jq cold |" + (" jq warm | MCT / jq warm |" if args.warm else "")
