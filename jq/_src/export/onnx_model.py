@@ -194,9 +194,12 @@ def to_onnx(
 
     Raises:
       NotImplementedError: ops without an ONNX form (all listed).
+      ValueError: INT8 or MCTQ with per-group kernels (named): their per-channel
+        DequantizeLinear and ``mct_quantizers`` nodes have no per-group form.
     """
     import onnx
 
+    _check_no_groups(layers, options.mode)
     params = {k: {p: np.asarray(v) for p, v in d.items()} for k, d in params.items()}
     out_names = _output_names(graph, output_names)
     avals = value_avals(graph, params, example)
@@ -221,6 +224,20 @@ def to_onnx(
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _check_no_groups(layers: Sequence[LayerInfo], mode: str) -> None:
+    """Refuse per-group kernels (``LayerInfo.group_size``) in the integer formats; the
+    fakely-quantized format writes them (float kernels already on their grids)."""
+    grouped = [q.name for q in layers if q.kind == "weights" and q.group_size is not None]
+    if grouped and mode in ("int8", "mctq"):
+        names = ", ".join(repr(n) for n in grouped[:8]) + (" ..." if len(grouped) > 8 else "")
+        raise ValueError(
+            f"jq.exporter: the {mode.upper()} format cannot express per-group kernel parameters "
+            f"(TargetPlatform.weights_group_size), found on layer(s) {names}; export with "
+            "quantization_format=QuantizationFormat.FAKELY_QUANT (kernels as floats on "
+            "their grids)"
+        )
 
 
 def _inputs(onnx, graph: Graph, example: Sequence[np.ndarray]) -> list:

@@ -48,7 +48,12 @@ def _check_model(model: Any) -> Any:
             f"returned (a jq_torch.JQModule), got {type(model).__module__}."
             f"{type(model).__name__}"
         )
-    if not model.quant_layers or not any(n.op == "fake_quant" for n in model.graph.nodes):
+    # A weights-only module (TargetPlatform(quantize_activations=False)) has quantized
+    # kernels in its records but no fake_quant node.
+    has_kernels = any(q.kind == "weights" for q in model.quant_layers)
+    if not model.quant_layers or not (
+        has_kernels or any(n.op == "fake_quant" for n in model.graph.nodes)
+    ):
         raise TypeError(f"{_FN}: model is a float jq module (no quantizers); quantize it first")
     return model
 

@@ -18,9 +18,11 @@ import numpy as np
 from ..graph.graph import Graph, Node
 from ..runtime.jit import jit
 from ..select.enums import QuantizationMethod
+from ..select.fake_quant import expand_groups
 from ..select.quantizers import affine_fake_quant, affine_grid, threshold_range
 from ..select.types import QParams
 from .calibrate import Statistics
+from .placement import kernel_group_size
 from .prepare import Prepared, Settings
 from .searches import ActQuant
 from .snc import NON_LINEAR_BITS, Shift, plan_shifts, shifted_bias
@@ -133,7 +135,8 @@ def quantize_kernels(
 ) -> list[jax.Array]:
     """Fake-quantize the kernels of layers ``names`` with parameters ``qps``, as the deployed
     quantizer rounds (``jq.fake_quant``; ``torch.fake_quantize_per_channel_affine`` gives the
-    same bits): one compiled call per bit width and grid kind (one call without steering)."""
+    same bits): one compiled call per bit width and grid kind (one call without steering).
+    Per-group parameters ``(out, in / group)`` are repeated over their groups first."""
     groups: dict[tuple[int, bool], list[int]] = {}
     for i, k in enumerate(names):
         cfg = st.kernel(k)
@@ -142,13 +145,31 @@ def quantize_kernels(
     for (n_bits, uniform), idx in groups.items():
         wqs = _quantize_kernels_jit(
             [prep.params[names[i]]["weight"] for i in idx],
-            [QParams(qps[i].threshold, qps[i].range_min, qps[i].range_max, True) for i in idx],
+            [_elementwise(prep, st, names[i], qps[i]) for i in idx],
             n_bits=n_bits,
             uniform=uniform,
         )
         for i, wq in zip(idx, wqs, strict=True):
             out[i] = wq
     return out
+
+
+def kernel_group(prep: Prepared, st: Settings, name: str) -> int | None:
+    """Kernel ``name``'s group size (``TargetPlatform.weights_group_size`` where it applies)."""
+    cfg = st.kernel(name)
+    return kernel_group_size(prep.nodes[name].op, cfg.per_channel, st.tp.weights_group_size)
+
+
+def _elementwise(prep: Prepared, st: Settings, name: str, qp: QParams) -> QParams:
+    """``qp`` as parameters that broadcast against the kernel: per-group ``(out, G)`` values
+    repeated over their groups to the kernel's shape, others as they are."""
+    g = kernel_group(prep, st, name)
+    fields: list[Any] = [qp.threshold, qp.range_min, qp.range_max]
+    if g is not None:
+        shape = tuple(np.shape(prep.params[name]["weight"]))
+        axis = dict(prep.plan.kernels)[name]
+        fields = [None if v is None else expand_groups(v, shape, axis, g) for v in fields]
+    return QParams(threshold=fields[0], range_min=fields[1], range_max=fields[2], signed=True)
 
 
 def out_channels(op: str, w, groups: int) -> int:

@@ -191,9 +191,29 @@ class TargetPlatform:
       activation_n_bits: activation bit width (1..16), default 8.
       activation_quantization_method: default POWER_OF_TWO.
       quantize_inputs: put a quantizer on the graph inputs (MCT does).
+      weights_group_size: jq only: per-group parameters for ``linear`` kernels, one per
+        ``weights_group_size`` consecutive inputs of each output channel (thresholds or
+        ranges ``(out, in / group)``; LLM recipes' ``group_size``, 32..128); ``None`` (default):
+        per channel. Conv kernels stay per channel (their ``in x kh x kw`` rarely divides a
+        group size; LLM recipes group Linear layers only). Needs per-channel weights, divides
+        every linear layer's input size (an error names the layer otherwise), no KL, not with
+        ``mct_compat`` (MCT has no per-group mode). The ONNX formats cannot write it.
+      quantize_activations: jq only: ``False`` quantizes kernels only, activations left
+        float (weights-only PTQ: W4A16 is ``TargetPlatform(weights_n_bits=4,
+        weights_group_size=128, quantize_activations=False)``, W8A16 likewise). Calibration
+        data is then optional: ``jq.ptq.quantize_graph(graph, params, None, ...)`` searches
+        the kernels alone (every error method but HMSE, which needs data; no bias
+        correction, which needs the layers' input means).
 
     Raises:
       TypeError / ValueError: a field of the wrong type or value.
+
+    Examples:
+      >>> import jq.core
+      >>> w4a16 = jq.core.TargetPlatform(
+      ...     weights_n_bits=4, weights_group_size=128, quantize_activations=False)
+      >>> w4a16.weights_group_size, w4a16.quantize_activations
+      (128, False)
     """
 
     weights_n_bits: int = 8
@@ -202,6 +222,8 @@ class TargetPlatform:
     activation_n_bits: int = 8
     activation_quantization_method: QuantizationMethod = QuantizationMethod.POWER_OF_TWO
     quantize_inputs: bool = True
+    weights_group_size: int | None = None
+    quantize_activations: bool = True
 
     def __post_init__(self) -> None:
         _check_bits(self, "weights_n_bits")
@@ -210,6 +232,20 @@ class TargetPlatform:
         _enum_field(self, "activation_quantization_method", parse_method)
         _check_bool(self, "weights_per_channel_threshold")
         _check_bool(self, "quantize_inputs")
+        _check_bool(self, "quantize_activations")
+        g = self.weights_group_size
+        if g is not None:
+            if isinstance(g, bool) or not isinstance(g, int):
+                raise TypeError(
+                    f"TargetPlatform: weights_group_size must be an int or None, got {g!r}"
+                )
+            if g < 1:
+                raise ValueError(f"TargetPlatform: weights_group_size must be >= 1, got {g}")
+            if not self.weights_per_channel_threshold:
+                raise ValueError(
+                    "TargetPlatform: weights_group_size needs weights_per_channel_threshold=True "
+                    "(groups split each output channel)"
+                )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

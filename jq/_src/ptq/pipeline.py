@@ -93,7 +93,7 @@ def _stage(clock: StageClock, name: str) -> Iterator[None]:
 def quantize_graph(
     graph: Graph,
     params,
-    representative_data_gen: Callable[[], Any] | CalibrationData,
+    representative_data_gen: Callable[[], Any] | CalibrationData | None,
     *,
     core_config: CoreConfig | None = None,
     target_platform: TargetPlatform | None = None,
@@ -110,7 +110,9 @@ def quantize_graph(
       representative_data_gen: a callable returning an iterable of batches; a batch is a list
         or tuple with one array per graph input (MCT's convention) or a single array. Batches
         may differ in batch size only. A front end that has opened the data already passes
-        its ``CalibrationData``.
+        its ``CalibrationData``. ``None``: weights only without data (a target platform with
+        ``quantize_activations=False``; no HMSE/AUTO, no bias correction, no SQNR; see
+        ``jq._src.ptq.weights_only``).
       core_config, target_platform: :class:`jq.core.CoreConfig`, :class:`jq.core.TargetPlatform`
         (default: MCT's defaults and its default platform). The core config's per-layer rules
         (``overrides``, MCT's ``debug_config`` / ``bit_width_config``) select nodes by the names
@@ -144,6 +146,11 @@ def quantize_graph(
     ensure_compilation_cache()
     total, clock = StageClock(), StageClock()
     st = settings(core_config, target_platform, fn)
+    if representative_data_gen is None:  # weights only: the kernels' searches alone
+        from .weights_only import quantize_without_data
+
+        prep, built, info = quantize_without_data(_check_graph(graph, fn), params, st, graph_for)
+        return _result(prep, built, info, graph_for is not None)
     shards, local = _shards(mesh, st)
     data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):

@@ -41,6 +41,15 @@ FUSING = {
 }
 
 
+GROUPED_OPS = frozenset({"linear"})  # kernels that take TargetPlatform.weights_group_size
+
+
+def kernel_group_size(op: str, per_channel: bool, group_size: int | None) -> int | None:
+    """The group size of a kernel of ``op`` under a platform's ``weights_group_size``:
+    linear kernels only, per channel only (``None``: per channel or per tensor)."""
+    return group_size if (op in GROUPED_OPS and per_channel) else None
+
+
 class Plan(NamedTuple):
     """Quantizer placement on a graph.
 
@@ -65,7 +74,11 @@ def _fuses(layer: Node, act: Node) -> bool:
 
 
 def plan_quantization(
-    graph: Graph, *, float_values: frozenset[str] | None = None, quantize_inputs: bool = True
+    graph: Graph,
+    *,
+    float_values: frozenset[str] | None = None,
+    quantize_inputs: bool = True,
+    quantize_activations: bool = True,
 ) -> Plan:
     """Place quantizers on ``graph`` as MCT's default target platform does.
 
@@ -74,6 +87,8 @@ def plan_quantization(
       float_values: names of values with a floating dtype; others (indices, masks) are never
         quantized. ``None``: all values are float.
       quantize_inputs: quantize the graph inputs.
+      quantize_activations: ``False``: kernels only (weights-only PTQ), no activation
+        quantizer and nothing fused.
 
     Returns:
       A :class:`Plan`.
@@ -83,6 +98,8 @@ def plan_quantization(
         return float_values is None or name in float_values
 
     kernels = tuple((n.name, KERNEL_AXIS[n.op]) for n in graph.nodes if n.op in KERNEL_AXIS)
+    if not quantize_activations:
+        return Plan(kernels, (), ())
     fused = []
     skip = set()
     outputs = set(graph.outputs)

@@ -267,7 +267,10 @@ def prepare(
     fgraph, fparams = graphs.graph, graphs.params
     float_values = _float_values(fgraph, fparams, data, fn)
     plan = plan_quantization(
-        fgraph, float_values=float_values, quantize_inputs=st.tp.quantize_inputs
+        fgraph,
+        float_values=float_values,
+        quantize_inputs=st.tp.quantize_inputs,
+        quantize_activations=st.tp.quantize_activations,
     )
     nodes = {n.name: n for n in fgraph.nodes}
     mean_specs: tuple = ()

@@ -28,7 +28,7 @@ from ..select.weights import weights_qparams_batch
 from .auto import candidate_methods
 from .calibrate import Statistics
 from .data import Retained
-from .placement import BOUNDED_OPS
+from .placement import BOUNDED_OPS, kernel_group_size
 from .prepare import Prepared, Settings
 
 
@@ -81,8 +81,9 @@ class ActChoice(NamedTuple):
 class KernelJob(NamedTuple):
     """One compiled batch search: the kernels ``names`` under one error method and grid.
 
-    Kernels group by (method, bits, quantization method, per-channel), so steered layers are
-    searched in a few batches, and a run without steering in one per method, as before.
+    Kernels group by (method, bits, quantization method, per-channel, group size), so
+    steered layers are searched in a few batches, and a run without steering in one per
+    method (and group size), as before.
     """
 
     method: ErrorMethod
@@ -91,25 +92,70 @@ class KernelJob(NamedTuple):
     per_channel: bool
     names: tuple[str, ...]
     return_errors: bool
+    group_size: int | None = None
 
 
 def kernel_jobs(
-    names: list[str], methods_of: dict[str, tuple[ErrorMethod, ...]], st: Settings
+    names: list[str],
+    methods_of: dict[str, tuple[ErrorMethod, ...]],
+    st: Settings,
+    group_of: dict[str, int | None] | None = None,
 ) -> list[KernelJob]:
     """The batch searches that give every kernel of ``names`` its candidate methods' results
-    (``methods_of[k]``), grouped by method and grid, in method order."""
-    groups: dict[tuple[ErrorMethod, int, QuantizationMethod, bool], list[str]] = {}
-    errors: dict[tuple[ErrorMethod, int, QuantizationMethod, bool], bool] = {}
+    (``methods_of[k]``), grouped by method and grid (and group size, ``group_of``), in
+    method order."""
+    Key = tuple[ErrorMethod, int, QuantizationMethod, bool, int | None]
+    groups: dict[Key, list[str]] = {}
+    errors: dict[Key, bool] = {}
     for k in names:
         cfg = st.kernel(k)
         for m in methods_of[k]:
-            key = (m, cfg.search_n_bits, cfg.method, cfg.per_channel)
+            key = (m, cfg.search_n_bits, cfg.method, cfg.per_channel, (group_of or {}).get(k))
             groups.setdefault(key, []).append(k)
             errors[key] = errors.get(key, False) or len(methods_of[k]) > 1
     return [
-        KernelJob(m, b, q, c, tuple(ks), errors[(m, b, q, c)])
-        for (m, b, q, c), ks in groups.items()
+        KernelJob(m, b, q, c, tuple(ks), errors[(m, b, q, c, g)], g)
+        for (m, b, q, c, g), ks in groups.items()
     ]
+
+
+def kernel_groups(prep: Prepared, st: Settings) -> dict[str, int | None]:
+    """``{kernel: group size or None}`` under the platform's ``weights_group_size``, checked.
+
+    Raises:
+      ValueError: with ``mct_compat`` (MCT has no per-group mode), or for a grouped layer
+        whose input size the group size does not divide or whose error method is KL, naming
+        the layer.
+    """
+    size = st.tp.weights_group_size
+    out = {
+        k: kernel_group_size(prep.nodes[k].op, st.kernel(k).per_channel, size)
+        for k in prep.kernel_names
+    }
+    grouped = [k for k, g in out.items() if g is not None]
+    if size is None or not grouped:
+        return out
+    if st.compat:
+        raise ValueError(
+            f"{st.fn}: TargetPlatform.weights_group_size={size} is not available with "
+            "mct_compat=True (MCT 2.6.1 has per-tensor and per-channel weights only)"
+        )
+    for k in grouped:
+        w = np.shape(prep.params[k]["weight"])
+        inputs = int(np.prod(w[1:]))
+        if inputs % size:
+            raise ValueError(
+                f"{st.fn}: TargetPlatform.weights_group_size={size} does not divide the input "
+                f"size {inputs} of layer {k!r} (weight shape {w})"
+            )
+        if st.kernel(k).error_method in (ErrorMethod.KL, AutoErrorMethod.AUTO):
+            raise ValueError(
+                f"{st.fn}: layer {k!r}: weights_error_method "
+                f"{st.kernel(k).error_method.value!r} has no per-group mode (KL's histograms "
+                "need more values than a group holds; AUTO tries KL); choose mse, mae, lp, "
+                "hmse or noclipping"
+            )
+    return out
 
 
 class KernelSearches:
@@ -137,7 +183,8 @@ class KernelSearches:
         }
         self.scored = tuple(k for k in names if ErrorMethod.HMSE in self.methods_of[k])
         self.need_scores = bool(self.scored)
-        self.jobs = kernel_jobs(names, self.methods_of, st)
+        self.group_of = kernel_groups(prep, st)
+        self.jobs = kernel_jobs(names, self.methods_of, st, self.group_of)
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._early: dict[KernelJob, Future] = {
             j: self._pool.submit(self.search, j)
@@ -176,6 +223,7 @@ class KernelSearches:
             min_threshold=qc.min_threshold,
             return_errors=job.return_errors,
             mesh=self._mesh,
+            group_size=job.group_size,
             # One program per model anyway (every group in one compiled call): padding to
             # shared buckets would only add work (measured 20 % on resnet18's kernels).
             _exact_shapes=True,

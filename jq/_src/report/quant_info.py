@@ -31,9 +31,12 @@ class LayerInfo:
       method: ``"power_of_two"``, ``"symmetric"`` or ``"uniform"``.
       error_method: error method used (``"mse"``, ..., ``"minmax"`` for bounded outputs).
       signed: whether the grid is signed.
-      threshold: float (per tensor) or one per channel; ``None`` for uniform.
-      range_min, range_max: uniform range (float or per channel); ``None`` otherwise.
+      threshold: float (per tensor) or one per channel (per group: ``out x G`` values, channel
+        by channel, with ``group_size``); ``None`` for uniform.
+      range_min, range_max: uniform range (float or per channel/group); ``None`` otherwise.
       channel_axis: axis of per-channel parameters (weights), else ``None``.
+      group_size: weights with per-group parameters: the inputs per group (``G =
+        inputs / group_size`` per channel); ``None`` otherwise.
       sqnr_db: signal-to-quantization-noise ratio of the layer's output in the quantized model
         against the float model, on the calibration data (``10 log10(sum x^2 / sum (x-xq)^2)``);
         ``inf`` if identical.
@@ -54,6 +57,7 @@ class LayerInfo:
     range_min: Any = None
     range_max: Any = None
     channel_axis: int | None = None
+    group_size: int | None = None
     sqnr_db: float | None = None
     analysis: dict[str, Any] | None = None
 
