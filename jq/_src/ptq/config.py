@@ -197,7 +197,8 @@ class TargetPlatform:
         per channel. Conv kernels stay per channel (their ``in x kh x kw`` rarely divides a
         group size; LLM recipes group Linear layers only). Needs per-channel weights, divides
         every linear layer's input size (an error names the layer otherwise), no KL, not with
-        ``mct_compat`` (MCT has no per-group mode). The ONNX formats cannot write it.
+        ``mct_compat`` (MCT has no per-group mode). ONNX ``INT8`` and ``MCTQ`` cannot write
+        it (the export names the layers); ``FAKELY_QUANT`` can.
       quantize_activations: jq only: ``False`` quantizes kernels only, activations left
         float (weights-only PTQ: W4A16 is ``TargetPlatform(weights_n_bits=4,
         weights_group_size=128, quantize_activations=False)``, W8A16 likewise). Calibration
