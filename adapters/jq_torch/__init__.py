@@ -13,7 +13,9 @@ torch is imported here and only here; ``import jq`` never imports it.
 
 from . import (
     _aten,  # noqa: F401  (fills the converter table)
+    _aten_gather,  # noqa: F401  (sort, topk, gather / scatter, padding modes: core ATen)
     _aten_index,  # noqa: F401  (masks, indexing, windows, upsampling)
+    _aten_math,  # noqa: F401  (elementwise math, activations, reductions: core ATen)
     _index_twins,  # noqa: F401  (torch twins of where, index, roll, resize, arange)
     _lax_ops,  # noqa: F401  (torch twins of the ops jq.from_jax emits)
 )

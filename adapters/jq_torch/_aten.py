@@ -346,11 +346,20 @@ def _reciprocal(ctx, self):
 # --- shapes ------------------------------------------------------------------------------
 
 
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
 @register_converter(aten.pad)
 def _pad(ctx, self, pad, mode="constant", value=None):
-    if mode != "constant":
-        raise Unconvertible(f"pad mode {mode!r} (only 'constant' is supported)")
-    return _constant_pad(ctx, self, pad, 0.0 if value is None else value)
+    if mode == "constant":
+        return _constant_pad(ctx, self, pad, 0.0 if value is None else value)
+    if mode not in _PAD_MODES:
+        raise Unconvertible(f"pad mode {mode!r} (constant, reflect, replicate, circular convert)")
+    flat = [int(p) for p in pad]
+    pairs = tuple((flat[i], flat[i + 1]) for i in range(len(flat) - 2, -1, -2))
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        raise Unconvertible(f"{mode} padding with negative sizes")
+    return ctx.emit("mode_pad", [ctx.value(self)], {"padding": pairs, "mode": _PAD_MODES[mode]})
 
 
 @register_converter(aten.constant_pad_nd)
@@ -502,7 +511,7 @@ def _getitem(ctx, seq, index):
     if not isinstance(v, (tuple, list)):
         raise Unconvertible("indexing a value that is not a tuple of tensors")
     item = v[index]
-    if item is None:
+    if item is None and ctx._node().users:
         raise Unconvertible(
             f"output {index} of {seq.target} (statistics or indices) is not supported"
         )

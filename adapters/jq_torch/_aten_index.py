@@ -1,7 +1,6 @@
 """ATen converters for masks, indexing, norms and resampling: what transformers and current
 vision models compute beyond ``_aten.py``'s layers (comparisons and logical ops, ``where`` and
-``masked_fill``, advanced indexing, ``roll``, vector norms, ``clamp``, sums and maxima,
-``interpolate``).
+``masked_fill``, advanced indexing, ``roll``, vector norms, sums and maxima, ``interpolate``).
 
 Ops whose value depends on no model input (a causal or shifted-window mask, rotary tables) are
 evaluated once at conversion (``ConvertContext._fold``) and reach no converter.
@@ -47,24 +46,13 @@ for _target, _op in (
     (aten.le, "le"),
     (aten.gt, "gt"),
     (aten.ge, "ge"),
-    (aten.__and__, "and"),
-    (aten.bitwise_and, "and"),
     (aten.logical_and, "and"),
-    (aten.__or__, "or"),
-    (aten.bitwise_or, "or"),
     (aten.logical_or, "or"),
     (aten.maximum, "maximum"),
     (aten.minimum, "minimum"),
 ):
     register_converter(_target)(_binary(_op))
 del _target, _op
-
-
-@register_converter(aten.logical_not, aten.bitwise_not)
-def _not(ctx, self):
-    if self.meta["val"].dtype != torch.bool:
-        raise Unconvertible("bitwise not of an integer tensor")
-    return ctx.emit("not", [ctx.value(self)])
 
 
 def _where_value(ctx, v):
@@ -208,16 +196,6 @@ def _addcmul(ctx, self, tensor1, tensor2, value=1):
     return ctx.emit("add", [ctx.value(self), prod])
 
 
-@register_converter(aten.clamp.default, aten.clamp_min.default, aten.clamp_max.default)
-def _clamp(ctx, self, min=None, max=None):
-    out = ctx.value(self)
-    if min is not None:
-        out = ctx.emit("maximum", [out], {"scalar": _scalar(min)})
-    if max is not None:
-        out = ctx.emit("minimum", [out], {"scalar": _scalar(max)})
-    return out
-
-
 # --- resampling ----------------------------------------------------------------------------
 
 
@@ -262,10 +240,17 @@ def _slice_scatter(ctx, self, src, dim=0, start=None, end=None, step=1):
     if (start, stop) == (0, n) and ctx.sym_axes(src) == ctx.sym_axes(self):
         return ctx.value(src)  # the whole axis (a write to x[:, a:b] writes all of axis 0)
     ctx.static_axis(self, axis, "slice_scatter")
-    x, parts = ctx.value(self), []
+    parts = _slice_scatter_parts(ctx, self, ctx.value(src), axis, start, stop)
+    return parts[0] if len(parts) == 1 else ctx.emit("cat", parts, {"axis": axis})
+
+
+def _slice_scatter_parts(ctx, self, src: str, axis: int, start: int, stop: int) -> list[str]:
+    """The pieces of ``self`` before ``start`` and from ``stop`` on ``axis``, with ``src``
+    between them, to concatenate."""
+    x, n, parts = ctx.value(self), ctx.shape(self)[axis], []
     if start > 0:
         parts.append(ctx.emit("slice", [x], dict(axis=axis, start=0, stop=start, step=1)))
-    parts.append(ctx.value(src))
+    parts.append(src)
     if stop < n:
         parts.append(ctx.emit("slice", [x], dict(axis=axis, start=stop, stop=n, step=1)))
-    return parts[0] if len(parts) == 1 else ctx.emit("cat", parts, {"axis": axis})
+    return parts

@@ -9,10 +9,12 @@ their fully-qualified names. ``symbolic_trace`` works on Python source: it recor
 shapes, and silently bakes data-dependent branches in or fails on them. Export instead refuses
 data-dependent control flow with a clear error, which we wrap.
 
-We then call ``run_decompositions({})``: with an empty table it only functionalizes (in-place
-ops become out-of-place, eval-mode dropout disappears) and keeps the high-level ATen ops we want
-to see (``conv2d``, ``linear``, ``layer_norm``, ``scaled_dot_product_attention``) instead of
-lowering them to core ATen (``addmm``, ``native_layer_norm`` pieces).
+We keep the high-level ATen ops export records (``conv2d``, ``linear``, ``layer_norm``,
+``scaled_dot_product_attention``) instead of lowering them to core ATen (``addmm``,
+``native_layer_norm`` pieces). In-place ops convert as their out-of-place twins where nothing
+else can see the mutation (``_inplace.py``); otherwise ``run_decompositions({})`` functionalizes
+the program first (with an empty table it lowers nothing), which costs a second trace of the
+model.
 
 The converters live in ``_aten.py``, one per ATen op family, registered with
 :func:`register_converter`; an op without one is reported (all of them, at once) in an
@@ -41,6 +43,7 @@ from ._batch import (
     symbolic_axes,
 )
 from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
+from ._inplace import inplace_twin, needs_functionalization
 
 Converter = Callable[..., Any]
 _CONVERTERS: dict[Any, Converter] = {}
@@ -53,9 +56,22 @@ _HINTS = {
     "model.eval() before converting",
     "higher_order.cond": "torch.cond control flow is not supported; a jq graph is static",
     "aten.item.default": "reading tensor values in Python (.item()) is data-dependent",
-    "aten.max_pool2d_with_indices.default": "pooling indices are not supported; use "
-    "return_indices=False",
 }
+
+
+def _hint(op: str) -> str:
+    """Why ``op`` has no converter: a known reason (``_HINTS``, the coverage table's refused
+    ops) or how to add one."""
+    from ._coverage import REFUSED  # the table builds recipes: import it only when needed
+
+    return (
+        _HINTS.get(op)
+        or REFUSED.get(op)
+        or (
+            "no converter; add one with @jq_torch.register_converter (and a jq op with jq "
+            "register_op if the vocabulary lacks it)"
+        )
+    )
 
 
 # Ops whose value depends on their first argument's shape and dtype only: with static shapes
@@ -106,9 +122,10 @@ def register_converter(*targets: Any, override: bool = False) -> Callable[[Conve
 
 def _lookup(target: Any) -> Converter | None:
     fn = _CONVERTERS.get(target)
-    if fn is None and isinstance(target, torch._ops.OpOverload):
-        fn = _CONVERTERS.get(target.overloadpacket)
-    return fn
+    if fn is None and isinstance(target, torch._ops.OpOverload) and not target._schema.is_mutable:
+        fn = _CONVERTERS.get(target.overloadpacket)  # not for out= / in-place overloads
+    twin = inplace_twin(target)  # only met where needs_functionalization said no
+    return _lookup(twin) if fn is None and twin is not None else fn
 
 
 def _op_name(target: Any) -> str:
@@ -216,6 +233,8 @@ class ConvertContext:
     def shape(self, arg: fx.Node | None = None) -> tuple[int, ...]:
         """Shape of an fx value (default: the node being converted); a symbolic (batch) size
         as the example's value: see :meth:`sym_axes`."""
+        if arg is not None and self._env.get(arg) is _FAILED:
+            raise _Skip  # its converter failed (reported); its size may be unknown (nonzero)
         val = (arg if arg is not None else self._node()).meta["val"]
         return tuple(hint(d) for d in val.shape)
 
@@ -307,6 +326,8 @@ class ConvertContext:
         with ``torch.ones(...).tril()``, or ``self.w.t()``), or only the static shape of
         values computed from the inputs (``x.new_zeros(h, w)``: Swin's window mask)."""
         packet = getattr(node.target, "overloadpacket", node.target)
+        if torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
+            return False  # a random op: a constant would freeze one draw (refused instead)
         shape_only = packet in _SHAPE_ONLY
 
         def const(a: fx.Node) -> Any:
@@ -350,12 +371,7 @@ class ConvertContext:
             fn = _lookup(node.target)
             try:
                 if fn is None:
-                    hint = _HINTS.get(
-                        _op_name(node.target),
-                        "no converter; add one with @jq_torch.register_converter (and a jq op "
-                        "with jq register_op if the vocabulary lacks it)",
-                    )
-                    raise Unconvertible(hint)
+                    raise Unconvertible(_hint(_op_name(node.target)))
                 if hasattr(node.target, "_schema"):
                     out = fn(self, **_bind(node.target, node.args, node.kwargs))
                 else:
@@ -420,7 +436,12 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
             f"from_torch: torch.export could not capture {name} ({type(e).__name__}).{hint} "
             f"torch says:\n{reason}"
         ) from e
-    return ep.run_decompositions({})
+    return _functional(ep)
+
+
+def _functional(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """``ep`` where its in-place ops convert as out-of-place ones, else functionalized."""
+    return ep.run_decompositions({}) if needs_functionalization(ep) else ep
 
 
 def is_module(obj) -> bool:
@@ -561,7 +582,7 @@ def _convert_dynamic(model: torch.nn.Module, args: tuple) -> tuple[_Converted | 
     if example is None:
         return None, "the inputs do not share a leading batch axis"
     try:
-        ep = export_dynamic(model, example).run_decompositions({})
+        ep = _functional(export_dynamic(model, example))
     except Exception as e:
         if "Constraints violated" in str(e) or "specialized it to be a constant" in str(e):
             return None, pin_reason(model, example)

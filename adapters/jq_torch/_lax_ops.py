@@ -182,3 +182,118 @@ def _pad_nd(params, x, *, config, value):
 @register_torch_op("masked_softmax")
 def _masked_softmax(params, x, mask, *, axis, fill):
     return torch.softmax(torch.where(mask, x, torch.tensor(fill, dtype=x.dtype)), dim=axis)
+
+
+# --- twins of the ops added for torch's Core ATen opset (jq/_src/graph/ops.py, index_ops.py) --
+
+for _name, _fn in (
+    ("tan", torch.tan),
+    ("asin", torch.asin),
+    ("acos", torch.acos),
+    ("atan", torch.atan),
+    ("sinh", torch.sinh),
+    ("cosh", torch.cosh),
+    ("asinh", torch.asinh),
+    ("acosh", torch.acosh),
+    ("atanh", torch.atanh),
+    ("trunc", torch.trunc),
+    ("log2", torch.log2),
+    ("log10", torch.log10),
+    ("mish", F.mish),
+):
+    register_torch_op(_name)(_unary(_fn))
+for _name, _bfn in (
+    ("atan2", torch.atan2),
+    ("fmod", torch.fmod),
+    ("floor_divide", torch.floor_divide),
+    ("bitwise_and", torch.bitwise_and),
+    ("bitwise_or", torch.bitwise_or),
+    ("bitwise_xor", torch.bitwise_xor),
+):
+    register_torch_op(_name)(_binary(_bfn))
+del _name, _fn, _bfn
+
+
+@register_torch_op("elu")
+def _elu(params, x, *, alpha=1.0, scale=1.0, input_scale=1.0):
+    return scale * torch.where(x > 0, x, alpha * torch.expm1(input_scale * x.clamp(max=0)))
+
+
+@register_torch_op("softplus")
+def _softplus(params, x, *, beta=1.0, threshold=20.0):
+    return F.softplus(x, beta, threshold)
+
+
+@register_torch_op("log_softmax")
+def _log_softmax(params, x, *, axis):
+    return torch.log_softmax(x, axis)
+
+
+@register_torch_op("cumprod")
+def _cumprod(params, x, *, axis, dtype=None):
+    return torch.cumprod(x, axis, dtype=_dtype(dtype) if dtype else None)
+
+
+@register_torch_op("sort")
+def _sort(params, x, *, axis, descending=False, indices=False):
+    out = torch.sort(x, dim=axis, descending=descending, stable=True)
+    return out.indices.to(torch.int32) if indices else out.values
+
+
+@register_torch_op("topk")
+def _topk(params, x, *, k, axis, largest=True, indices=False):
+    out = torch.topk(x, k, dim=axis, largest=largest)
+    return out.indices.to(torch.int32) if indices else out.values
+
+
+@register_torch_op("gather")
+def _gather(params, x, index, *, axis):
+    x = x[tuple(slice(0, n) if d != axis else slice(None) for d, n in enumerate(index.shape))]
+    return torch.gather(x, axis, index.long())
+
+
+@register_torch_op("scatter")
+def _scatter(params, x, index, src=None, *, axis, reduce=None, include_self=True, value=None):
+    index = index.long()
+    if src is None:
+        src = torch.full(index.shape, value, dtype=x.dtype)
+    if reduce is None:
+        return torch.scatter(x, axis, index, src.to(x.dtype))
+    return torch.scatter_reduce(x, axis, index, src.to(x.dtype), reduce, include_self=include_self)
+
+
+@register_torch_op("index_put")
+def _index_put(params, x, values, *indices, positions, accumulate=False):
+    it = iter(indices)
+    key = tuple(
+        torch.remainder(next(it).long(), x.shape[a]) if taken else None
+        for a, taken in enumerate(positions)
+    )
+    return torch.index_put(x, key, values.to(x.dtype), accumulate)
+
+
+@register_torch_op("masked_scatter")
+def _masked_scatter(params, x, mask, src):
+    return torch.masked_scatter(x, mask, src.to(x.dtype))
+
+
+@register_torch_op("tile")
+def _tile(params, x, *, reps):
+    return x.repeat(tuple(reps))
+
+
+@register_torch_op("diagonal")
+def _diagonal(params, x, *, offset=0, axis1=0, axis2=1):
+    return torch.diagonal(x, offset, axis1, axis2)
+
+
+@register_torch_op("mode_pad")
+def _mode_pad(params, x, *, padding, mode):
+    flat = [int(p) for lo_hi in reversed(padding) for p in lo_hi]
+    torch_mode = {"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode]
+    return F.pad(x, flat, mode=torch_mode)
+
+
+@register_torch_op("full_like")
+def _full_like(params, x, *, value, dtype=None):
+    return torch.full_like(x, value, dtype=_dtype(dtype) if dtype else x.dtype)

@@ -304,9 +304,9 @@ def test_conversion_is_deterministic_and_jit_cache_is_shared():
 
 class Unsupported3(nn.Module):
     def forward(self, x):
-        a = torch.atan(x)
+        a = torch.lgamma(x)  # ops without a converter (not in the Core ATen opset)
         b = torch.erfinv(x)
-        c = torch.sort(x, dim=1).values
+        c = torch.digamma(x)
         return a + b + c
 
 
@@ -316,7 +316,7 @@ def test_unsupported_ops_are_all_reported_at_once():
     err = info.value
     assert isinstance(err, NotImplementedError)
     ops = " ".join(u.op for u in err.ops)
-    assert "atan" in ops and "erfinv" in ops and "sort" in ops
+    assert "lgamma" in ops and "erfinv" in ops and "digamma" in ops
     assert all(u.hint and u.node for u in err.ops)
     assert "3 unsupported" in str(err) and "register_converter" in str(err)
 
@@ -329,7 +329,7 @@ class ComputedWeight(nn.Module):
     def forward(self, x, scale):
         folded = F.conv2d(x, self.w * 2)  # computed from params only: folded at conversion
         dynamic = F.conv2d(x, self.w * scale)  # computed from an input: not a layer
-        return folded + dynamic + torch.atan(x).sum()
+        return folded + dynamic + torch.erfinv(x).sum()
 
 
 def test_weights_computed_from_inputs_are_reported_with_hint():
@@ -337,7 +337,7 @@ def test_weights_computed_from_inputs_are_reported_with_hint():
     with pytest.raises(jq_torch.UnsupportedOpError) as info:
         jq_torch.from_torch(ComputedWeight().eval(), (x, scale))
     ops = info.value.ops
-    assert [u.op for u in ops] == ["aten.conv2d.default", "aten.atan.default", "aten.sum.default"]
+    assert [u.op for u in ops] == ["aten.conv2d.default", "aten.erfinv.default"]
     assert "must be a parameter" in ops[0].hint
 
 
@@ -519,5 +519,57 @@ def test_constant_pad_converts_and_exports():
         np.testing.assert_array_equal(
             jq_torch.to_torch(graph, params)(x).numpy(), _Pads()(x).numpy()
         )
-    with pytest.raises(jq_torch.UnsupportedOpError, match="pad mode 'reflect'"):
-        jq_torch.from_torch(nn.ReflectionPad2d(1), x)
+    # reflect / replicate / circular modes convert too (``mode_pad``), and run in to_torch
+    for mode in ("reflect", "replicate", "circular"):
+        pad = Fn(lambda x, mode=mode: F.pad(x, (1, 2, 2, 0), mode=mode))
+        graph = check_model(pad, x)["graph"]
+        assert [n.op for n in graph.nodes] == ["mode_pad"]
+        graph, params = jq_torch.from_torch(pad, x)
+        np.testing.assert_array_equal(jq_torch.to_torch(graph, params)(x).numpy(), pad(x).numpy())
+
+
+# --- the aliases onnx2torch writes (issue 25) ----------------------------------------------
+
+
+class _Onnx2TorchStyle(nn.Module):
+    """How onnx2torch writes ONNX's HardSigmoid (``torch.clip(x * alpha + beta, 0, 1)``) and
+    ``Pow`` with a tensor exponent, around a conv and a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.exponent = nn.Parameter(torch.full((1, 4, 1, 1), 2.0), requires_grad=False)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = y * torch.clip(y * 0.2 + 0.5, 0, 1)  # HardSwish, as onnx2torch spells HardSigmoid
+        y = torch.pow(torch.clip(y, min=0.0) + 1.0, self.exponent)  # aten.pow.Tensor_Tensor
+        y = torch.true_divide(y.mean(dim=(2, 3)), 2.0)
+        return self.fc(y)
+
+
+def test_onnx2torch_aliases_convert_and_quantize():
+    """``aten.clip.default`` and ``aten.pow.Tensor_Tensor`` used to be refused ("no
+    converter") before calibration; they convert, match torch, and quantize with MCT's call."""
+    torch.manual_seed(0)
+    model = _Onnx2TorchStyle().eval()
+    x = torch.randn(4, 3, 8, 8)
+    ep = torch.export.export(model, (x,)).run_decompositions({})
+    targets = {str(n.target) for n in ep.graph.nodes}
+    assert {"aten.clip.default", "aten.pow.Tensor_Tensor", "aten.true_divide.Tensor"} <= targets
+    graph = check_model(model, x)["graph"]
+    assert {"pow", "maximum", "minimum"} <= {n.op for n in graph.nodes}
+
+    batches = [
+        torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(2)
+    ]
+    core = jq.core.CoreConfig(progress=False)
+    qmodel, info = jq.ptq.pytorch_post_training_quantization(
+        model, lambda: ([b] for b in batches), core_config=core
+    )
+    assert {li.name for li in info.layers if li.kind == "weights"} == {"conv", "fc"}
+    with torch.no_grad():
+        yq, yf = qmodel(batches[0]).numpy(), model(batches[0]).numpy()
+    sqnr = 10 * np.log10(np.sum(yf**2) / np.sum((yf - yq) ** 2))
+    assert sqnr > 20, sqnr

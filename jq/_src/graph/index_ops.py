@@ -1,6 +1,8 @@
 """jq ops for selecting and moving values by position: ``where``, ``index``, ``roll``,
-``resize``, ``arange``. Registered in the op table when ``jq`` is imported, with the calling
-convention of ``ops.py`` (``fn(params, *inputs, **attrs)``).
+``resize``, ``arange``, ``cumsum``, ``flip``; and for the rest of torch's Core ATen opset:
+``cumprod``, ``sort``, ``topk``, ``gather``, ``scatter``, ``index_put``, ``masked_scatter``,
+``tile``, ``diagonal``, ``mode_pad``, ``full_like``. Registered in the op table when ``jq`` is
+imported, with the calling convention of ``ops.py`` (``fn(params, *inputs, **attrs)``).
 
 They exist for what current transformer and vision models compute on their activations: padding
 masks read per sample (``index``, ``where``), shifted windows (``roll``), decoders that
@@ -117,3 +119,136 @@ def cumsum(params, x, *, axis, dtype=None):
 def flip(params, x, *, axes):
     """Reverse ``x`` along ``axes``."""
     return jnp.flip(x, tuple(axes))
+
+
+@register_op("cumprod")
+def cumprod(params, x, *, axis, dtype=None):
+    """Running product along ``axis`` (``dtype``: of the result)."""
+    return jnp.cumprod(x, axis=axis, dtype=jax.dtypes.canonicalize_dtype(dtype) if dtype else None)
+
+
+@register_op("sort")
+def sort(params, x, *, axis, descending=False, indices=False):
+    """``torch.sort`` along ``axis``: the sorted values, or (``indices=True``) the int32
+    positions they came from (a stable sort: ties keep their order)."""
+    if indices:
+        return jnp.argsort(x, axis=axis, stable=True, descending=descending).astype(jnp.int32)
+    return jnp.sort(x, axis=axis, descending=descending)
+
+
+@register_op("topk")
+def topk(params, x, *, k, axis, largest=True, indices=False):
+    """``torch.topk``: the ``k`` largest (or smallest) entries along ``axis``, sorted, or
+    (``indices=True``) their int32 positions."""
+    moved = jnp.moveaxis(x, axis, -1)
+    vals, idx = jax.lax.top_k(moved if largest else -moved, k)
+    out = idx.astype(jnp.int32) if indices else (vals if largest else -vals)
+    return jnp.moveaxis(out, -1, axis)
+
+
+def _grid(index: jax.Array, axis: int) -> tuple[jax.Array, ...]:
+    """Full advanced-indexing key: ``index`` on ``axis``, iotas (of index's shape) elsewhere."""
+    return tuple(
+        index if d == axis else jax.lax.broadcasted_iota(jnp.int32, index.shape, d)
+        for d in range(index.ndim)
+    )
+
+
+@register_op("gather")
+def gather(params, x, index, *, axis):
+    """``torch.gather``: ``out[i][j] = x[index[i][j]][j]`` for ``axis=0`` (any rank); index
+    may be smaller than ``x`` on the other axes."""
+    return x[_grid(index, axis)]
+
+
+_SCATTER_IDENTITY = {"sum": 0, "mean": 0, "prod": 1}
+
+
+@register_op("scatter")
+def scatter(params, x, index, src=None, *, axis, reduce=None, include_self=True, value=None):
+    """``torch.scatter`` / ``scatter_add`` / ``scatter_reduce`` along ``axis``: writes
+    ``src[i][j]`` (or the scalar ``value``) to ``x[index[i][j]][j]`` for ``axis=0``.
+
+    ``reduce``: None (last write wins; torch leaves duplicate indices unspecified), ``"sum"``,
+    ``"prod"``, ``"mean"``, ``"amax"`` or ``"amin"``; ``include_self=False`` leaves ``x``'s
+    values out of the reduction at the written positions.
+    """
+    key = _grid(index, axis)
+    if src is None:
+        upd = jnp.full(index.shape, value, x.dtype)
+    else:
+        upd = src[tuple(slice(0, n) for n in index.shape)].astype(x.dtype)
+    if reduce is None:
+        return x.at[key].set(upd)
+    base = x
+    if not include_self:
+        ident = _SCATTER_IDENTITY.get(reduce)
+        if ident is None:  # amax / amin: the first write replaces x
+            ident = jnp.finfo(x.dtype).min if reduce == "amax" else jnp.finfo(x.dtype).max
+        base = x.at[key].set(jnp.asarray(ident, x.dtype))
+    if reduce in ("sum", "mean"):
+        out = base.at[key].add(upd)
+        if reduce == "mean":
+            count = jnp.zeros(x.shape, x.dtype).at[key].add(1) + (1 if include_self else 0)
+            out = jnp.where(count > 0, out / jnp.maximum(count, 1), x)
+        return out
+    if reduce == "prod":
+        return base.at[key].multiply(upd)
+    if reduce == "amax":
+        return base.at[key].max(upd)
+    if reduce == "amin":
+        return base.at[key].min(upd)
+    raise ValueError(f"scatter: reduce must be None, sum, prod, mean, amax or amin, got {reduce!r}")
+
+
+@register_op("index_put")
+def index_put(params, x, values, *indices, positions, accumulate=False):
+    """``x[i0, :, i2, ...] = values`` (``accumulate``: ``+=``, duplicates summed): ``positions``
+    as for ``index``; ``values`` broadcasts to the indexed shape."""
+    it = iter(_to_rank(indices) if indices else ())
+    key = tuple(
+        jnp.remainder(next(it), x.shape[axis]) if taken else slice(None)
+        for axis, taken in enumerate(positions)
+    )
+    shape = jax.eval_shape(lambda a: a[key], x).shape
+    v = jnp.broadcast_to(values.astype(x.dtype), shape)
+    return x.at[key].add(v) if accumulate else x.at[key].set(v)
+
+
+@register_op("masked_scatter")
+def masked_scatter(params, x, mask, src):
+    """``torch.masked_scatter``: where ``mask`` (broadcast to x) is True, the next element of
+    ``src`` in row-major order; elsewhere ``x``."""
+    m = jnp.broadcast_to(jnp.reshape(mask, (1,) * (x.ndim - mask.ndim) + mask.shape), x.shape)
+    pos = jnp.cumsum(m.reshape(-1).astype(jnp.int32)) - 1
+    taken = jnp.take(src.reshape(-1), jnp.clip(pos, 0, src.size - 1)).reshape(x.shape)
+    return jnp.where(m, taken.astype(x.dtype), x)
+
+
+@register_op("tile")
+def tile(params, x, *, reps):
+    """``torch.Tensor.repeat``: ``x`` tiled ``reps`` times per axis (leading axes added)."""
+    return jnp.tile(x, tuple(reps))
+
+
+@register_op("diagonal")
+def diagonal(params, x, *, offset=0, axis1=0, axis2=1):
+    """``torch.diagonal``: the diagonal of axes ``axis1``/``axis2``, as the last axis."""
+    return jnp.diagonal(x, offset, axis1, axis2)
+
+
+@register_op("mode_pad")
+def mode_pad(params, x, *, padding, mode):
+    """Pad the last ``len(padding)`` axes by ``(lo, hi)`` with ``mode`` ``"reflect"``
+    (torch's reflection pad), ``"edge"`` (replication) or ``"wrap"`` (circular)."""
+    if mode not in ("reflect", "edge", "wrap"):
+        raise ValueError(f"mode_pad: mode must be reflect, edge or wrap, got {mode!r}")
+    lead = ((0, 0),) * (x.ndim - len(padding))
+    return jnp.pad(x, lead + tuple((int(lo), int(hi)) for lo, hi in padding), mode=mode)
+
+
+@register_op("full_like")
+def full_like(params, x, *, value, dtype=None):
+    """A tensor of ``x``'s shape filled with ``value`` (``dtype``: a numpy name; x's if None)."""
+    dt = jax.dtypes.canonicalize_dtype(dtype) if dtype else x.dtype
+    return jnp.full(x.shape, value, dt)

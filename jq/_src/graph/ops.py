@@ -26,6 +26,10 @@ Vocabulary (attrs in brackets; ``params`` in braces):
   ``cast`` [dtype].
 - ``scaled_dot_product_attention`` (q, k, v, mask?) [is_causal, scale].
 - ``embedding`` (indices) {weight}.
+- more math: ``tan``, ``asin``, ``acos``, ``atan``, ``sinh``, ``cosh``, ``asinh``, ``acosh``,
+  ``atanh``, ``trunc``, ``log2``, ``log10``; binary as ``add``: ``atan2``, ``fmod``,
+  ``floor_divide``, ``bitwise_and``, ``bitwise_or``, ``bitwise_xor``; activations ``elu``
+  [alpha, scale, input_scale], ``softplus`` [beta, threshold], ``mish``, ``log_softmax`` [axis].
 - ``fake_quant`` {scale, q_min, q_max}: quantize-dequantize as a deployed quantizer computes
   it, ``clip(round(x * (1/scale)), q_min, q_max) * scale`` (``torch.fake_quantize_*``'s
   arithmetic; ``jq._src.select.quantizers.affine_grid`` gives the three values of a threshold
@@ -499,6 +503,78 @@ for _name, _fn in (
         )
     )
 del _name, _fn
+
+
+# --- more elementwise math (torch's Core ATen opset) --------------------------------------
+
+
+def _elementwise(name: str, fn: Callable[[jax.Array], jax.Array]) -> None:
+    def op(params, x):
+        del params
+        return fn(x)
+
+    op.__doc__ = f"Elementwise ``{name}`` (``jnp.{fn.__name__}``)."
+    register_op(name)(op)
+
+
+for _name, _ufn in (
+    ("tan", jnp.tan),
+    ("asin", jnp.arcsin),
+    ("acos", jnp.arccos),
+    ("atan", jnp.arctan),
+    ("sinh", jnp.sinh),
+    ("cosh", jnp.cosh),
+    ("asinh", jnp.arcsinh),
+    ("acosh", jnp.arccosh),
+    ("atanh", jnp.arctanh),
+    ("trunc", jnp.trunc),
+    ("log2", jnp.log2),
+    ("log10", jnp.log10),
+):
+    _elementwise(_name, _ufn)
+for _name, _fn in (
+    ("atan2", jnp.arctan2),
+    ("fmod", jnp.fmod),
+    ("floor_divide", jnp.floor_divide),
+    ("bitwise_and", jnp.bitwise_and),
+    ("bitwise_or", jnp.bitwise_or),
+    ("bitwise_xor", jnp.bitwise_xor),
+):
+    register_op(_name)(
+        _binary(
+            _fn,
+            f"Elementwise ``{_name}`` (``jnp.{_fn.__name__}``) of two broadcast tensors, or of "
+            "a tensor and ``scalar`` (``reverse=True``: the scalar is the left operand).",
+        )
+    )
+del _name, _fn, _ufn
+
+
+@register_op("elu")
+def elu(params, x, *, alpha=1.0, scale=1.0, input_scale=1.0):
+    """``scale * (x if x > 0 else alpha * (exp(input_scale * x) - 1))``: torch's ELU, and SELU
+    and CELU with their constants."""
+    neg = alpha * jnp.expm1(input_scale * jnp.minimum(x, 0))
+    return scale * jnp.where(x > 0, x, neg)
+
+
+@register_op("softplus")
+def softplus(params, x, *, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta * x)) / beta``, and ``x`` where ``beta * x > threshold`` (torch)."""
+    bx = beta * x
+    return jnp.where(bx > threshold, x, jnp.logaddexp(bx, 0.0) / beta)
+
+
+@register_op("mish")
+def mish(params, x):
+    """``x * tanh(softplus(x))``."""
+    return x * jnp.tanh(softplus(params, x))
+
+
+@register_op("log_softmax")
+def log_softmax(params, x, *, axis):
+    """``log(softmax(x))`` along ``axis``, computed stably."""
+    return jax.nn.log_softmax(x, axis=axis)
 
 
 # --- shapes -------------------------------------------------------------------------------
