@@ -4,8 +4,8 @@
 ``QuantizationInfo`` (``info.save("info.json")``) and a markdown summary next to it (``OUT.md``);
 see :func:`jq.report`.
 
-``python -m jq warmup`` compiles jq's fixed set of default-mode weight search programs into the
-persistent compilation cache (jq's folder, or the user's ``JAX_COMPILATION_CACHE_DIR``), so
+``python -m jq warmup`` compiles jq's fixed set of default-mode weight search programs and the
+statistics pass's histogram programs (both modes) into the persistent compilation cache (jq's folder, or the user's ``JAX_COMPILATION_CACHE_DIR``), so
 that a later process's first call loads them instead of compiling.
 """
 
@@ -53,12 +53,17 @@ def _warmup(*, with_errors: bool) -> int:
     import time
 
     from ._src.runtime.cache import ensure_compilation_cache
+    from ._src.select import histogram_rows
     from ._src.select.tiled_weights import warmup
 
     t = time.perf_counter()
     n = warmup() + (warmup(keep_errors=True) if with_errors else 0)
+    histogram_rows.warmup()
     folder = ensure_compilation_cache() or "no persistent cache (programs kept in memory only)"
-    print(f"compiled {n} search programs in {time.perf_counter() - t:.1f} s -> {folder}")
+    print(
+        f"compiled {n} search programs and the statistics histogram programs in "
+        f"{time.perf_counter() - t:.1f} s -> {folder}"
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ from flax import linen, nnx
 import jq
 import jq.core
 import jq.ptq
+from jq._src.ptq.data import check_input_count
 
 from ._convert import Source, linen_source, nnx_source
 from ._module import LinenQuantized, QuantizedModule, linen_quantized
@@ -40,11 +41,21 @@ def _check(target_resource_utilization, core_config, representative_data_gen) ->
 
 
 def quantize_source(
-    src: Source, representative_data_gen: Callable[[], Any], core_config, platform, mesh=None
+    src: Source,
+    representative_data_gen: Callable[[], Any],
+    core_config,
+    platform,
+    mesh=None,
+    *,
+    call: tuple[Callable, str, tuple[str, ...]] | None = None,
 ) -> jq.ptq.PTQResult:
     """PTQ of ``src.fn(src.params, *inputs)`` on the representative data (each batch split
-    over ``mesh``, see :func:`jq.ptq.quantize_graph`)."""
+    over ``mesh``, see :func:`jq.ptq.quantize_graph`). ``call``: the model's ``__call__``, its
+    name and the parameters given by keyword, to check the first batch's number of arrays
+    against before tracing."""
     data = jq.ptq.open_calibration_data(representative_data_gen, _FN)
+    if call is not None:
+        check_input_count(call[0], data.n_inputs, _FN, call[1], call[2])
     graph, params = jq.from_jax(src.fn, src.params, *data.first, name=_FN)
 
     def graph_for(shapes):
@@ -81,15 +92,22 @@ def flax_post_training_quantization(
     if isinstance(model, nnx.Module):
         if variables is not None:
             raise TypeError(f"{_FN}: variables are for Linen modules; an NNX model holds its own")
+        call: tuple[Callable, str, tuple[str, ...]] = (
+            model.__call__,
+            f"{type(model).__name__}.__call__",
+            (),
+        )
         res = quantize_source(
-            nnx_source(model, _FN), representative_data_gen, core_config, platform, mesh
+            nnx_source(model, _FN), representative_data_gen, core_config, platform, mesh, call=call
         )
         return QuantizedModule(res.graph, res.params, res.graph_for), res.info
     if isinstance(model, linen.Module):
         if variables is None:
             raise TypeError(f"{_FN}: a Linen module needs its variables (variables=...)")
         src = linen_source(model, variables, dict(apply_kwargs or {}), _FN)
-        res = quantize_source(src, representative_data_gen, core_config, platform, mesh)
+        kwargs = tuple(dict(apply_kwargs or {}))
+        call = (model.__call__, f"{type(model).__name__}.__call__", kwargs)
+        res = quantize_source(src, representative_data_gen, core_config, platform, mesh, call=call)
         return linen_quantized(res.graph, res.params, res.graph_for), res.info
     raise TypeError(
         f"{_FN}: model must be a flax.nnx.Module or a flax.linen.Module (with variables=...), "

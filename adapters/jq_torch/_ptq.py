@@ -20,6 +20,7 @@ import jq.core
 import jq.ptq
 
 from ._convert import from_torch, is_module
+from ._inputs import check_inputs
 from ._to_torch import JQModule, to_torch
 
 _FN = "pytorch_post_training_quantization"
@@ -73,6 +74,7 @@ def pytorch_post_training_quantization(
     data = jq.ptq.open_calibration_data(numpy_batches(representative_data_gen), _FN)
     if any(m.training for m in model.modules()):
         model = copy.deepcopy(model).eval()
+    check_inputs(model, data.first, _FN)  # count, rank, layout: named before torch.export runs
     # One graph for every batch size (a dynamic batch axis, or an error naming the node that
     # pins it): the module keeps no reference to the float model.
     t0 = time.perf_counter()

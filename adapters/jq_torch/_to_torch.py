@@ -115,6 +115,26 @@ class JQModule(torch.nn.Module):
         outs = tuple(env[n] for n in graph.outputs)
         return outs[0] if len(outs) == 1 else outs
 
+    def extra_repr(self) -> str:
+        """``repr(module)``: the graph's size and inputs, and what is quantized how, e.g.
+        ``JQModule(46 nodes, 11.2k params, inputs: x (-1, 3, 32, 32); quantized: 9 kernels
+        8-bit symmetric, 12 activations 8-bit power_of_two)``."""
+        g = self.graph
+        n_params = sum(int(b.numel()) for b in self.buffers())
+        shapes = ", ".join(
+            f"{name} {tuple(s)}" if s is not None else name
+            for name, s in zip(g.inputs, g.input_shapes or [None] * len(g.inputs), strict=True)
+        )
+        head = f"{len(g.nodes)} nodes, {_count(n_params)} params, inputs: {shapes}"
+        if not self.quant_layers:
+            return head + "; float (no quantizers)"
+        parts = [
+            _grids(f"{len(ls)} {label}", ls)
+            for kind, label in (("weights", "kernels"), ("activation", "activations"))
+            if (ls := [q for q in self.quant_layers if q.kind == kind])
+        ]
+        return f"{head}; quantized: {', '.join(parts)}"
+
     def __getstate__(self) -> dict[str, Any]:
         # The graph and the records as plain data, so that allowlisting JQModule alone lets
         # torch's weights-only unpickler rebuild the module (see the class docstring).
@@ -256,6 +276,24 @@ def _layer_state(layer: LayerInfo) -> dict[str, Any]:
 
 def _layer_from_state(state: dict[str, Any]) -> LayerInfo:
     return LayerInfo(**{k: _unplain(v) for k, v in state.items()})
+
+
+def _count(n: int) -> str:
+    """``1234567`` -> ``"1.23M"``."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{suffix}"
+    return str(n)
+
+
+def _grids(label: str, layers: Sequence[LayerInfo]) -> str:
+    """``"9 kernels 8-bit symmetric"``, or with several grids ``"12 activations (9 at 8-bit
+    power_of_two, 3 at 16-bit power_of_two)"``."""
+    keys = [(q.n_bits, q.method) for q in layers]
+    kinds = list(dict.fromkeys(keys))
+    if len(kinds) == 1:
+        return f"{label} {kinds[0][0]}-bit {kinds[0][1]}"
+    return f"{label} ({', '.join(f'{keys.count(k)} at {k[0]}-bit {k[1]}' for k in kinds)})"
 
 
 def to_torch(

@@ -180,12 +180,13 @@ def test_report_accepts_json_path_and_cli(tmp_path):
     p = tmp_path / "info.json"
     p.write_text(json.dumps(info))
     out = tmp_path / "sub" / "cli.html"
-    r = subprocess.run(
-        [sys.executable, "-m", "jq", "report", str(p), str(out)],
-        capture_output=True,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    )
+    cli = [sys.executable, "-m", "jq", "report", str(p), str(out)]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # jq creates no folders (the rule of every jq writer): a missing one is named.
+    r = subprocess.run(cli, capture_output=True, text=True, cwd=root)
+    assert r.returncode == 1 and f"folder {str(out.parent)!r} does not exist" in r.stderr
+    out.parent.mkdir()
+    r = subprocess.run(cli, capture_output=True, text=True, cwd=root)
     assert r.returncode == 0, r.stderr
     assert out.exists() and (tmp_path / "sub" / "cli.md").exists()
     bad = subprocess.run(

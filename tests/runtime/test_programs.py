@@ -91,8 +91,9 @@ def test_functional_api_results_survive_eviction(monkeypatch, rng):
 
 
 def test_warmup_fills_the_persistent_cache_with_the_tile_programs(tmp_path):
-    """``python -m jq warmup`` compiles every default-mode tile search into the cache folder, and
-    a later process's first call finds its program there."""
+    """``python -m jq warmup`` compiles every default-mode tile search and the statistics
+    histogram programs into the cache folder, and a later process's first call finds its program
+    there."""
     import os
     import subprocess
     import sys
@@ -109,5 +110,6 @@ def test_warmup_fills_the_persistent_cache_with_the_tile_programs(tmp_path):
         timeout=600,
     )
     n = 3 * len(tiles.WIDTHS) * len(tiles.SIZES)
-    assert f"compiled {n} search programs" in out.stdout
-    assert len(list(tmp_path.glob("*-cache"))) >= n
+    assert f"compiled {n} search programs and the statistics histogram programs" in out.stdout
+    # + the histogram programs: grids, add, 3 row counts, 3 MCT row histograms, 2 finalizes
+    assert len(list(tmp_path.glob("*-cache"))) >= n + 10

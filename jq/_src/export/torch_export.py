@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -200,6 +201,17 @@ def pytorch_export_model(
 
 def _write_torchscript(model: Any, path: str, example: list[np.ndarray]) -> None:
     """The module's TorchScript trace, written whole or not at all (the tracing is the
-    module's own, so this package never imports torch)."""
-    with atomic_path(path) as tmp:
-        model.save_torchscript(tmp, example)
+    module's own, so this package never imports torch).
+
+    torch deprecates TorchScript (2.14 does): ``torch.jit.trace``, ``trace_method`` and
+    ``save`` each warn (``FutureWarning``) on every call, and no other API writes the format.
+    The user who asks for ``TORCHSCRIPT`` has chosen it, so those three notices are silenced
+    here, by their text, for this call only (``pytorch_export_model``'s docstring says that
+    torch deprecates the format).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", r"`torch\.jit\.\w+` is deprecated", category=FutureWarning
+        )
+        with atomic_path(path) as tmp:
+            model.save_torchscript(tmp, example)

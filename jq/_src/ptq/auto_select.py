@@ -212,6 +212,7 @@ def check_mix(
     best = keep_option(scores)
     _, kernels, acts = options[best]
     analysis = mix.analysis
+    labels = [o[0] for o in options]
     for (name, kind), a in analysis.items():
         a["per_layer"] = a["chosen"]
         a["chosen"] = (
@@ -219,7 +220,9 @@ def check_mix(
             if kind == "weights"
             else acts.quant[name].method
         )
-    note = check_note([o[0] for o in options], scores, best, len(retained.batches))
+        if a["chosen"] != a["per_layer"]:
+            a["reason"] = override_reason(labels[best], scores[0], scores[best])
+    note = check_note(labels, scores, best, len(retained.batches))
     return Mix(kernels, acts, analysis, note), builds[best]
 
 
@@ -245,6 +248,22 @@ def keep_option(scores, *, margin_db: float = AUTO_MARGIN_DB) -> int:
     s = np.where(np.isnan(s), -np.inf, s)
     other = 1 + int(np.argmax(s[1:]))
     return other if s[other] > s[0] + margin_db else 0
+
+
+def override_reason(label: str, mix_db: float, kept_db: float) -> str:
+    """Why a layer uses another method than its own best (``analysis["reason"]``, shown by
+    the report beside ``"kl (per layer: mse)"``).
+
+    Example:
+      >>> override_reason("activations kl", 45.43, 45.98)
+      'the whole-model check kept activations kl (that method on every AUTO layer of its kind): model output SQNR 45.980 dB against 45.430 dB for the per-layer mix (+0.550 dB, more than the 0.1 dB margin)'
+    """  # noqa: E501
+    return (
+        f"the whole-model check kept {label} (that method on every AUTO layer of its kind): "
+        f"model output SQNR "
+        f"{kept_db:.3f} dB against {mix_db:.3f} dB for the per-layer mix "
+        f"({kept_db - mix_db:+.3f} dB, more than the {AUTO_MARGIN_DB:g} dB margin)"
+    )
 
 
 def check_note(labels, scores, kept: int, n_batches: int) -> str:

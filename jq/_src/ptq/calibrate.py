@@ -1,8 +1,12 @@
-"""Statistics collection for PTQ (MCT 2.6.1's ``model_collector.py``): one jitted step per
-batch.
+"""Statistics collection for PTQ (MCT 2.6.1's ``model_collector.py``): one step per batch.
 
-Each batch runs one compiled forward of the float graph with ``capture=...`` and, in the same
-computation, updates a mergeable histogram (:class:`jq.HistogramState`), the min and
+On one device without Hessian weights (the common case) a batch runs the model's probe program
+(``probe.py``, shared with the SQNR pass) and its activations are histogrammed on fixed tiles
+(``stats_tiled.py``): one batch's activations are held on the host at a time. Otherwise (a
+batch split over devices, or ``hmse``) each batch runs one fused program described next.
+
+The fused step runs one compiled forward of the float graph with ``capture=...`` and, in the
+same computation, updates a mergeable histogram (:class:`jq.HistogramState`), the min and
 max of every quantized activation, and the per-channel means of the inputs of kernel layers
 (bias correction). Activations never leave the compiled step, so memory is bounded by the
 histograms. The default-mode histograms are kept stacked in groups of one size bucket and
@@ -43,7 +47,9 @@ from ..select.histogram import (
     widen_constant,
 )
 from .data import _progress, accumulate
+from .probe import ProbeSpec
 from .shard import Reduce, Shards, for_batch, local_shapes, put_batch
+from .stats_tiled import probe_step
 
 PERTURB_OP = "ptq_perturb"
 PERTURB_SUFFIX = "#hmse"
@@ -280,6 +286,9 @@ class StatsSpec(NamedTuple):
       n_bins: histogram bins.
       shards: the devices each batch is split over (``None``: one device).
       fn: the entry point's name, used in error messages.
+      probe: run batches on one device without ``hmse`` through the model's probe program
+        (shared with the SQNR pass) and histogram them on fixed tiles (``stats_tiled.py``)
+        instead of one fused program per model.
     """
 
     hist_names: tuple[str, ...]
@@ -289,6 +298,7 @@ class StatsSpec(NamedTuple):
     n_bins: int = 2048
     shards: Shards | None = None
     fn: str = "jq.ptq"
+    probe: ProbeSpec | None = None
 
     def shards_for(self, shapes) -> Shards | None:
         """The shards a batch of input ``shapes`` runs on (see :func:`shard.for_batch`)."""
@@ -347,11 +357,13 @@ def stats_step(
 
     With ``spec.shards`` the batch is split over the devices and ``graph`` is one device's
     (for :meth:`StatsSpec.graph_shapes`)."""
+    shards = spec.shards_for([a.shape for a in inputs])
+    if spec.probe is not None and not spec.hmse and shards is None:
+        return _probe_step(spec, params, state, graph, inputs)
     targets: tuple[str, ...] = ()
     if spec.hmse:
         targets = tuple(n for n in spec.hist_names if n not in graph.outputs)
         graph = perturbed_graph(graph, targets)
-    shards = spec.shards_for([a.shape for a in inputs])
     sums, hists = state.sums, state.hists
     regroup = not spec.mct_compat and not _is_grouped(hists)  # first batch, or after a merge
     if sums is None or regroup:  # shapes from an abstract trace
@@ -387,6 +399,36 @@ def stats_step(
     mins = {n: min(state.minimum[n], float(bmin[n])) for n in spec.hist_names}
     maxs = {n: max(state.maximum[n], float(bmax[n])) for n in spec.hist_names}
     return StatsState(hists, sums, mins, maxs, key, state.n_batches + 1)
+
+
+def _probe_step(
+    spec: StatsSpec, params, state: StatsState, graph: Graph, inputs: tuple[np.ndarray, ...]
+) -> StatsState:
+    assert spec.probe is not None
+    compat = spec.mct_compat
+    out = probe_step(
+        spec.probe,
+        graph,
+        params,
+        inputs,
+        hist_names=spec.hist_names,
+        hists={} if compat else _per_value(state.hists),
+        sums=state.sums,
+        state_min=state.minimum,
+        state_max=state.maximum,
+        compat=compat,
+        n_bins=spec.n_bins,
+    )
+    hists = out.hists
+    if compat:  # MCT keeps each batch's histogram
+        hists = {
+            n: s._replace(bins=s.bins + (out.hists[n][0],), counts=s.counts + (out.hists[n][1],))
+            if n in out.hists
+            else s
+            for n, s in state.hists.items()
+        }
+    key, _ = jax.random.split(state.key)
+    return StatsState(hists, out.sums, out.minimum, out.maximum, key, state.n_batches + 1)
 
 
 def stats_merge(spec: StatsSpec, a: StatsState, b: StatsState) -> StatsState:

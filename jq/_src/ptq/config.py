@@ -73,11 +73,9 @@ def _check_bits(obj: Any, field: str) -> None:
 
 
 def _enum_field(obj: Any, field: str, parse) -> None:
-    v = getattr(obj, field)
-    try:
-        member = parse(v, type(obj).__name__)
-    except ValueError as e:
-        raise ValueError(f"{type(obj).__name__}: {field}: {e}") from None
+    # The parser's messages start with the name it is given: "QuantizationConfig:
+    # activation_error_method: unknown ...", the prefix once.
+    member = parse(getattr(obj, field), f"{type(obj).__name__}: {field}")
     object.__setattr__(obj, field, member)
 
 

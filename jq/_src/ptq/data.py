@@ -10,6 +10,7 @@ shapes, one compiled step, the new state.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -79,6 +80,61 @@ def check_batch(batch: Any, index: int, n_inputs: int, fn: str) -> tuple[np.ndar
             a = a.astype(np.float32)
         out.append(a)
     return tuple(out)
+
+
+def _positional(call: Callable, given: Iterable[str]) -> tuple[list[str], int, bool] | None:
+    """``(names, number required, takes *args)`` of ``call``'s positional parameters not in
+    ``given`` (passed by keyword), or ``None`` when its signature cannot be read."""
+    try:
+        sig = inspect.signature(call)
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    given = set(given)
+    params = [p for p in sig.parameters.values() if p.kind in kinds and p.name not in given]
+    required = sum(p.default is inspect.Parameter.empty for p in params)
+    star = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values())
+    return [p.name for p in params], required, star
+
+
+def input_names(call: Callable, given: Iterable[str] = ()) -> list[str]:
+    """The names of ``call``'s positional parameters (``[]`` when unreadable)."""
+    return (_positional(call, given) or ([], 0, False))[0]
+
+
+def check_input_count(
+    call: Callable, n_arrays: int, fn: str, owner: str, given: Iterable[str] = ()
+) -> None:
+    """Reject a first batch whose number of arrays ``call`` (the model's forward) cannot take
+    positionally, before any tracing runs.
+
+    Args:
+      call: the bound forward (``model.forward``, ``module.__call__``).
+      n_arrays: the number of arrays in representative batch 0.
+      fn: the entry point's name; owner: how the message names ``call`` (``"Net.forward"``).
+      given: parameters passed by keyword (not filled by the batch).
+
+    Raises:
+      ValueError: e.g. ``"representative batch 0 has 2 arrays; Net.forward takes 1 input
+        (x); ..."`` (a ``(x, label)`` batch for a one-input model).
+    """
+    pos = _positional(call, given)
+    if pos is None:
+        return
+    names, required, star = pos
+    if required <= n_arrays and (star or n_arrays <= len(names)):
+        return
+    n = len(names)
+    takes = f"{required} to {n} inputs" if required < n else f"{n} input{'s' if n != 1 else ''}"
+    hint = (
+        "; a batch is a list or tuple with one array per model input (yield [x], not (x, label))"
+        if n_arrays > n and not star
+        else ""
+    )
+    raise ValueError(
+        f"{fn}: representative batch 0 has {n_arrays} array{'s' if n_arrays != 1 else ''}; "
+        f"{owner} takes {takes} ({', '.join(names) or 'none'}){hint}"
+    )
 
 
 def check_shapes(

@@ -39,7 +39,7 @@ from ..runtime.cache import ensure_compilation_cache
 from ..runtime.timing import StageClock
 from ..select.enums import ErrorMethod
 from .auto_select import Mix, check_mix, choose_per_layer
-from .build import build_quantized
+from .build import build_quantized, out_channels
 from .calibrate import StatsSpec, stats_finalize, stats_init, stats_step
 from .config import CoreConfig, TargetPlatform
 from .data import CalibrationData, Shapes, accumulate, open_calibration_data, retaining
@@ -47,6 +47,7 @@ from .hessian import N_SAMPLES
 from .info import make_info
 from .masks import without_masks
 from .prepare import Prepared, Settings, prepare, settings
+from .probe import BIASED_OPS, ProbeSpec
 from .searches import KernelSearches, select_activations, select_kernels
 from .shard import (
     Shards,
@@ -156,9 +157,10 @@ def quantize_graph(
     with _stage(clock, "prepare"):
         prep = prepare(graph, params, data, st, graph_for)
         st, prep = steer(st, prep, graph)  # per-layer settings on the graph's node names
+    probe = probe_spec(prep)  # one forward program for the statistics and SQNR passes
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
-            stats, retained = _statistics(prep, data, st, shards)
+            stats, retained = _statistics(prep, data, st, shards, probe)
             prep = without_masks(prep, stats)
         with _stage(clock, "weights"):
             kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
@@ -166,7 +168,7 @@ def quantize_graph(
         acts = select_activations(prep, stats, st, local)
     mix, built = _build(prep, stats, Mix(kernels, acts, {}), data, retained, st, clock)
     with _stage(clock, "sqnr"):
-        sqnr = measure_sqnr(prep, built, retained)
+        sqnr = measure_sqnr(prep, built, retained, probe)
     check_finite(sqnr, fn)
     total.lap("total")
     timings = {**clock.timings, **total.timings}
@@ -220,7 +222,9 @@ def _shards(mesh: Any, st: Settings) -> tuple[Shards | None, Mesh | None]:
     return shards, search_mesh(shards)
 
 
-def _statistics(prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None):
+def _statistics(
+    prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None, probe: ProbeSpec
+):
     """The statistics pass over the data (opened once, each batch split over ``shards``),
     keeping what later passes need: whole batches (SQNR, AUTO's check) and single samples
     (Hessian scores)."""
@@ -235,12 +239,30 @@ def _statistics(prep: Prepared, data: CalibrationData, st: Settings, shards: Sha
         mct_compat=st.compat,
         shards=shards,
         fn=st.fn,
+        probe=probe,
     )
     step = functools.partial(stats_step, spec, prep.params)
     state, _ = accumulate(
         batches, lambda shapes: prep.graphs(spec.graph_shapes(shapes)), step, stats_init(spec)
     )
     return stats_finalize(spec, state, st.fn), retained
+
+
+def probe_spec(prep: Prepared) -> ProbeSpec:
+    """The :class:`ProbeSpec` of a prepared model (before masks drop any quantizer)."""
+    channels = tuple(
+        (
+            k,
+            out_channels(
+                prep.nodes[k].op, prep.params[k]["weight"], prep.nodes[k].attr("groups", 1)
+            ),
+        )
+        for k in prep.kernel_names
+        if prep.nodes[k].op in BIASED_OPS
+    )
+    return ProbeSpec(
+        tuple(prep.plan.activations), prep.mean_specs, tuple(prep.kernel_names), channels
+    )
 
 
 def _rebased(qgraph: Graph, prep: Prepared, shapes: Shapes) -> Graph:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..runtime.jit import jit
 from .build import Built
 from .data import Arrays, Retained, accumulate
 from .prepare import Prepared
+from .probe import ProbeSpec, float_params, quantized_params, run_probe, value_of
 
 SQNR_BATCHES = 1  # batches kept (inputs only) to measure per-layer SQNR after quantization
 
@@ -71,6 +73,36 @@ def sqnr_totals(
     return accumulate(batches, lambda _: fgraph, step, zeros)[0]
 
 
+def probe_totals(
+    prep: Prepared, built: Built, batches: list[Arrays], spec: ProbeSpec, pairs: tuple[Pair, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(signal, noise)`` per pair (float64) from two runs of the probe program per batch;
+    ``None`` where the quantized params do not fit the probe's (then the quantized graph
+    runs)."""
+
+    def step(acc, graph, arrays):
+        if acc is None:
+            return None
+        probe = spec.probe(graph)
+        fp = float_params(prep.params, probe, spec.channels)
+        try:
+            qp = quantized_params(fp, built.params, built.qname, probe, spec.channels)
+        except (ValueError, KeyError):  # a structure the probe does not have
+            return None
+        f_out, f_caps, _ = jax.device_get(run_probe(probe, fp, arrays))
+        q_out, q_caps, _ = jax.device_get(run_probe(probe, qp, arrays))
+        sig, noise = acc
+        for i, p in enumerate(pairs):
+            f = np.asarray(value_of(probe, f_out, f_caps, p.float_value), np.float64) + p.offset
+            q = np.asarray(value_of(probe, q_out, q_caps, p.float_value), np.float64)
+            sig[i] += float(np.sum(np.square(f)))
+            noise[i] += float(np.sum(np.square(f - q)))
+        return sig, noise
+
+    zeros = (np.zeros(len(pairs)), np.zeros(len(pairs)))
+    return accumulate(batches, lambda s: prep.graphs(s), step, zeros)[0]
+
+
 def db(sig: float, noise: float) -> float:
     """``10 log10(sig / noise)`` (``inf`` without noise, ``-inf`` without signal)."""
     if noise <= 0:
@@ -88,9 +120,12 @@ def output_db(prep: Prepared, built: Built, batches: list[Arrays], outputs: list
     return db(float(np.sum(sig)), float(np.sum(noise)))
 
 
-def measure_sqnr(prep: Prepared, built: Built, retained: Retained) -> Sqnr:
+def measure_sqnr(
+    prep: Prepared, built: Built, retained: Retained, probe: ProbeSpec | None = None
+) -> Sqnr:
     """Every quantized value's, kernel layer's and float output's SQNR on the first
-    ``SQNR_BATCHES`` retained batches."""
+    ``SQNR_BATCHES`` retained batches; with ``probe``, by the model's probe program (gates off,
+    then on) where the quantized graph is the probe's (no shift-negative correction)."""
     qname, fgraph = built.qname, prep.graph
     pairs = [Pair(v, qname[v]) for v in prep.plan.activations]
     pairs += [Pair(s.shift.value, s.quantizer, s.shift.shift) for s in built.shifts]
@@ -104,7 +139,12 @@ def measure_sqnr(prep: Prepared, built: Built, retained: Retained) -> Sqnr:
     sig = noise = np.zeros(len(all_pairs))
     if all_pairs:
         batches = retained.batches[:SQNR_BATCHES]
-        sig, noise = sqnr_totals(prep.params, built, batches, fgraph, all_pairs)
+        totals = None
+        if probe is not None and not built.shifts:
+            totals = probe_totals(prep, built, batches, probe, all_pairs)
+        if totals is None:
+            totals = sqnr_totals(prep.params, built, batches, fgraph, all_pairs)
+        sig, noise = totals
     per_pair = {p: db(s, e) for p, s, e in zip(all_pairs, sig, noise, strict=True)}
     out = None
     if out_pairs:

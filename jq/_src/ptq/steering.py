@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -775,6 +776,31 @@ def _why_none(kind: str, sel: list[str], has: dict[str, set[str]], plan: Plan) -
     return " (shape ops, max-pool and constants carry no quantizer of their own)"
 
 
+# Names people give the last and first layers of a network: a rule naming one that the model
+# spells otherwise (``classifier`` on a ResNet, whose head is ``fc``) is pointed at the layer
+# by its role as well as by spelling.
+_HEAD_WORDS = frozenset(
+    {"classifier", "head", "heads", "fc", "logits", "output", "out", "last", "final", "cls",
+     "predictions", "prediction", "lm_head", "top"}
+)  # fmt: skip
+_STEM_WORDS = frozenset({"stem", "first", "conv1", "conv_stem", "input", "patch_embed", "embed"})
+_KERNEL_OPS = ("linear", "conv", "conv_transpose")
+
+
+def _by_role(key: str, nodes: list[tuple[tuple[str, ...], str]]) -> list[str]:
+    """The nodes ``key`` names by role: the last linear layer (else the last kernel) for a
+    head-like word, the first kernel for a stem-like one."""
+    words = {w for w in re.split(r"[^a-z0-9_]+", key.lower()) if w}
+    words |= {p for w in words for p in w.split("_")}
+    kernels = [n[0] for n, op in nodes if op in _KERNEL_OPS]
+    if words & _HEAD_WORDS:
+        linear = [n[0] for n, op in nodes if op == "linear"]
+        return (linear or kernels)[-1:]
+    if words & _STEM_WORDS:
+        return kernels[:1]
+    return []
+
+
 def _closest(s: Selector, nodes: list[tuple[tuple[str, ...], str]]) -> str:
     names = [n[0] for n, _ in nodes]
     if s.kind == "ops":
@@ -782,11 +808,24 @@ def _closest(s: Selector, nodes: list[tuple[tuple[str, ...], str]]) -> str:
     if s.kind in ("glob", "name", "scope"):
         by_spelling = {a: n[0] for n, _ in nodes for a in n}
         key = s.text.replace("*", "").replace("?", "") if s.kind == "glob" else s.text
+        role = _by_role(key, nodes)
         close = difflib.get_close_matches(key, list(by_spelling), n=5, cutoff=0.3)
-        close = list(dict.fromkeys(by_spelling[c] for c in close))
-        if close:
-            return f"closest names: {', '.join(map(repr, close))}"
+        close = [c for c in dict.fromkeys(by_spelling[c] for c in close) if c not in role]
+        shown = [f"{r!r} (the model's {_role_text(r, nodes)})" for r in role]
+        shown += [repr(c) for c in close[: 5 - len(shown)]]
+        if shown:
+            return f"closest names: {', '.join(shown)}"
     return f"its names: {', '.join(map(repr, names[:8]))}{', ...' if len(names) > 8 else ''}"
+
+
+def _role_text(name: str, nodes: list[tuple[tuple[str, ...], str]]) -> str:
+    ops = {n[0]: op for n, op in nodes}
+    kernels = [n[0] for n, op in nodes if op in _KERNEL_OPS]
+    linear = [n[0] for n, op in nodes if op == "linear"]
+    if linear and name == linear[-1]:
+        return "last linear layer"
+    place = "first" if kernels and name == kernels[0] else "last"
+    return f"{place} {ops[name]} layer"
 
 
 def steer(st: Any, prep: Any, source: Graph) -> tuple[Any, Any]:

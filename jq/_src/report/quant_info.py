@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.paths import check_writable, write_text
+
 
 def _floats(v: Any) -> list[float] | float | None:
     if v is None:

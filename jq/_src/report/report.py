@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.paths import atomic_path, check_writable
+
 # One colour per error method (matplotlib's tab10 order), fixed so pages compare.
 COLORS = {
     "mse": "#1f77b4",
@@ -82,6 +84,18 @@ def _fmt_chosen(li: Mapping[str, Any], an: Mapping[str, Any]) -> str:
     chosen = str(an.get("chosen", li.get("error_method", "")))
     own = an.get("per_layer")
     return f"{chosen} (per layer: {own})" if own and own != chosen else chosen
+
+
+def _override_reason(an: Mapping[str, Any]) -> str | None:
+    """Why the whole-model check replaced the layer's own best (``None`` if it did not);
+    infos saved before the reason was recorded get a pointer to the notes."""
+    own = an.get("per_layer")
+    if not own or own == an.get("chosen"):
+        return None
+    return an.get("reason") or (
+        "the whole-model check replaced this layer's own best method (see the notes: "
+        "'auto: model output SQNR ...')"
+    )
 
 
 def _fmt_param(li: Mapping[str, Any]) -> str:
@@ -187,7 +201,9 @@ def _draw_sqnr(ax, an: Mapping[str, Any], methods: list[str], chosen: Any) -> No
     db = [an["sqnr_db"].get(m) for m in methods]
     vals = [float(v) if v is not None and math.isfinite(float(v)) else np.nan for v in db]
     finite = [v for v in vals if not math.isnan(v)]
-    base = min(finite) - 1.0 if finite else 0.0
+    # The axis starts at 0 dB (below, if a figure is negative): a base just under the lowest
+    # bar made a 1 dB difference look like a factor of several.
+    base = min(finite) - 1.0 if finite and min(finite) < 0 else 0.0
     heights = [0.0 if math.isnan(v) else v - base for v in vals]
     bars = ax.bar(
         range(len(methods)),
@@ -208,7 +224,8 @@ def _draw_sqnr(ax, an: Mapping[str, Any], methods: list[str], chosen: Any) -> No
         )
     if finite:
         top = max(finite)
-        ax.set_ylim(base, top + 0.15 * (top - base))  # room for the value labels
+        hi = max(top, 0.0)
+        ax.set_ylim(base, hi + 0.15 * (hi - base) if hi > base else base + 1.0)  # label room
     ax.set_xticks(range(len(methods)), methods, fontsize=7)
     ax.set_title(f"layer-output SQNR (dB); chosen: {chosen}", fontsize=9)
 
@@ -286,6 +303,13 @@ def _markdown(d: dict, rows, methods_all: list[str], html_name: str) -> str:
             counts[an["chosen"]] = counts.get(an["chosen"], 0) + 1
     if counts:
         out += ["", "Chosen per layer: " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    reasons = dict.fromkeys(r for _, _, an, _ in rows if (r := _override_reason(an)))
+    if reasons:
+        out += [
+            "",
+            "Why a layer's method differs from its own best (shown after `per layer`): "
+            + "; ".join(reasons),
+        ]
     notes = d.get("notes") or []
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
@@ -327,6 +351,10 @@ def _html_head(d: dict, title: str, n_layers: int) -> list[str]:
     return parts
 
 
+def _title(text: str | None) -> str:
+    return f' title="{html.escape(text)}"' if text else ""
+
+
 def _html_summary_row(li, slug: str, an, per, methods_all: list[str]) -> str:
     """One row of the summary table; the best SQNR among the methods is marked."""
     esc = html.escape
@@ -338,7 +366,7 @@ def _html_summary_row(li, slug: str, an, per, methods_all: list[str]) -> str:
         f'<td class="l">{esc(str(li.get("kind", "")))}</td>',
         f'<td class="l">{esc(str(li.get("op", "")))}</td>',
         f"<td>{esc(str(li.get('n_bits', '')))}</td>",
-        f'<td class="chosen">{esc(str(chosen))}</td>',
+        f'<td class="chosen"{_title(_override_reason(an))}>{esc(str(chosen))}</td>',
         f"<td>{esc(_fmt_param(li))}</td>",
         f"<td>{esc(_fmt_db(li.get('sqnr_db')))}</td>",
     ]
@@ -411,6 +439,12 @@ def _html_layer(plt, li, slug: str, an, per) -> list[str]:
         f"{esc(_fmt_param(li))}, SQNR in the quantized model "
         f"{esc(_fmt_db(li.get('sqnr_db')))} dB</p>",
     ]
+    reason = _override_reason(an)
+    if reason:
+        parts.append(
+            f'<p class="note reason">why {esc(str(an.get("chosen")))}, not this layer\'s own '
+            f"best {esc(str(an.get('per_layer')))}: {esc(reason)}</p>"
+        )
     if an.get("methods"):
         parts += _html_analysis(plt, li, an, per)
     else:
@@ -455,6 +489,8 @@ def report(quantization_info, path, *, title: str = "jq quantization report") ->
 
     Raises:
       TypeError: ``quantization_info`` is not one of the accepted forms.
+      ValueError: ``path``'s folder does not exist or is not writable (named; jq creates no
+        folders, as the exporter and ``QuantizationInfo.save``); nothing is written.
       ImportError: matplotlib is not installed.
 
     Example:
@@ -489,7 +525,7 @@ def report(quantization_info, path, *, title: str = "jq quantization report") ->
     fn = "jq.report"
     d = _as_dict(quantization_info, fn)
     plt = _pyplot(fn)
-    path = os.fspath(path)
+    path = check_writable(path, fn, "path")  # the folder rule of every jq writer
     md_path = _markdown_path(path)
     layers = [dict(li) for li in d["layers"]]
     taken: set[str] = set()
@@ -502,9 +538,10 @@ def report(quantization_info, path, *, title: str = "jq quantization report") ->
         for li, slug, an, per in rows:
             parts += _html_layer(plt, li, slug, an, per)
     parts.append("</body></html>")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
-    with open(md_path, "w", encoding="utf-8") as f:
-        f.write(_markdown(d, rows, methods_all, os.path.basename(path)))
+    # Both files or neither: each goes to a temporary file, renamed once both are complete.
+    with atomic_path(path) as html_tmp, atomic_path(md_path) as md_tmp:
+        with open(html_tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(parts))
+        with open(md_tmp, "w", encoding="utf-8") as f:
+            f.write(_markdown(d, rows, methods_all, os.path.basename(path)))
     return path, md_path

@@ -390,8 +390,7 @@ def _state_add(state: HistogramState, x, w, real, lo, hi, reduce=None) -> Histog
     ``x`` and the state's data). ``reduce`` sums the new per-bin counts over shards (a
     ``psum``), so every shard ends with the state of all shards' data."""
     n_fine = _n_fine(state.counts)
-    e = _grid_exponent(lo, hi, n_fine, state.exponent)
-    offset = _fine_index(lo, e)
+    e, offset = regrid(state.exponent, lo, hi, n_fine)
     counts = _rebin(state, e, offset)
     if w is None:
         vals = jnp.ones(x.shape, jnp.int32 if _is_integer(counts) else counts.dtype)
@@ -401,10 +400,27 @@ def _state_add(state: HistogramState, x, w, real, lo, hi, reduce=None) -> Histog
         vals = w.ravel().astype(counts.dtype)
     if real is not None:
         vals = jnp.where(real, vals, 0)
-    new = jax.ops.segment_sum(vals, _fine_index(x, e) - offset, n_fine)
+    new = fine_counts(x, vals, e, offset, n_fine)
     if reduce is not None:
         new = reduce(new)  # int32 per-bin sums: exact while a call adds < 2**31 per bin
     return HistogramState(_add_counts(counts, new), lo, hi, e, offset)
+
+
+def regrid(exponent: jax.Array, lo, hi, n_fine: int) -> tuple[jax.Array, jax.Array]:
+    """``(exponent, offset)`` of the canonical fine grid of ``[lo, hi]`` for a state whose grid
+    had ``exponent``."""
+    e = _grid_exponent(lo, hi, n_fine, exponent)
+    return e, _fine_index(lo, e)
+
+
+def fine_counts(x: jax.Array, vals: jax.Array, e, offset, n_fine: int) -> jax.Array:
+    """``(n_fine,)`` per-fine-bin sums of ``vals`` over ``x`` on the grid ``(e, offset)``."""
+    return jax.ops.segment_sum(vals, _fine_index(x, e) - offset, n_fine)
+
+
+def add_fine_counts(state: HistogramState, new: jax.Array, lo, hi, e, offset) -> HistogramState:
+    """``state`` moved onto the grid ``(e, offset)`` of ``[lo, hi]`` plus fine counts ``new``."""
+    return HistogramState(_add_counts(_rebin(state, e, offset), new), lo, hi, e, offset)
 
 
 def _state_merge(a: HistogramState, b: HistogramState) -> HistogramState:
