@@ -159,7 +159,8 @@ def pytorch_export_model(
         onnxruntime runs them with ``mct_quantizers.get_ort_session_options()``, which needs
         the packages ``mct-quantizers`` and ``onnxruntime-extensions``: ``pip install
         'jq-quant[onnx]'``), ``FAKELY_QUANT`` (Q/DQ) or ``INT8`` (ONNX, jq only); TorchScript:
-        ``FAKELY_QUANT``.
+        ``FAKELY_QUANT``. (torch deprecates TorchScript; jq writes it without torch's
+        three ``FutureWarning`` notices, as the format was asked for. ONNX is maintained.)
       onnx_opset_version: ``ai.onnx`` opset (>= 13; >= 21 for INT8 with 16-bit values). Left
         out (``None``; MCT's default is 20), the lowest opset the file needs, at least 20: 21
         for INT8 with values wider than 8 bits (jq's shift-negative correction puts some at

@@ -144,9 +144,15 @@ class QuantizationInfo:
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the info as JSON (``inf`` SQNR is written as ``Infinity``)."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1)
+        """Write the info as JSON (``inf`` SQNR is written as ``Infinity``), whole or not at
+        all.
+
+        Raises:
+          ValueError: ``path``'s folder does not exist or is not writable (named; jq creates
+            no folders, as the exporter and ``jq.report``).
+        """
+        path = check_writable(path, "QuantizationInfo.save", "path")
+        write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> QuantizationInfo:
