@@ -294,3 +294,72 @@ def _pdist(ctx, self, p=2.0):
 @register_converter(aten.sym_numel)
 def _sym_numel(ctx, self):
     return SymSize(None, 0)  # a size computed from the batch: reshape's -1 stands for it
+
+
+# --- folding, sampling, bags -------------------------------------------------------------------
+
+
+@register_converter(aten.col2im)
+def _col2im(ctx, self, output_size, kernel_size, dilation, padding, stride):
+    if len(ctx.shape(self)) != 3:
+        raise Unconvertible("col2im of an unbatched input (N, C*kh*kw, L expected)")
+    attrs = {
+        "output_size": tuple(int(s) for s in output_size),
+        "kernel_size": tuple(int(s) for s in kernel_size),
+        "dilation": tuple(int(s) for s in dilation),
+        "padding": tuple(int(s) for s in padding),
+        "stride": tuple(int(s) for s in stride),
+    }
+    return ctx.emit("col2im", [ctx.value(self)], attrs)
+
+
+_GRID_MODES = {0: "bilinear", 1: "nearest"}
+_GRID_PADDING = {0: "zeros", 1: "border"}
+
+
+@register_converter(aten.grid_sampler_2d, aten.grid_sampler)
+def _grid_sampler(ctx, input, grid, interpolation_mode, padding_mode, align_corners):
+    if len(ctx.shape(input)) != 4:
+        raise Unconvertible("grid_sample of a 5-d input (2-d sampling converts)")
+    if int(interpolation_mode) not in _GRID_MODES:
+        raise Unconvertible("grid_sample with mode='bicubic' (bilinear and nearest convert)")
+    if int(padding_mode) not in _GRID_PADDING:
+        raise Unconvertible("grid_sample with padding_mode='reflection' (zeros and border convert)")
+    attrs = {
+        "mode": _GRID_MODES[int(interpolation_mode)],
+        "padding_mode": _GRID_PADDING[int(padding_mode)],
+        "align_corners": bool(align_corners),
+    }
+    return ctx.emit("grid_sample", [ctx.value(input), ctx.value(grid)], attrs)
+
+
+_BAG_MODES = {0: "sum", 1: "mean", 2: "max"}
+
+
+@register_converter(aten._embedding_bag, aten._embedding_bag_forward_only, aten.embedding_bag)
+def _embedding_bag(
+    ctx,
+    weight,
+    indices,
+    offsets,
+    scale_grad_by_freq=False,
+    mode=0,
+    sparse=False,
+    per_sample_weights=None,
+    include_last_offset=False,
+    padding_idx=-1,
+):
+    """The bags (output 0); ``offset2bag``, ``bag_size`` and ``max_indices`` are refused
+    where used."""
+    if len(ctx.shape(indices)) != 1:
+        raise Unconvertible("embedding_bag with 2-d indices (pass 1-d indices and offsets)")
+    attrs = {
+        "mode": _BAG_MODES[int(mode)],
+        "include_last_offset": bool(include_last_offset),
+        "padding_idx": None if padding_idx is None or int(padding_idx) < 0 else int(padding_idx),
+    }
+    inputs = [ctx.value(indices), ctx.value(offsets)]
+    if per_sample_weights is not None:
+        inputs.append(ctx.value(per_sample_weights))
+    out = ctx.emit("embedding_bag", inputs, attrs, {"weight": weight})
+    return (out, None, None, None)

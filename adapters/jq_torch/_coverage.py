@@ -149,7 +149,16 @@ CORE: tuple[Entry, ...] = (
         _C,
         recipe=_c(lambda a, b: A._cdist_forward(a, b, 2.0, None), r(2, 4, 3), r(2, 5, 3, seed=1)),
     ),
-    Entry("aten._embedding_bag.default", _R, _TODO, None, "todo"),
+    Entry(
+        "aten._embedding_bag.default",
+        _C,
+        "the bags (output 0); the other outputs are refused where used",
+        _p(
+            lambda m, i, o: A._embedding_bag(m.w, i, o, False, 1, False, None, False, 2)[0],
+            (torch.tensor([1, 2, 4, 5, 4, 3, 2, 9]), torch.tensor([0, 3, 3, 6])),
+            w=r(10, 3),
+        ),
+    ),
     Entry("aten._fft_c2r.default", _R, _COMPLEX, None, "complex"),
     Entry(
         "aten._fft_r2c.default",
@@ -316,7 +325,11 @@ CORE: tuple[Entry, ...] = (
     ),
     Entry("aten.clamp.default", _C, recipe=_u(A.clamp.default, r, -0.5, 0.7)),
     Entry("aten.clone.default", _C, recipe=_u(lambda x: A.clone(x) * 2)),
-    Entry("aten.col2im.default", _R, _TODO, None, "todo"),
+    Entry(
+        "aten.col2im.default",
+        _C,
+        recipe=_c(lambda x: A.col2im(x, [5, 6], [2, 3], [1, 1], [1, 0], [2, 1]), r(2, 18, 12)),
+    ),
     Entry(
         "aten.constant_pad_nd.default",
         _C,
@@ -424,7 +437,14 @@ CORE: tuple[Entry, ...] = (
     Entry("aten.ge.Scalar", _C, recipe=_b(A.ge.Scalar, r, 0.1)),
     Entry("aten.ge.Tensor", _C, recipe=_b(A.ge.Tensor)),
     Entry("aten.gelu.default", _C, recipe=_u(lambda x: A.gelu.default(x, approximate="tanh"))),
-    Entry("aten.grid_sampler_2d.default", _R, _TODO, None, "todo"),
+    Entry(
+        "aten.grid_sampler_2d.default",
+        _C,
+        "bilinear and nearest, zeros and border padding (bicubic, reflection refused)",
+        _c(
+            lambda x, g: A.grid_sampler_2d(x, g, 0, 0, False), r(2, 3, 4, 5), unit(2, 3, 6, 2) * 1.2
+        ),
+    ),
     Entry("aten.gt.Scalar", _C, recipe=_b(A.gt.Scalar, r, 0.1)),
     Entry("aten.gt.Tensor", _C, recipe=_b(A.gt.Tensor)),
     Entry("aten.hardtanh.default", _C, recipe=_u(A.hardtanh.default, r, -0.5, 0.8)),
@@ -649,8 +669,19 @@ CORE: tuple[Entry, ...] = (
         recipe=_c(lambda x, y: A.sub.Tensor(x, y, alpha=2), r(2, 3, 4), r(2, 3, 4, seed=1)),
     ),
     Entry("aten.sum.dim_IntList", _C, recipe=_u(A.sum.dim_IntList, r, [1], True)),
-    Entry("aten.sym_numel.default", _C, "a size: stands for the batch in a reshape", None),
-    Entry("aten.sym_size.int", _C, "a size: the dynamic batch in reshape / expand / arange", None),
+    Entry(
+        "aten.sym_numel.default",
+        _C,
+        "a size derived from the batch (reshape's -1); untested: torch.export computes numel "
+        "from sym_size and does not emit it",
+        None,
+    ),
+    Entry(
+        "aten.sym_size.int",
+        _C,
+        "the dynamic batch size, in reshape / expand / arange",
+        _u(lambda x: x.view(x.size(0), -1)),
+    ),
     Entry("aten.sym_is_contiguous.default", _R, _STRIDES, None, "strides"),
     Entry("aten.sym_storage_offset.default", _R, _STRIDES, None, "strides"),
     Entry("aten.sym_stride.int", _R, _STRIDES, None, "strides"),
@@ -758,6 +789,28 @@ ALIASES: tuple[Entry, ...] = (
         recipe=_c(lambda a, b: torch.cdist(a, b, p=1.0), r(2, 4, 3), r(2, 5, 3, seed=1)),
     ),
     Entry("aten.sgn.default", _C, recipe=_u(lambda x: torch.sgn(x.round()))),
+    Entry(
+        "aten.grid_sampler.default",
+        _C,
+        "as grid_sampler_2d (4-d inputs)",
+        _c(
+            lambda x, g: torch.nn.functional.grid_sample(x, g, "nearest", "border", True),
+            r(2, 3, 4, 5),
+            unit(2, 3, 6, 2) * 1.2,
+        ),
+    ),
+    Entry(
+        "aten.embedding_bag.padding_idx",
+        _C,
+        "as _embedding_bag (nn.EmbeddingBag)",
+        _p(
+            lambda m, i, o: torch.nn.functional.embedding_bag(
+                i, m.w, o, mode="max", padding_idx=2, include_last_offset=True
+            ),
+            (torch.tensor([1, 2, 4, 5, 4, 3, 2, 9]), torch.tensor([0, 3, 3, 8])),
+            w=r(10, 3),
+        ),
+    ),
 )
 
 TABLE: dict[str, Entry] = {e.op: e for e in (*CORE, *ALIASES)}

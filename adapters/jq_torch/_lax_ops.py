@@ -1,5 +1,6 @@
 """Torch twins of the lax-level ops that ``jq.from_jax`` emits (``jq/_src/frontend/ops.py``),
-so graphs converted from JAX programs (and their quantized forms) run with ``to_torch`` too."""
+so graphs converted from JAX programs (and their quantized forms) run with ``to_torch`` too; and
+of the ops added for torch's Core ATen opset (``jq/_src/graph/ops.py``, ``index_ops.py``)."""
 
 from __future__ import annotations
 
@@ -265,11 +266,11 @@ def _scatter(params, x, index, src=None, *, axis, reduce=None, include_self=True
 @register_torch_op("index_put")
 def _index_put(params, x, values, *indices, positions, accumulate=False):
     it = iter(indices)
-    key = tuple(
+    key = [
         torch.remainder(next(it).long(), x.shape[a]) if taken else None
         for a, taken in enumerate(positions)
-    )
-    return torch.index_put(x, key, values.to(x.dtype), accumulate)
+    ]  # the ATen op takes None for a full slice
+    return torch.ops.aten.index_put(x, key, values.to(x.dtype), accumulate)
 
 
 @register_torch_op("masked_scatter")
@@ -297,3 +298,30 @@ def _mode_pad(params, x, *, padding, mode):
 @register_torch_op("full_like")
 def _full_like(params, x, *, value, dtype=None):
     return torch.full_like(x, value, dtype=_dtype(dtype) if dtype else x.dtype)
+
+
+@register_torch_op("col2im")
+def _col2im(params, x, *, output_size, kernel_size, dilation, padding, stride):
+    return F.fold(
+        x, tuple(output_size), tuple(kernel_size), tuple(dilation), tuple(padding), tuple(stride)
+    )
+
+
+@register_torch_op("grid_sample")
+def _grid_sample(params, x, grid, *, mode, padding_mode, align_corners):
+    return F.grid_sample(x, grid, mode, padding_mode, align_corners)
+
+
+@register_torch_op("embedding_bag")
+def _embedding_bag(
+    params, indices, offsets, weights=None, *, mode, include_last_offset, padding_idx
+):
+    return F.embedding_bag(
+        indices.long(),
+        params["weight"],
+        offsets.long(),
+        mode=mode,
+        per_sample_weights=weights,
+        include_last_offset=include_last_offset,
+        padding_idx=padding_idx,
+    )

@@ -32,11 +32,11 @@ def figures() -> Figures:
 
 def _row(e: Entry) -> str:
     if e.status == "refused":
-        note = f"{e.kind}: {e.reason}"
+        note = f"*{e.kind}*: {e.reason}"
     elif e.recipe is None:
         note = e.reason
     else:
-        note = f"`test_op_converts_and_matches_torch[{e.op.removeprefix('aten.')}]`"
+        note = f"`test_op_converts_and_matches_torch_jitted[{e.op.removeprefix('aten.')}]`"
         note += f"; {e.reason}" if e.reason else ""
     return f"| `{e.op}` | {e.status} | {note} |"
 
@@ -53,16 +53,24 @@ def render() -> str:
         "",
         f"`jq_torch.from_torch` converts **{f.converted} of the {f.total}** overloads of torch "
         f"{torch.__version__.split('+')[0]}'s Core ATen opset (the ops tagged `torch.Tag.core`, "
-        f"what `torch.export` decomposes to), and {f.converted} of the {f.with_equivalent} that "
-        "a static inference graph in JAX can express; the others are refused with the reason "
-        "below (training-only, random, data-dependent shapes, memory strides, complex "
-        "tensors, out= variants), or are listed as *todo*.",
+        f"what `torch.export` decomposes to): {f.converted} of the {f.with_equivalent} that a "
+        "static, real-valued inference graph can express. The others are refused with the "
+        "reason below: training-only ops, random ops, data-dependent shapes, memory strides, "
+        "complex tensors, out= and in-place variants"
+        + (
+            f"; {f.with_equivalent - f.converted} are *todo*."
+            if f.with_equivalent > f.converted
+            else "."
+        )
+        + " The second table lists the non-core aliases and overloads that `torch.export` keeps.",
         "",
-        f"Each converting op is tested alone on random inputs ({_TEST}): it must appear in the "
-        "exported graph, and jq's output, eager and under `jax.jit`, must match torch eager "
-        "within 1e-4 x max(1, max |output|) in float32 (integer and boolean outputs exactly). "
-        "Each refused op with a recipe is tested to raise `UnsupportedOpError` with its reason. "
-        "*folded* ops take only sizes and numbers: they are evaluated at conversion.",
+        f"Each converting op is called alone on random inputs ({_TEST}): it must appear in the "
+        "program `from_torch` converted, and jq's output under `jax.jit` (every op's graph in one "
+        "compiled program) must match torch eager within 1e-4 x max(1, max |output|) in float32, "
+        "integer and boolean outputs exactly; `test_op_matches_torch_eagerly` (marked slow) "
+        "checks jq eager and jitted op by op. Each refused op with a recipe must raise "
+        "`UnsupportedOpError` with its reason. *folded* ops take only sizes and numbers: "
+        "`from_torch` evaluates them at conversion.",
         "",
         "## Core ATen opset",
         "",

@@ -1,7 +1,8 @@
 """Core ATen coverage, op by op, over the table in ``jq_torch._coverage``: every overload of
 torch's Core ATen opset is in the table; each converting op, called alone on random inputs,
 appears in the exported graph and matches torch eager in jq jitted (all ops in one compiled
-program) and, under ``slow``, in jq eager and jitted op by op (float outputs:
+program) and in ``to_torch`` (the jq ops' torch twins), and, under ``slow``, in jq eager and
+jitted op by op (float outputs:
 max abs diff <= 1e-4 * max(1, max |torch output|), float32; integer and boolean outputs:
 equal); each refused op raises ``UnsupportedOpError`` with the table's reason. The generated
 page ``docs/reference/aten-coverage.md`` equals the committed one.
@@ -45,11 +46,6 @@ def _module(entry):
     return model.eval(), inputs
 
 
-def _exported_ops(model, inputs) -> set[str]:
-    ep = torch.export.export(model, inputs).run_decompositions({})
-    return {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
-
-
 class _Converted(NamedTuple):
     seen: set[str]  # the ops of the exported program(s) that from_torch converted
     graph: Any
@@ -58,10 +54,8 @@ class _Converted(NamedTuple):
     want: Any  # torch's output
 
 
-def _convert(entry) -> _Converted:
-    """``from_torch`` on the entry's recipe, recording the ops of the program it converted."""
-    model, inputs = _module(entry)
-    seen: set[str] = set()
+def _from_torch(model, inputs, seen: set[str]):
+    """``from_torch``, adding the ops of every exported program it converts to ``seen``."""
     convert = jq_torch._convert._convert
 
     def spy(ep, *args, **kwargs):
@@ -70,7 +64,14 @@ def _convert(entry) -> _Converted:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(jq_torch._convert, "_convert", spy)
-        graph, params = jq_torch.from_torch(model, inputs)
+        return jq_torch.from_torch(model, inputs)
+
+
+def _convert(entry) -> _Converted:
+    """``from_torch`` on the entry's recipe, recording the ops of the program it converted."""
+    model, inputs = _module(entry)
+    seen: set[str] = set()
+    graph, params = _from_torch(model, inputs, seen)
     with torch.no_grad():
         want = model(*inputs)
     return _Converted(seen, graph, params, [x.numpy() for x in inputs], want)
@@ -137,6 +138,10 @@ def test_op_converts_and_matches_torch_jitted(entry, converted):
     conv, jitted = result
     assert entry.op in conv.seen, sorted(conv.seen)
     _assert_close(jitted, conv.want, f"{entry.op} jit")
+    # and back in torch: the twins of the jq ops it became (what a quantized model runs)
+    module = jq_torch.to_torch(conv.graph, conv.params)
+    with torch.no_grad():
+        _assert_close(module(*map(torch.from_numpy, conv.xs)), conv.want, f"{entry.op} to_torch")
 
 
 @pytest.mark.slow
@@ -151,9 +156,10 @@ def test_op_matches_torch_eagerly(entry):
 @pytest.mark.parametrize("entry", REFUSED, ids=_ids(REFUSED))
 def test_refused_op_raises_with_its_reason(entry):
     model, inputs = _module(entry)
-    assert entry.op in _exported_ops(model, inputs)
+    seen: set[str] = set()
     with pytest.raises(jq_torch.UnsupportedOpError) as info:
-        jq_torch.from_torch(model, inputs)
+        _from_torch(model, inputs, seen)
+    assert entry.op in seen, sorted(seen)
     assert entry.op in {u.op for u in info.value.ops}
     assert entry.reason in str(info.value)
 
@@ -166,6 +172,12 @@ def test_refused_ops_without_a_recipe_report_their_reason():
             target = eval("torch.ops." + e.op)  # noqa: S307  (an op name from the table)
             assert _lookup(target) is None, e.op
             assert _hint(e.op) == e.reason, e.op
+
+
+def test_every_core_op_with_a_jax_equivalent_converts():
+    f = coverage.figures()
+    assert f.total == len(_coverage.core_ops())
+    assert f.converted == f.with_equivalent, [e.op for e in _coverage.CORE if e.kind == "todo"]
 
 
 def test_coverage_page_is_up_to_date():

@@ -252,3 +252,96 @@ def full_like(params, x, *, value, dtype=None):
     """A tensor of ``x``'s shape filled with ``value`` (``dtype``: a numpy name; x's if None)."""
     dt = jax.dtypes.canonicalize_dtype(dtype) if dtype else x.dtype
     return jnp.full(x.shape, value, dt)
+
+
+@register_op("col2im")
+def col2im(params, x, *, output_size, kernel_size, dilation, padding, stride):
+    """``torch.nn.functional.fold``: sum sliding blocks x (N, C*kh*kw, L) into (N, C, H, W)
+    (``output_size`` (H, W)); the adjoint of ``unfold``. One strided add per kernel tap."""
+    (h, w), (kh, kw), (dh, dw), (ph, pw), (sh, sw) = (
+        output_size,
+        kernel_size,
+        dilation,
+        padding,
+        stride,
+    )
+    lh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    lw = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    n, c = x.shape[0], x.shape[1] // (kh * kw)
+    cols = jnp.reshape(x, (n, c, kh, kw, lh, lw))
+    out = jnp.zeros((n, c, h + 2 * ph, w + 2 * pw), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + sh * (lh - 1) + 1, sh)
+            cols_ = slice(j * dw, j * dw + sw * (lw - 1) + 1, sw)
+            out = out.at[:, :, rows, cols_].add(cols[:, :, i, j])
+    return out[:, :, ph : ph + h, pw : pw + w]
+
+
+def _unnormalize(g: jax.Array, size: int, align_corners: bool) -> jax.Array:
+    if align_corners:
+        return (g + 1) / 2 * (size - 1)
+    return ((g + 1) * size - 1) / 2
+
+
+@register_op("grid_sample")
+def grid_sample(params, x, grid, *, mode, padding_mode, align_corners):
+    """``torch.nn.functional.grid_sample`` in 2-d: x (N, C, H, W) sampled at grid (N, Ho, Wo,
+    2) (x, y in [-1, 1]) -> (N, C, Ho, Wo); ``mode`` ``"bilinear"`` or ``"nearest"``,
+    ``padding_mode`` ``"zeros"`` or ``"border"``."""
+    n, c, h, w = x.shape
+    px = _unnormalize(grid[..., 0], w, align_corners)
+    py = _unnormalize(grid[..., 1], h, align_corners)
+    if padding_mode == "border":
+        px, py = jnp.clip(px, 0, w - 1), jnp.clip(py, 0, h - 1)
+    flat = jnp.reshape(x, (n, c, h * w))
+
+    def tap(iy: jax.Array, ix: jax.Array) -> jax.Array:
+        """x at integer positions (N, Ho, Wo), zero outside."""
+        inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+        idx = jnp.clip(iy, 0, h - 1) * w + jnp.clip(ix, 0, w - 1)
+        idx = jnp.broadcast_to(jnp.reshape(idx, (n, 1, -1)), (n, c, idx[0].size))
+        vals = jnp.reshape(jnp.take_along_axis(flat, idx, axis=2), (n, c) + ix.shape[1:])
+        return jnp.where(inside[:, None], vals, jnp.zeros((), x.dtype))
+
+    if mode == "nearest":
+        return tap(jnp.round(py).astype(jnp.int32), jnp.round(px).astype(jnp.int32))
+    if mode != "bilinear":
+        raise ValueError(f"grid_sample: mode must be bilinear or nearest, got {mode!r}")
+    x0, y0 = jnp.floor(px), jnp.floor(py)
+    fx, fy = (px - x0)[:, None], (py - y0)[:, None]
+    x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
+    top = tap(y0, x0) * (1 - fx) + tap(y0, x0 + 1) * fx
+    bottom = tap(y0 + 1, x0) * (1 - fx) + tap(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+@register_op("embedding_bag")
+def embedding_bag(
+    params, indices, offsets, weights=None, *, mode, include_last_offset, padding_idx
+):
+    """``torch.nn.functional.embedding_bag`` of 1-d ``indices`` split into bags at
+    ``offsets``: per bag the sum, mean or max (``mode``) of rows of ``params["weight"]``
+    (num, dim), each row times its ``weights`` entry when given (sum only). Rows equal to
+    ``padding_idx`` (None: none) are left out; an empty bag gives zeros. With
+    ``include_last_offset`` the last offset ends the last bag (torch: ``len(indices)``).
+    Returns (bags, dim)."""
+    table = params["weight"]
+    bags = offsets.shape[0] - (1 if include_last_offset else 0)
+    bag = jnp.searchsorted(offsets, jnp.arange(indices.shape[0]), side="right") - 1
+    keep = bag < bags
+    if padding_idx is not None:
+        keep = keep & (indices != padding_idx)
+    bag = jnp.where(keep, bag, bags)  # a spare segment for what is left out
+    rows = jnp.take(table, indices, axis=0)
+    if weights is not None:
+        rows = rows * weights[:, None]
+    if mode == "max":
+        out = jax.ops.segment_max(rows, bag, num_segments=bags + 1)[:bags]
+        count = jax.ops.segment_sum(keep.astype(table.dtype), bag, num_segments=bags + 1)[:bags]
+        return jnp.where(count[:, None] > 0, out, jnp.zeros((), table.dtype))
+    out = jax.ops.segment_sum(rows, bag, num_segments=bags + 1)[:bags]
+    if mode == "mean":
+        count = jax.ops.segment_sum(keep.astype(table.dtype), bag, num_segments=bags + 1)[:bags]
+        out = out / jnp.maximum(count, 1)[:, None]
+    return out
