@@ -563,7 +563,7 @@ def _cast(ctx, value: str, dtype: Any, like: Any) -> str:
     return ctx.emit("cast", [value], {"dtype": name})
 
 
-@register_converter(aten._to_copy, aten.to.dtype)
+@register_converter(aten._to_copy, aten.to.dtype, aten.to.dtype_layout, aten.to.device)
 def _to(ctx, self, dtype=None, **_):
     return _cast(ctx, ctx.value(self), dtype, self)
 

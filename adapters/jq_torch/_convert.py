@@ -436,12 +436,23 @@ def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram
             f"from_torch: torch.export could not capture {name} ({type(e).__name__}).{hint} "
             f"torch says:\n{reason}"
         ) from e
-    return _functional(ep)
+    return ep
 
 
-def _functional(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """``ep`` where its in-place ops convert as out-of-place ones, else functionalized."""
-    return ep.run_decompositions({}) if needs_functionalization(ep) else ep
+def _convert_exported(
+    ep: torch.export.ExportedProgram, model: torch.nn.Module, args: tuple, *, dynamic: bool
+) -> _Converted:
+    """:func:`_convert` of an exported program: as it is where its in-place ops convert as
+    out-of-place ones (``_inplace.py``), else functionalized by ``run_decompositions({})`` (a
+    second trace of the model), which also serves where the first try meets an op without a
+    converter (the functionalized program spells some ops differently, e.g. ``aten.to.device``
+    as ``_to_copy``); the functionalized program's errors are the ones reported."""
+    if not needs_functionalization(ep):
+        try:
+            return _convert(ep, model, args, dynamic=dynamic)
+        except UnsupportedOpError:
+            pass
+    return _convert(ep.run_decompositions({}), model, args, dynamic=dynamic)
 
 
 def is_module(obj) -> bool:
@@ -540,7 +551,7 @@ def from_torch(
     converted, pinned_by = _convert_dynamic(model, args)
     if converted is None:
         ep = _export(model, args)
-        converted = _convert(ep, model, args, dynamic=False)
+        converted = _convert_exported(ep, model, args, dynamic=False)
         pinned_by = _name_pinning_node(converted, pinned_by)
     graph, params, ctx = converted
     graph = graph.replace(pinned_by=pinned_by)
@@ -582,16 +593,15 @@ def _convert_dynamic(model: torch.nn.Module, args: tuple) -> tuple[_Converted | 
     if example is None:
         return None, "the inputs do not share a leading batch axis"
     try:
-        ep = _functional(export_dynamic(model, example))
-    except Exception as e:
-        if "Constraints violated" in str(e) or "specialized it to be a constant" in str(e):
-            return None, pin_reason(model, example)
-        return None, f"torch.export with a dynamic batch axis failed ({type(e).__name__})"
-    try:
-        return _convert(ep, model, args, dynamic=True), ""
+        ep = export_dynamic(model, example)
+        return _convert_exported(ep, model, args, dynamic=True), ""
     except UnsupportedOpError as e:
         where = "; ".join(f"node {u.node!r} ({u.op}): {u.hint}" for u in e.ops[:3])
         return None, f"with a dynamic batch axis, {where}"
+    except Exception as e:  # export or functionalization refused the symbolic batch
+        if "Constraints violated" in str(e) or "specialized it to be a constant" in str(e):
+            return None, pin_reason(model, example)
+        return None, f"torch.export with a dynamic batch axis failed ({type(e).__name__})"
 
 
 def _name_pinning_node(converted: _Converted, reason: str) -> str:
