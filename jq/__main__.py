@@ -5,8 +5,9 @@
 see :func:`jq.report`.
 
 ``python -m jq warmup`` compiles jq's fixed set of default-mode weight search programs and the
-statistics pass's histogram programs (both modes) into the persistent compilation cache (jq's folder, or the user's ``JAX_COMPILATION_CACHE_DIR``), so
-that a later process's first call loads them instead of compiling.
+statistics pass's histogram programs (both modes) into the persistent compilation cache (jq's
+folder, or the user's ``JAX_COMPILATION_CACHE_DIR``), so that a later process's first call
+loads them instead of compiling.
 """
 
 from __future__ import annotations
