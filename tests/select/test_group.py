@@ -47,6 +47,21 @@ def test_per_group_equals_per_channel_on_the_group_rows(rng, method):
             np.testing.assert_array_equal(got.ravel(), v.ravel(), err_msg=f"{shape} {err} {f}")
 
 
+def test_untiled_route_groups_the_same_rows(monkeypatch, rng):
+    """Tensors too large for the tiles (or with too many rows: ``tiles.MAX_ROWS``) take the
+    bucketed route: grouping is the same row reshape there."""
+    from jq._src.select import weights as _weights
+
+    monkeypatch.setattr(_weights, "tiled", lambda *a: False)
+    w = rng.standard_normal((6, 48)).astype(np.float32)
+    for method in METHODS:
+        kw = dict(method=method, error_method="mse", n_bits=4)
+        grouped = jq.weights_qparams(w, group_size=16, **kw)
+        rows = jq.weights_qparams(w.reshape(-1, 16), **kw)
+        for f, v in _params(rows).items():
+            np.testing.assert_array_equal(_params(grouped)[f], v.reshape(6, 3))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_one_group_per_channel_is_per_channel(rng, method):
     w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
