@@ -4,15 +4,16 @@ where no other name can see the mutation, so an exported program needs no
 7.5 s export on the 2-core VM; most models written with ``inplace=True`` activations have these
 ops and nothing else to functionalize).
 
-The rule is conservative: the mutated argument must be computed by the graph (not an input,
-parameter or buffer), not a view of another tensor, and neither it nor any tensor it aliases
-through earlier in-place ops may have a view taken or be read after the mutation except through
-the op's result.
+The rule is conservative: the mutated argument and every tensor it aliases (its bases through
+views, e.g. GhostNet's ``out[:, :c] += shortcut``, and earlier in-place ops) must be computed by
+the graph (not an input, parameter or buffer), and none of them may be read after the mutation
+except through the op's result, nor have another view taken.
 Otherwise the caller functionalizes with torch.
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -48,14 +49,15 @@ def _is_view(node: fx.Node) -> bool:
 
 
 def _aliases(node: Any) -> list[fx.Node] | None:
-    """``node`` and the tensors it aliases through in-place ops; ``None`` where it is not a
-    plain computed tensor (an input, parameter or buffer, a view, a non-node)."""
+    """``node`` and the tensors it aliases (its bases through views and in-place ops);
+    ``None`` where one of them is not computed by the graph (an input, parameter or buffer)."""
     chain: list[fx.Node] = []
     while True:
-        if not isinstance(node, fx.Node) or node.op != "call_function" or _is_view(node):
+        if not isinstance(node, fx.Node) or node.op != "call_function":
             return None
         chain.append(node)
-        if inplace_twin(node.target) is None:
+        through = node.target is operator.getitem or _is_view(node)
+        if not through and inplace_twin(node.target) is None:
             return chain
         node = node.args[0]
 

@@ -29,6 +29,17 @@ class Safe(torch.nn.Module):
         return self.clip(y * 0.5).flatten(1)
 
 
+class SliceAdd(torch.nn.Module):
+    """GhostNet's ``out[:, :c] += shortcut``: a slice of a computed tensor mutated, its base
+    never read again."""
+
+    def forward(self, x):
+        out = torch.cat([x * 2, x.relu()], dim=1)
+        y = out[:, :4]
+        y += x[:, :1]
+        return y
+
+
 class ReadAfter(torch.nn.Module):
     """A view taken before the mutation is read after it."""
 
@@ -65,8 +76,14 @@ def test_twins():
 
 @pytest.mark.parametrize(
     "model, needs",
-    [(Safe(), False), (ReadAfter(), True), (MutatesInput(), True), (ViewMutated(), True)],
-    ids=["safe", "read_after", "mutates_input", "view_mutated"],
+    [
+        (Safe(), False),
+        (SliceAdd(), False),
+        (ReadAfter(), True),
+        (MutatesInput(), True),
+        (ViewMutated(), True),
+    ],
+    ids=["safe", "slice_add", "read_after", "mutates_input", "view_mutated"],
 )
 def test_conversion_matches_torch(model, needs):
     x = torch.randn(2, 3, 6, 6)
