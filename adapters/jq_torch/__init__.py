@@ -19,6 +19,7 @@ from . import (
     _index_twins,  # noqa: F401  (torch twins of where, index, roll, resize, arange)
     _lax_ops,  # noqa: F401  (torch twins of the ops jq.from_jax emits)
 )
+from ._compressed_tensors import save_compressed_tensors as save_compressed_tensors
 from ._convert import ConvertContext as ConvertContext
 from ._convert import Unconvertible as Unconvertible
 from ._convert import from_torch as from_torch
@@ -45,5 +46,6 @@ __all__ = [
     "pytorch_post_training_quantization",
     "register_converter",
     "register_torch_op",
+    "save_compressed_tensors",
     "to_torch",
 ]
