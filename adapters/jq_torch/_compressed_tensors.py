@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from typing import Any
@@ -100,6 +101,16 @@ def _kernel_layers(module: JQModule, model: Any) -> dict[str, LayerInfo]:
     kernels = {q.name: q for q in module.quant_layers}
     if not kernels:
         raise ValueError(f"{_FN}: the module has no quantized kernels")
+    tied = _tied_linears(model)
+    # A Linear whose weight is tied (tie_word_embeddings) converts as a node named with a
+    # suffix ("lm_head_1"): the weight is the embedding's, which stays float in the checkpoint.
+    if tied_hits := [n for n in kernels if re.sub(r"_\d+$", "", n) in tied]:
+        raise ValueError(
+            f"{_FN}: {tied_hits} quantize Linear weights tied to another tensor (e.g. "
+            "tie_word_embeddings=True); a checkpoint cannot hold a quantized copy of a tied "
+            f"weight: keep them float (overrides={{{tied_hits[0]!r}: "
+            "{'enable_weights_quantization': False}}) or untie the model"
+        )
     bad = [f"{n!r} ({q.op})" for n, q in kernels.items() if q.op != "linear" or n not in linears]
     if bad:
         raise ValueError(
@@ -120,6 +131,18 @@ def _kernel_layers(module: JQModule, model: Any) -> dict[str, LayerInfo]:
             f"{_FN}: unsigned kernel grids have no compressed-tensors form: {unsigned}"
         )
     return kernels
+
+
+def _tied_linears(model: Any) -> set[str]:
+    """Names of the Linear modules whose weight shares storage with another parameter."""
+    owners: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(p.data_ptr(), []).append(name.rsplit(".", 1)[0])
+    return {
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and len(owners.get(m.weight.data_ptr(), ())) > 1
+    }
 
 
 def _scheme(layer: LayerInfo, ct: Any) -> Any:
@@ -271,7 +294,8 @@ def save_compressed_tensors(quantized: Any, model: Any, folder: str | os.PathLik
       TypeError: ``quantized`` is not a JQModule, or ``model`` not a PreTrainedModel.
       ValueError: a missing / unwritable folder, quantized activations (compressed-tensors
         W<n>A16 only here), a quantized kernel that is not a ``torch.nn.Linear`` of the model
-        or not on its grid, uniform (asymmetric) or unsigned kernels.
+        or not on its grid, uniform (asymmetric) or unsigned kernels, a quantized
+        Linear whose weight is tied to another tensor (``tie_word_embeddings``).
       ImportError: ``compressed-tensors``, ``safetensors`` or ``transformers`` is missing.
 
     Example:

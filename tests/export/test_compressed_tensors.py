@@ -182,3 +182,39 @@ def test_errors_name_the_problem(llama, w8a16, tmp_path):
     with pytest.raises(ValueError, match="not on its quantization grid"):
         save(with_layers(info.layers, float_params), model, tmp_path)
     assert os.listdir(tmp_path) == ["file"]  # nothing written by a refused call
+
+
+def test_tied_lm_head_stays_float_and_loads_back(tmp_path):
+    """With ``tie_word_embeddings=True`` the head's weight is the embedding's: kept float it
+    is written once and tied again on load; quantized it is refused, naming the override."""
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        use_cache=False,
+        tie_word_embeddings=True,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(1))
+    graph, params = jq_torch.from_torch(model, (ids.numpy(),))
+    head = [n.name for n in graph.nodes if n.op == "linear"][-1]  # "lm_head_1": tied
+    core = dataclasses.replace(NO_BC, overrides={head: {"enable_weights_quantization": False}})
+    tp = jq.core.TargetPlatform(weights_n_bits=4, weights_group_size=32, quantize_activations=False)
+    res = jq.ptq.quantize_graph(graph, params, None, core_config=core, target_platform=tp)
+    module = jq_torch.to_torch(res.graph, res.params, res.info.layers)
+    qconfig = jq_torch.save_compressed_tensors(module, model, tmp_path)
+    assert qconfig["ignore"] == ["lm_head"]
+    stored = safetensors_torch.load_file(str(tmp_path / "model.safetensors"))
+    assert "model.embed_tokens.weight" in stored and "lm_head.weight" not in stored
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(ids).logits.numpy(), module(ids).numpy(), atol=1e-5)
+    quantized_head = dataclasses.replace(res.info.layers[0], name=head)
+    bad = jq_torch.to_torch(res.graph, res.params, (*res.info.layers, quantized_head))
+    with pytest.raises(ValueError, match=rf"\['{head}'\] quantize Linear weights tied"):
+        jq_torch.save_compressed_tensors(bad, model, tmp_path)
