@@ -169,11 +169,11 @@ def quantize_static(
     path = check_writable(model_output, _FN)
     cfg = _core_config(core_config, calibrate_method)
     proto = load_model(model_input, _FN)
-    graph, params = from_onnx(proto, input_shapes=None)
-    batches = read_batches(calibration_data_reader, graph.inputs)
-    if not graph.accepts([b.shape for b in batches[0]]):  # other sizes of dynamic axes
-        shapes = [b.shape for b in batches[0]]
-        graph, params = from_onnx(proto, input_shapes=shapes)
+    weights = {t.name for t in proto.graph.initializer}
+    inputs = tuple(i.name for i in proto.graph.input if i.name not in weights)
+    batches = read_batches(calibration_data_reader, inputs)
+    # Traced at the first batch's shapes: dynamic axes other than the batch take its sizes.
+    graph, params = from_onnx(proto, input_shapes=[b.shape for b in batches[0]])
     batches = [[b.astype(np.float32) if b.dtype.kind == "f" else b for b in x] for x in batches]
     res = jq.ptq.quantize_graph(
         graph,
