@@ -197,7 +197,7 @@ def convert_node(
     finds the batch axis itself).
     """
     alt_ins: list[Any] | None = None
-    if node.op_type in _SOURCES and (node.op_type == "Constant" or isinstance(ins[0], Tensor)):
+    if node.op_type in _SOURCES:
         out: list[Value] = [_source(node, ins)]
         if node.op_type != "Constant" and ctx.dynamic_batch and isinstance(ins[0], Tensor):
             alt = _source(node, [np.broadcast_to(0, _shape_at(ins[0], TRACE_BATCH + 1))])

@@ -217,6 +217,17 @@ def test_split_concat_and_gelu_pattern(rng):
     assert [n.op for n in graph.nodes] == ["slice", "slice", "cat", "gelu"]
 
 
+def test_shape_of_a_constant_folds(rng):
+    w = rng.standard_normal((2, 6)).astype(np.float32)
+    nodes = [
+        helper.make_node("Shape", ["w"], ["s"], start=1),  # [6], from a weight
+        helper.make_node("Reshape", ["x", "s"], ["y"]),
+    ]
+    m = model(nodes, [("x", [2, 3])], [("y", [6])], [init("w", w)])
+    graph, _ = _check(m, rng.standard_normal((2, 3)).astype(np.float32))
+    assert [(n.op, n.attr("shape")) for n in graph.nodes] == [("reshape", (6,))]
+
+
 def test_embedding_gather(rng):
     table = rng.standard_normal((10, 4)).astype(np.float32)
     g = helper.make_graph(
