@@ -150,3 +150,12 @@ def test_bad_arguments(cnn, tmp_path):
     with pytest.raises(ValueError, match="calibrate_method"):
         jq_onnx.quantize_static(path, out, Reader("x", batches), calibrate_method="bogus")
     assert not out.exists()
+
+
+def test_jq_onnx_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, jq_onnx; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
