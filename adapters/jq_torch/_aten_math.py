@@ -64,6 +64,9 @@ for _target, _op in (
     (aten.logical_xor, "xor"),
     (aten.max.other, "maximum"),
     (aten.min.other, "minimum"),
+    (aten.fmax, "fmax"),
+    (aten.fmin, "fmin"),
+    (aten.hypot, "hypot"),
 ):
     register_converter(_target)(_binary(_op))
 del _target, _op
@@ -360,3 +363,55 @@ def _logsumexp(ctx, self, dim, keepdim=False):
 def _cumprod(ctx, self, dim, dtype=None):
     name = str(ctx._node().meta["val"].dtype).removeprefix("torch.")
     return ctx.emit("cumprod", [ctx.value(self)], {"axis": _axis(ctx, dim, self), "dtype": name})
+
+
+# --- products and blends ---------------------------------------------------------------------
+
+
+@register_converter(aten.einsum)
+def _einsum(ctx, equation, tensors, path=None):
+    return ctx.emit("einsum", ctx.value(list(tensors)), {"equation": str(equation)})
+
+
+@register_converter(aten.outer)
+def _outer(ctx, self, vec2):
+    return ctx.emit("einsum", [ctx.value(self), ctx.value(vec2)], {"equation": "i,j->ij"})
+
+
+@register_converter(aten.baddbmm)
+def _baddbmm(ctx, self, batch1, batch2, beta=1, alpha=1):
+    """``beta * self + alpha * (batch1 @ batch2)``."""
+    prod = ctx.emit("matmul", [ctx.value(batch1), ctx.value(batch2)])
+    if alpha != 1:
+        prod = ctx.emit("mul", [prod], {"scalar": _scalar(alpha), "reverse": False})
+    if beta == 0:
+        return prod
+    term = ctx.value(self)
+    if beta != 1:
+        term = ctx.emit("mul", [term], {"scalar": _scalar(beta), "reverse": False})
+    return ctx.emit("add", [prod, term])
+
+
+@register_converter(aten.lerp)
+def _lerp(ctx, self, end, weight):
+    """``self + weight * (end - self)``."""
+    x = ctx.value(self)
+    step = ctx.emit("sub", [ctx.value(end), x])
+    if ctx.is_tensor(weight):
+        step = ctx.emit("mul", [step, ctx.value(weight)])
+    else:
+        step = ctx.emit("mul", [step], {"scalar": _scalar(weight), "reverse": False})
+    return ctx.emit("add", [x, step])
+
+
+@register_converter(aten.addcdiv)
+def _addcdiv(ctx, self, tensor1, tensor2, value=1):
+    quot = ctx.emit("div", [ctx.value(tensor1), ctx.value(tensor2)])
+    if value != 1:
+        quot = ctx.emit("mul", [quot], {"scalar": _scalar(value), "reverse": False})
+    return ctx.emit("add", [ctx.value(self), quot])
+
+
+@register_converter(aten.type_as)
+def _type_as(ctx, self, other):
+    return _cast(ctx, ctx.value(self), other.meta["val"].dtype, self)

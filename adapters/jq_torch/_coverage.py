@@ -789,6 +789,31 @@ ALIASES: tuple[Entry, ...] = (
         recipe=_c(lambda a, b: torch.cdist(a, b, p=1.0), r(2, 4, 3), r(2, 5, 3, seed=1)),
     ),
     Entry("aten.sgn.default", _C, recipe=_u(lambda x: torch.sgn(x.round()))),
+    Entry("aten.fmax.default", _C, recipe=_b(torch.fmax)),
+    Entry("aten.fmin.default", _C, recipe=_b(torch.fmin)),
+    Entry("aten.hypot.default", _C, recipe=_b(torch.hypot)),
+    Entry("aten.einsum.default", _C, recipe=_b(lambda x, y: torch.einsum("bij,bkj->bik", x, y))),
+    Entry("aten.outer.default", _C, recipe=_c(torch.outer, r(3), r(4, seed=1))),
+    Entry(
+        "aten.baddbmm.default",
+        _C,
+        recipe=_c(
+            lambda a, b, c: torch.baddbmm(a, b, c, beta=0.5, alpha=2.0),
+            r(2, 3, 5),
+            r(2, 3, 4, seed=1),
+            r(2, 4, 5, seed=2),
+        ),
+    ),
+    Entry("aten.lerp.Scalar", _C, recipe=_b(lambda x, y: torch.lerp(x, y, 0.3))),
+    Entry("aten.lerp.Tensor", _C, recipe=_b(lambda x, y: torch.lerp(x, y, y.sigmoid()))),
+    Entry(
+        "aten.addcdiv.default", _C, recipe=_b(lambda x, y: torch.addcdiv(x, x, y.exp(), value=0.5))
+    ),
+    Entry(
+        "aten.type_as.default",
+        _C,
+        recipe=_c(lambda x, i: (x * 4).type_as(i) + i, r(2, 3), ints(2, 3)),
+    ),
     Entry(
         "aten.grid_sampler.default",
         _C,

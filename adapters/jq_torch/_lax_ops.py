@@ -210,9 +210,17 @@ for _name, _bfn in (
     ("bitwise_and", torch.bitwise_and),
     ("bitwise_or", torch.bitwise_or),
     ("bitwise_xor", torch.bitwise_xor),
+    ("fmax", torch.fmax),
+    ("fmin", torch.fmin),
+    ("hypot", torch.hypot),
 ):
     register_torch_op(_name)(_binary(_bfn))
 del _name, _fn, _bfn
+
+
+@register_torch_op("einsum")
+def _einsum(params, *operands, equation):
+    return torch.einsum(equation, *operands)
 
 
 @register_torch_op("elu")

@@ -28,7 +28,8 @@ Vocabulary (attrs in brackets; ``params`` in braces):
 - ``embedding`` (indices) {weight}.
 - more math: ``tan``, ``asin``, ``acos``, ``atan``, ``sinh``, ``cosh``, ``asinh``, ``acosh``,
   ``atanh``, ``trunc``, ``log2``, ``log10``; binary as ``add``: ``atan2``, ``fmod``,
-  ``floor_divide``, ``bitwise_and``, ``bitwise_or``, ``bitwise_xor``; activations ``elu``
+  ``floor_divide``, ``bitwise_and``, ``bitwise_or``, ``bitwise_xor``, ``fmax``, ``fmin``,
+  ``hypot``; ``einsum`` [equation] (*operands); activations ``elu``
   [alpha, scale, input_scale], ``softplus`` [beta, threshold], ``mish``, ``log_softmax`` [axis].
 - ``fake_quant`` {scale, q_min, q_max}: quantize-dequantize as a deployed quantizer computes
   it, ``clip(round(x * (1/scale)), q_min, q_max) * scale`` (``torch.fake_quantize_*``'s
@@ -539,6 +540,9 @@ for _name, _fn in (
     ("bitwise_and", jnp.bitwise_and),
     ("bitwise_or", jnp.bitwise_or),
     ("bitwise_xor", jnp.bitwise_xor),
+    ("fmax", jnp.fmax),
+    ("fmin", jnp.fmin),
+    ("hypot", jnp.hypot),
 ):
     register_op(_name)(
         _binary(
@@ -548,6 +552,12 @@ for _name, _fn in (
         )
     )
 del _name, _fn, _ufn
+
+
+@register_op("einsum")
+def einsum(params, *operands, equation):
+    """``torch.einsum(equation, *operands)`` of activations (no kernel)."""
+    return jnp.einsum(equation, *operands)
 
 
 @register_op("elu")
