@@ -22,6 +22,9 @@ NOT_RUN = {"text", "bash", "console", "yaml", "toml"}
 # Packages outside jq's core dependencies that a page's examples may import.
 OPTIONAL = {
     "torch",
+    "transformers",
+    "compressed_tensors",
+    "safetensors",
     "torchvision",
     "flax",
     "optax",

@@ -11,12 +11,12 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 import jax  # noqa: E402
-import jq_onnx  # noqa: E402
 import onnx  # noqa: E402
 from _onnx_models import ATOL, RTOL, const, init, model, run_ort, small_cnn  # noqa: E402
 from onnx import helper  # noqa: E402
 
 import jq  # noqa: E402
+import jq_onnx  # noqa: E402
 
 
 def _check(m, *xs):

@@ -8,7 +8,6 @@ import pytest
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import jq_onnx  # noqa: E402
 import onnx  # noqa: E402
 from _onnx_models import init, model, run_ort, small_cnn  # noqa: E402
 from onnx import helper  # noqa: E402
@@ -19,6 +18,7 @@ from onnxruntime.quantization import (  # noqa: E402
 )
 
 import jq.core  # noqa: E402
+import jq_onnx  # noqa: E402
 
 CFG = jq.core.CoreConfig(progress=False)
 

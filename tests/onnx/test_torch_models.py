@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import jax  # noqa: E402
-import jq_onnx  # noqa: E402
 from _onnx_models import run_ort  # noqa: E402
 
 import jq  # noqa: E402
+import jq_onnx  # noqa: E402
 
 # Tolerance against onnxruntime on the same file, relative to the output's largest magnitude:
 # float32 sums in different orders (measured: at most 8.3e-7, resnet18, batches 2 and 3).

@@ -25,7 +25,6 @@ pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
-import jq_onnx  # noqa: E402
 from _onnx_models import run_ort  # noqa: E402
 from onnxruntime.quantization import (  # noqa: E402
     CalibrationMethod,
@@ -37,6 +36,7 @@ from test_quantize_static import Reader, optimized_ops, sqnr_db  # noqa: E402
 from test_torch_models import export, randomize_bn  # noqa: E402
 
 import jq.core  # noqa: E402
+import jq_onnx  # noqa: E402
 
 
 @pytest.mark.slow
