@@ -14,6 +14,7 @@ import jq.ptq
 from jq._src.ptq import calibrate, probe, sqnr
 from jq._src.ptq.build import ACT_QUANT_SUFFIX
 from jq._src.ptq.calibrate import StatsSpec, collect_statistics
+from jq._src.runtime.programs import program_store
 from jq._src.select import histogram_rows
 
 QUIET = jq.core.CoreConfig(progress=False)
@@ -118,6 +119,7 @@ def test_one_model_program_for_statistics_and_sqnr(rng):
     """A PTQ call on a new model compiles one probe program, run by both passes; the fused
     statistics step and the SQNR program never compile; the histogram programs are the same for
     a second model of other shapes."""
+    program_store().clear()  # no eviction during the test (the store holds 96 programs)
     fused, sqnr_prog = _programs(calibrate._stats_step), _programs(sqnr._sqnr_sums_jit)
     before = _programs(probe._forward_jit)
     g, p = _model(rng, wide=20)
