@@ -32,6 +32,7 @@ import torch
 from torch import fx
 
 from jq import Graph, Node, apply
+from jq._src.names import Names
 
 from ._batch import (
     SymSize,
@@ -179,7 +180,7 @@ class ConvertContext:
         self.nodes: list[Node] = []
         self.params: dict[str, dict[str, torch.Tensor]] = {}
         self.torch_shapes: dict[str, tuple[int | None, ...]] = {}
-        self._taken: set[str] = set(sig.user_inputs)
+        self._names = Names(sig.user_inputs)
         self._env: dict[fx.Node, Any] = {}
         self._consts: dict[fx.Node, str] = {}
         self._folded: dict[fx.Node, tuple[Any, str, bool]] = {}
@@ -255,14 +256,6 @@ class ConvertContext:
 
     # -- emitting -------------------------------------------------------------------------
 
-    def _unique(self, base: str) -> str:
-        name, i = base, 0
-        while name in self._taken:
-            i += 1
-            name = f"{base}_{i}"
-        self._taken.add(name)
-        return name
-
     def _base_name(self, op: str, fqn: str | None) -> str:
         if fqn is not None:  # a layer: name it after its weight's owner
             head, _, last = fqn.rpartition(".")
@@ -304,7 +297,7 @@ class ConvertContext:
     ) -> str:
         """:meth:`emit` with params given as tensors (e.g. a transposed weight), the node
         named after ``fqn`` (the fully-qualified name of the layer's weight) when given."""
-        name = self._unique(self._base_name(op, fqn))
+        name = self._names.new(self._base_name(op, fqn))
         self.nodes.append(Node(name, op, tuple(inputs), attrs or {}))
         if tensors:
             self.params[name] = tensors
@@ -315,7 +308,7 @@ class ConvertContext:
             tensor, base, _ = const
             if not isinstance(tensor, torch.Tensor):
                 raise Unconvertible(f"a constant {type(tensor).__name__} used as a tensor")
-            name = self._unique(base)
+            name = self._names.new(base)
             self.nodes.append(Node(name, "constant"))
             self.params[name] = {"value": tensor}
             self._consts[arg] = name

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..names import Names
 from .scales import OnnxGrid
 
 
@@ -43,7 +44,7 @@ class Builder:
         self.options = options
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
-        self._taken = set(taken)
+        self._names = Names(taken)
 
     @property
     def opset(self) -> int:
@@ -51,12 +52,7 @@ class Builder:
 
     def fresh(self, base: str) -> str:
         """A value name not used yet (``base``, or ``base`` with a numeric suffix)."""
-        name, i = base, 0
-        while name in self._taken:
-            i += 1
-            name = f"{base}_{i}"
-        self._taken.add(name)
-        return name
+        return self._names.new(base)
 
     def const(self, value: Any, base: str, dtype: Any = None) -> str:
         """An initializer holding ``value`` (NumPy array or scalar); returns its name."""

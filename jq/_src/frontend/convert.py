@@ -125,7 +125,7 @@ def from_jax(
     consts = [Const(np.asarray(c), (), True) for c in closed.consts]
     outs = run_jaxpr(b, closed.jaxpr, consts, args)
     if b.problems:
-        raise UnsupportedPrimitiveError(name, list(dict.fromkeys(b.problems)))
+        raise UnsupportedPrimitiveError(name, list(dict.fromkeys(b.problems)), kind="primitive use")
     out_names = tuple(
         b.const_node(o, tuple(range(o.value.ndim))) if isinstance(o, Const) else b.logical(o)
         for o in outs

@@ -77,7 +77,7 @@ def _equation(b: Builder, eqn: Any, ins: list[Value], where: str) -> list[Value]
             return fn(b, eqn, ins)
         except Unconvertible as e:
             hint = str(e)
-    b.problems.append(Unsupported(prim, hint, where))
+    b.problems.append(Unsupported("", prim, hint, where))
     return [_placeholder(v) for v in eqn.outvars]
 
 

@@ -1,5 +1,5 @@
 """Node names for converted JAX programs: params' pytree paths, the jaxpr's name stack, the
-user's source lines, and a supply of unique names."""
+user's source lines (unique names come from :class:`jq._src.names.Names`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+
+from ..names import Names as Names
 
 _siu: Any
 try:  # the user's frame of an equation: private in JAX, so imported defensively
@@ -74,20 +76,3 @@ def source_line(source_info: Any) -> str:
     if frame is None:
         return ""
     return f"{frame.file_name}:{frame.start_line} ({frame.function_name})"
-
-
-class Names:
-    """Unique node names: ``base``, then ``base_1``, ``base_2``, ... (one supply per
-    conversion)."""
-
-    def __init__(self, taken: Iterable[str] = ()) -> None:
-        self._taken = set(taken)
-
-    def new(self, base: str) -> str:
-        base = base or "node"
-        name, i = base, 0
-        while name in self._taken:
-            i += 1
-            name = f"{base}_{i}"
-        self._taken.add(name)
-        return name
