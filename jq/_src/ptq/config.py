@@ -24,6 +24,7 @@ from ..select.enums import (
     parse_method,
 )
 from ..select.quantizers import MIN_THRESHOLD
+from .layer_hessian import WeightsHessian, parse_weights_hessian
 from .steering import Rule, parse_error_method_or_auto, parse_rules
 
 # Fields accepted only at their MCT default: jq does not implement the feature they switch.
@@ -112,6 +113,13 @@ class QuantizationConfig:
       concat_threshold_update, activation_bias_correction: not implemented; must be False.
       activation_bias_correction_threshold: >= 0 (unused while the feature is off).
       custom_tpc_opset_to_layer: must be None.
+      weights_hessian: jq only: where HMSE's kernel scores come from (:class:`WeightsHessian`
+        or its name). ``"model"`` (default, MCT's estimator): the whole model's
+        ``diag(J^T J)`` by Hutchinson draws on 16 calibration samples (``hessian.py``).
+        ``"layer"``: each linear/conv kernel's inputs' second moments ``diag(mean x x^T)``
+        over all the calibration data, one forward pass (``layer_hessian.py``), exact for
+        the layer's own output MSE when its input features are uncorrelated; other kernel
+        ops are refused. Not with ``mct_compat``.
       mct_compat: jq only. ``True`` reproduces MCT 2.6.1's thresholds (float64, quirks
         included: collector merging, per-channel HMSE normalisation, POT-KL histograms);
         ``False`` (default) runs float32 with MCT's defects fixed.
@@ -150,11 +158,13 @@ class QuantizationConfig:
     activation_bias_correction: bool = False
     activation_bias_correction_threshold: float = 0.0
     custom_tpc_opset_to_layer: Any = None
+    weights_hessian: WeightsHessian = WeightsHessian.MODEL
     mct_compat: bool = False
 
     def __post_init__(self) -> None:
         _enum_field(self, "activation_error_method", parse_error_method_or_auto)
         _enum_field(self, "weights_error_method", parse_error_method_or_auto)
+        _enum_field(self, "weights_hessian", parse_weights_hessian)
         for f in dataclasses.fields(self):
             if f.type in ("bool", bool):
                 _check_bool(self, f.name)
@@ -165,6 +175,11 @@ class QuantizationConfig:
         _check_number(
             self, "activation_bias_correction_threshold", low=0.0, low_open=False, allow_inf=False
         )
+        if self.mct_compat and self.weights_hessian is not WeightsHessian.MODEL:
+            raise ValueError(
+                "QuantizationConfig: weights_hessian='layer' is jq only; mct_compat=True "
+                "reproduces MCT's whole-model estimator (weights_hessian='model')"
+            )
         for name, default in _UNSUPPORTED.items():
             if getattr(self, name) != default:
                 raise ValueError(

@@ -163,7 +163,9 @@ def quantize_graph(
             stats, retained = _statistics(prep, data, st, shards, probe)
             prep = without_masks(prep, stats)
         with _stage(clock, "weights"):
-            kernels = select_kernels(searches, prep, retained, clock, progress=st.progress)
+            kernels = select_kernels(
+                searches, prep, retained, clock, progress=st.progress, data=data
+            )
     with _stage(clock, "activations"):
         acts = select_activations(prep, stats, st, local)
     mix, built = _build(prep, stats, Mix(kernels, acts, {}), data, retained, st, clock)

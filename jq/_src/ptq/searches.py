@@ -27,7 +27,7 @@ from ..select.types import QParams
 from ..select.weights import weights_qparams_batch
 from .auto import candidate_methods
 from .calibrate import Statistics
-from .data import Retained
+from .data import CalibrationData, Retained
 from .placement import BOUNDED_OPS, kernel_group_size
 from .prepare import Prepared, Settings
 
@@ -173,6 +173,7 @@ class KernelSearches:
         self, prep: Prepared, st: Settings, clock: StageClock, mesh: Mesh | None = None
     ) -> None:
         self._prep, self._st, self._clock, self._mesh = prep, st, clock, mesh
+        self.settings = st
         self._main = threading.get_ident()
         names = prep.kernel_names
         auto = tuple(k for k in names if st.kernel(k).error_method is AutoErrorMethod.AUTO)
@@ -246,20 +247,28 @@ def select_kernels(
     clock: StageClock,
     *,
     progress: bool = False,
+    data: CalibrationData | None = None,
 ) -> KernelChoice:
     """The kernel pass: Hessian scores where needed, then every candidate method's search.
 
-    Needs the calibration samples ``retained`` (Hessian scores) from the statistics pass.
+    Needs the calibration samples ``retained`` (Hessian scores) from the statistics pass;
+    ``data`` is passed over again for layer-wise scores (``weights_hessian="layer"``).
     """
     hessians = None
     names = prep.kernel_names
     if searches.need_scores:
-        from .hessian import weight_scores
+        from .kernel_scores import kernel_scores
 
-        shapes = tuple((1,) + tuple(s[1:]) for s in prep.graphs.first_shapes)
-        xs = [np.stack(s) for s in retained.samples]  # (S, 1, ...): S samples of batch 1
-        scored = list(searches.scored)
-        hessians = weight_scores(prep.graphs(shapes), prep.params, xs, scored, progress=progress)
+        st = searches.settings
+        hessians = kernel_scores(
+            prep,
+            searches.scored,
+            retained,
+            estimator=st.qc.weights_hessian,
+            data=data,
+            progress=progress,
+            fn=st.fn,
+        )
         clock.lap("hessian")
     res = searches.results(hessians)
     first = [searches.methods_of[k][0] for k in names]  # AUTO starts from MSE
