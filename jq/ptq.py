@@ -1,13 +1,13 @@
 """MCT-style PTQ entry points: ``jq.ptq`` mirrors ``mct.ptq``.
 
-``flax_post_training_quantization`` does the same for Flax models (NNX, or Linen with its
-variables), forwarding to the ``jq_flax`` adapter (``import jq`` never imports flax).
 ``pytorch_post_training_quantization`` takes MCT's arguments and returns ``(quantized
-torch.nn.Module, jq.core.QuantizationInfo)``; it forwards to the ``jq_torch`` adapter, imported
-only when it is called (``import jq`` never imports torch). ``quantize_graph`` is the
-framework-neutral pipeline on jq graphs that every front end calls: a front end opens the data
-(``open_calibration_data``), converts the model into a graph and its params, and hands the three
-to ``quantize_graph``.
+torch.nn.Module, jq.core.QuantizationInfo)``; ``flax_post_training_quantization`` does the same
+for Flax models (NNX, or Linen with its variables). Both check MCT's arguments here (one front
+door for every front end) and hand the call to their adapter, ``jq_torch`` or ``jq_flax``,
+found by name only when called (``import jq`` never imports torch or flax, and no import in
+``jq`` names an adapter). ``quantize_graph`` is the framework-neutral pipeline on jq graphs
+that every front end calls: a front end opens the data (``open_calibration_data``), converts
+the model into a graph and its params, and hands the three to ``quantize_graph``.
 
 Examples (``quantize_graph`` has one on a jq graph):
     >>> import torch, jq.core, jq.ptq
@@ -33,6 +33,7 @@ from ._src.ptq.config import CoreConfig
 from ._src.ptq.config import resolve_target_platform as resolve_target_platform
 from ._src.ptq.data import CalibrationData as CalibrationData
 from ._src.ptq.data import open_calibration_data as open_calibration_data
+from ._src.ptq.front_door import adapter, check_call
 from ._src.ptq.pipeline import PTQResult as PTQResult
 from ._src.ptq.pipeline import quantize_graph as quantize_graph
 from ._src.ptq.pipeline import rebase_graph as rebase_graph
@@ -48,7 +49,8 @@ __all__ = [
     "resolve_target_platform",
 ]
 
-_FN = "pytorch_post_training_quantization"
+_TORCH = "pytorch_post_training_quantization"
+_FLAX = "flax_post_training_quantization"
 
 
 def pytorch_post_training_quantization(
@@ -62,8 +64,9 @@ def pytorch_post_training_quantization(
 ):
     """Quantize a PyTorch model after training, with MCT's call and defaults.
 
-    Forwards to :func:`jq_torch.pytorch_post_training_quantization` (same arguments, same
-    result), importing torch only now.
+    The arguments are checked here (the front door every front end shares); the model is
+    then converted and quantized by the ``jq_torch`` adapter, which imports torch only now
+    (``jq_torch.pytorch_post_training_quantization`` is this function).
 
     Args:
       model: a ``torch.nn.Module`` (a copy is put in eval mode; the model is not changed).
@@ -93,21 +96,14 @@ def pytorch_post_training_quantization(
       jq_torch.UnsupportedOpError: layers without a converter (all listed).
       NotImplementedError: a resource target (mixed precision).
     """
-    try:
-        import jq_torch  # torch lives there, never in jq
-    except ImportError as e:
-        raise ImportError(
-            f"{_FN} needs torch and the jq_torch adapter (install jq-quant[torch], or put "
-            f"adapters/ on sys.path): {e}"
-        ) from e
-    return jq_torch.pytorch_post_training_quantization(
-        model,
+    call = check_call(
+        _TORCH,
         representative_data_gen,
         target_resource_utilization,
         core_config,
         target_platform_capabilities,
-        mesh=mesh,
     )
+    return adapter("pytorch", "_ptq", _TORCH).quantize(model, call, mesh=mesh)
 
 
 def flax_post_training_quantization(
@@ -124,8 +120,9 @@ def flax_post_training_quantization(
     """Quantize a Flax model (NNX, or Linen with ``variables``) after training, with MCT's call
     and defaults.
 
-    Forwards to :func:`jq_flax.flax_post_training_quantization`, importing flax only now. The
-    model is traced with ``jq.from_jax`` on the first batch (NNX in inference mode: dropout
+    The arguments are checked here, then the ``jq_flax`` adapter (imported only now, with
+    flax; ``jq_flax.flax_post_training_quantization`` is this function) runs it. The model
+    is traced with ``jq.from_jax`` on the first batch (NNX in inference mode: dropout
     off, batch norm on running statistics); kernels keep their Flax layout in the model and
     are quantized per output channel.
 
@@ -153,22 +150,16 @@ def flax_post_training_quantization(
       jq.UnsupportedPrimitiveError: primitives without a conversion (all listed).
       NotImplementedError: a resource target (mixed precision).
     """
-    try:
-        import jq_flax  # flax lives there, never in jq
-    except ImportError as e:
-        raise ImportError(
-            "flax_post_training_quantization needs flax and the jq_flax adapter (install "
-            f"jq-quant[flax], or put adapters/ on sys.path): {e}"
-        ) from e
-    return jq_flax.flax_post_training_quantization(
-        model,
+    call = check_call(
+        _FLAX,
         representative_data_gen,
         target_resource_utilization,
         core_config,
         target_platform_capabilities,
-        variables=variables,
-        apply_kwargs=apply_kwargs,
-        mesh=mesh,
+    )
+    front_end = adapter("flax", "_ptq", _FLAX)
+    return front_end.quantize(
+        model, call, variables=variables, apply_kwargs=apply_kwargs, mesh=mesh
     )
 
 

@@ -3,13 +3,15 @@
 - ``from_torch(model, example_inputs) -> (graph, params)``: convert with ``torch.export``.
 - ``to_torch(graph, params) -> torch.nn.Module``: run a jq graph (e.g. a quantized one) with
   torch ops.
-- ``pytorch_post_training_quantization``: MCT's PTQ call on a torch model (also reachable as
-  ``jq.ptq.pytorch_post_training_quantization``).
+- ``pytorch_post_training_quantization``: MCT's PTQ call on a torch model (it is
+  ``jq.ptq.pytorch_post_training_quantization``, which checks the call and runs ``_ptq``).
 - ``register_converter`` (ATen op -> jq nodes) and ``register_torch_op`` (jq op -> torch) extend
   the two op tables.
 
 torch is imported here and only here; ``import jq`` never imports it.
 """
+
+from jq.ptq import pytorch_post_training_quantization as pytorch_post_training_quantization
 
 from . import (
     _aten,  # noqa: F401  (fills the converter table)
@@ -29,7 +31,6 @@ from ._errors import DynamicControlFlowError as DynamicControlFlowError
 from ._errors import ExportError as ExportError
 from ._errors import Unsupported as Unsupported
 from ._errors import UnsupportedOpError as UnsupportedOpError
-from ._ptq import pytorch_post_training_quantization as pytorch_post_training_quantization
 from ._to_torch import JQModule as JQModule
 from ._to_torch import register_torch_op as register_torch_op
 from ._to_torch import to_torch as to_torch

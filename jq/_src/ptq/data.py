@@ -209,7 +209,8 @@ def open_calibration_data(
     Args:
       representative_data_gen: a callable returning an iterable of batches; a batch is a list
         or tuple with one array per model input (MCT's convention) or one array. Data
-        opened already (a :class:`CalibrationData`) is returned as it is.
+        opened already (a :class:`CalibrationData`) is returned as it is, its number of
+        inputs checked against ``n_inputs``.
       fn: the entry point's name, used in error messages.
       n_inputs: the model's number of inputs (default: the first batch's).
 
@@ -219,7 +220,13 @@ def open_calibration_data(
       ValueError: no batch, a wrong number of inputs, empty or non-finite data.
     """
     if isinstance(representative_data_gen, CalibrationData):
-        return representative_data_gen
+        data = representative_data_gen
+        if n_inputs is not None and data.n_inputs != n_inputs:
+            raise ValueError(
+                f"{fn}: representative batch 0 has {data.n_inputs} input(s); the model takes "
+                f"{n_inputs}"
+            )
+        return data
     if not callable(representative_data_gen):
         raise TypeError(
             f"{fn}: representative_data_gen must be a callable returning an iterable of batches, "

@@ -22,15 +22,9 @@ from .collapse import Collapse, collapse_linear, collapse_residual
 from .config import CoreConfig, QuantizationConfig, TargetPlatform
 from .data import CalibrationData, Shapes, check_shapes
 from .fold import fold_batch_norm
-from .placement import BOUNDED_OPS, Plan, plan_quantization
-from .steering import (
-    ActConfig,
-    KernelConfig,
-    Rule,
-    Steering,
-    default_act_config,
-    default_kernel_config,
-)
+from .front_door import check_core_config
+from .placement import BOUNDED_OPS, Plan, place
+from .steering import Rule, bn_aliases
 
 
 class Settings(NamedTuple):
@@ -41,9 +35,8 @@ class Settings(NamedTuple):
       tp: the target platform (bit widths, quantization methods, per-channel kernels).
       fn: the entry point's name, used in error messages.
       progress: show tqdm progress bars.
-      rules: the per-layer steering rules (``CoreConfig.rules``).
-      steering: the rules resolved on the graph (``steering.steer``, after ``prepare``);
-        ``None`` before.
+      rules: the per-layer steering rules (``CoreConfig.rules``); placement applies them
+        (each quantizer's settings are ``Prepared.plan``'s).
     """
 
     qc: QuantizationConfig
@@ -51,31 +44,15 @@ class Settings(NamedTuple):
     fn: str
     progress: bool
     rules: tuple[Rule, ...] = ()
-    steering: Steering | None = None
 
     @property
     def compat(self) -> bool:
         """MCT 2.6.1's numbers exactly (``mct_compat``)."""
         return self.qc.mct_compat
 
-    def kernel(self, name: str) -> KernelConfig:
-        """How kernel ``name`` is quantized (its steering, or the global settings)."""
-        if self.steering is not None and name in self.steering.kernels:
-            return self.steering.kernels[name]
-        return default_kernel_config(self.qc, self.tp)
-
-    def act(self, name: str) -> ActConfig:
-        """How value ``name``'s activation quantizer is set up."""
-        if self.steering is not None and name in self.steering.acts:
-            return self.steering.acts[name]
-        return default_act_config(self.qc, self.tp)
-
     def _methods(self, kind: str) -> set:
-        """Every error method of ``kind``'s quantizers (before steering is resolved: the
-        global one and every rule's)."""
-        if self.steering is not None:
-            cfgs = self.steering.kernels if kind == "weights" else self.steering.acts
-            return {c.error_method for c in cfgs.values()}
+        """Every error method ``kind``'s quantizers may get before placement: the global one
+        and every rule's (``Plan`` has the methods each quantizer gets)."""
         field = f"{kind}_error_method"
         found = {getattr(self.qc, field)}
         return found | {getattr(r.override, field) for r in self.rules} - {None}
@@ -107,11 +84,7 @@ def settings(
     Raises:
       TypeError: either is of the wrong type.
     """
-    core_config = CoreConfig() if core_config is None else core_config
-    if not isinstance(core_config, CoreConfig):
-        raise TypeError(
-            f"{fn}: core_config must be a jq.core.CoreConfig, got {type(core_config).__name__}"
-        )
+    core_config = check_core_config(core_config, fn)
     tp = TargetPlatform() if target_platform is None else target_platform
     if not isinstance(tp, TargetPlatform):
         raise TypeError(
@@ -249,16 +222,14 @@ def prepare(
 ) -> Prepared:
     """Rewrite ``graph`` (fold, collapse) and plan its quantizers (see :class:`Prepared`).
 
+    ``data`` was opened for ``graph``'s inputs (:func:`open_calibration_data`, which checks
+    the count): its first batch is trusted but for the shapes ``graph`` records.
+
     Raises:
-      ValueError: the first batch does not fit the graph's inputs, or the model does not run
-        on it.
+      ValueError: the first batch does not fit the shapes ``graph`` records, or the model does
+        not run on it.
     """
     fn = st.fn
-    if data.n_inputs != len(graph.inputs):
-        raise ValueError(
-            f"{fn}: representative batch 0 has {data.n_inputs} input(s); the model takes "
-            f"{len(graph.inputs)}"
-        )
     if graph.input_shapes:
         check_shapes(data.first, graph.input_shapes, 0, fn)
     graphs = FloatGraphs(
@@ -266,19 +237,17 @@ def prepare(
     )
     fgraph, fparams = graphs.graph, graphs.params
     float_values = _float_values(fgraph, fparams, data, fn)
-    plan = plan_quantization(
-        fgraph,
-        float_values=float_values,
-        quantize_inputs=st.tp.quantize_inputs,
-        quantize_activations=st.tp.quantize_activations,
-    )
+    rw = graphs.rewritten
+    plan = place(
+        fgraph, qc=st.qc, tp=st.tp, rules=st.rules, float_values=float_values,
+        aliases=bn_aliases(graph, rw.folded), fn=fn,
+    )  # fmt: skip
     nodes = {n.name: n for n in fgraph.nodes}
     mean_specs: tuple = ()
     if st.qc.weights_bias_correction:
         mean_specs = tuple(
             (k, (nodes[k].inputs[0], -1 if nodes[k].op == "linear" else 1)) for k, _ in plan.kernels
         )
-    rw = graphs.rewritten
     return Prepared(
         fgraph, fparams, rw.folded, plan, nodes, float_values, mean_specs, graphs, rw.collapsed
     )
