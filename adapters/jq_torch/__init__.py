@@ -31,6 +31,8 @@ from ._errors import DynamicControlFlowError as DynamicControlFlowError
 from ._errors import ExportError as ExportError
 from ._errors import Unsupported as Unsupported
 from ._errors import UnsupportedOpError as UnsupportedOpError
+from ._streamed import StreamedResult as StreamedResult
+from ._streamed import quantize_weights_streamed as quantize_weights_streamed
 from ._to_torch import JQModule as JQModule
 from ._to_torch import register_torch_op as register_torch_op
 from ._to_torch import to_torch as to_torch
@@ -40,11 +42,13 @@ __all__ = [
     "DynamicControlFlowError",
     "ExportError",
     "JQModule",
+    "StreamedResult",
     "Unconvertible",
     "Unsupported",
     "UnsupportedOpError",
     "from_torch",
     "pytorch_post_training_quantization",
+    "quantize_weights_streamed",
     "register_converter",
     "register_torch_op",
     "save_compressed_tensors",
