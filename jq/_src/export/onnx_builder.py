@@ -73,6 +73,15 @@ class Builder:
         self.nodes.append(node)
         return out
 
+    def add_outputs(self, op_type: str, inputs: list[str], base: str, n: int, **attrs: Any):
+        """Append a node with ``n`` outputs (TopK: values and indices); returns their names."""
+        outs = [self.fresh(f"{base}.out{i}") for i in range(n)]
+        node = self.onnx.helper.make_node(
+            op_type, inputs, outs, name=self.fresh(f"{base}/{op_type}"), **attrs
+        )
+        self.nodes.append(node)
+        return outs
+
     def qdq(self, x: str, grid: OnnxGrid, base: str, axis: int | None = None) -> str:
         """``DequantizeLinear(QuantizeLinear(x))`` on ``grid`` (a clip first for grids narrower
         than their storage type, since QuantizeLinear saturates to the type's range)."""

@@ -20,6 +20,7 @@ import numpy as np
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
 from ..report.quant_info import LayerInfo
+from . import onnx_ops_index, onnx_ops_math  # noqa: F401  (they fill ONNX_OPS)
 from .onnx_builder import Builder, OnnxOptions
 from .onnx_mctq import (
     MCTQ_DOMAIN,
@@ -29,7 +30,7 @@ from .onnx_mctq import (
     activation_node,
     weights_node,
 )
-from .onnx_ops import ONNX_OPS
+from .onnx_ops import ONNX_MIN_OPSET, ONNX_OPS, ONNX_REFUSED
 from .onnx_quant import activation_grid, bias_int32, kernel_grid, kernel_integers
 from .scales import OnnxGrid
 
@@ -169,10 +170,28 @@ def value_avals(graph: Graph, params, example: Sequence[np.ndarray]) -> dict[str
     return {**dict(zip(graph.inputs, specs, strict=True)), **acts}
 
 
-def unsupported_ops(graph: Graph) -> list[str]:
-    """``"node (op)"`` for every node the ONNX writer has no emitter for."""
-    known = set(ONNX_OPS) | {"fake_quant"}
-    return [f"{n.name} ({n.op})" for n in graph.nodes if n.op not in known]
+def unsupported_ops(graph: Graph, opset: int | None = None) -> list[str]:
+    """``"node (op): why"`` for every node the ONNX writer cannot write: no emitter, a
+    refused op, or (given ``opset``) an op first written at a later opset."""
+    found = []
+    for n in graph.nodes:
+        if n.op == "fake_quant":
+            continue
+        if n.op in ONNX_REFUSED:
+            found.append(f"{n.name} ({n.op}): {ONNX_REFUSED[n.op]}")
+        elif n.op not in ONNX_OPS:
+            found.append(f"{n.name} ({n.op}): no ONNX emitter")
+        elif opset is not None and opset < ONNX_MIN_OPSET[n.op]:
+            found.append(f"{n.name} ({n.op}): needs opset {ONNX_MIN_OPSET[n.op]}, asked {opset}")
+    return found
+
+
+def _emit(b: GraphBuilder, node: Node, xs: list[str], params) -> str:
+    """The ONNX value of ``node``; an op ONNX cannot express raises naming the node."""
+    try:
+        return ONNX_OPS[node.op](b, node, xs, params)
+    except NotImplementedError as e:
+        raise NotImplementedError(f"node {node.name!r} ({node.op}): no ONNX form: {e}") from e
 
 
 def to_onnx(
@@ -193,13 +212,17 @@ def to_onnx(
       output_names: names of the model outputs (default ``output`` / ``output_<i>``).
 
     Raises:
-      NotImplementedError: ops without an ONNX form (all listed).
+      NotImplementedError: ops without an ONNX form at ``options.opset`` (all listed), or a
+        node whose attributes ONNX cannot express (named).
       ValueError: INT8 or MCTQ with per-group kernels (named): their per-channel
         DequantizeLinear and ``mct_quantizers`` nodes have no per-group form.
     """
     import onnx
 
     _check_no_groups(layers, options.mode)
+    missing = unsupported_ops(graph, options.opset)
+    if missing:
+        raise NotImplementedError(f"to_onnx: no ONNX form for {len(missing)} node(s): {missing}")
     params = {k: {p: np.asarray(v) for p, v in d.items()} for k, d in params.items()}
     out_names = _output_names(graph, output_names)
     avals = value_avals(graph, params, example)
@@ -210,7 +233,7 @@ def to_onnx(
         if node.op == "fake_quant":
             env[node.name] = b.fake_quant(node, xs[0], params[node.name])
         else:
-            out = ONNX_OPS[node.op](b, node, xs, params.get(node.name, {}))
+            out = _emit(b, node, xs, params.get(node.name, {}))
             env[node.name] = b.regrid(node, xs[0] if xs else None, out)
     outputs = _outputs(b, graph, env, out_names)
     inputs = _inputs(onnx, graph, example)

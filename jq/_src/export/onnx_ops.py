@@ -4,6 +4,9 @@ An emitter is ``fn(b, node, xs, params) -> value name``: ``b`` the :class:`Build
 the jq :class:`Node`, ``xs`` the ONNX names of its inputs, ``params`` its params as NumPy
 arrays. Weights go through ``b.weight`` (float, or int8 with DequantizeLinear in INT8 mode).
 Layouts match: jq follows PyTorch (NCHW, conv weights ``(out, in/groups, *k)``), as ONNX does.
+This module holds the PyTorch-shaped core; ``onnx_ops_math.py`` (elementwise, comparisons,
+reductions) and ``onnx_ops_index.py`` (gathers, scatters, sorting, padding, resizing) add to
+the same table; ``ONNX_REFUSED`` names the ops the writer refuses, with the reason.
 """
 
 from __future__ import annotations
@@ -15,17 +18,39 @@ from typing import Any
 import numpy as np
 
 from ..graph.graph import Node
+from .onnx_values import operands
 
 Emitter = Callable[..., str]
 ONNX_OPS: dict[str, Emitter] = {}
+ONNX_MIN_OPSET: dict[str, int] = {}  # jq op -> the lowest ai.onnx opset its emitter writes
+# jq ops the writer refuses, with the reason its error gives.
+ONNX_REFUSED: dict[str, str] = {
+    name: "a calibration-time hook that jq's PTQ inserts and removes; never in a model to write"
+    for name in ("ptq_gate", "ptq_perturb", "ptq_hessian_probe", "ptq_hessian_conv")
+}
+# What a written op's emitter still refuses (NotImplementedError naming the node).
+ONNX_LIMITS: dict[str, str] = {
+    "avg_pool": "not with divisor_override",
+    "adaptive_avg_pool": "global, or output sizes that divide the input's",
+    "not": "integers from opset 18 (BitwiseNot)",
+    "bitwise_and": "integers from opset 18 (BitwiseAnd)",
+    "bitwise_or": "integers from opset 18 (BitwiseOr)",
+    "bitwise_xor": "integers from opset 18 (BitwiseXor)",
+    "mode_pad": "wrap from opset 19",
+    "reduce_window": "float inputs pooled over 1 to 3 axes, no base dilation; a sum with "
+    "window dilation from opset 19",
+    "cumprod": "a masked product: O(n^2) in the axis length",
+}
+BASE_OPSET = 13  # jq.exporter's lowest opset (per-axis QuantizeLinear / DequantizeLinear)
 
 
-def onnx_op(*names: str) -> Callable[[Emitter], Emitter]:
-    """Decorator registering an emitter for jq ops ``names``."""
+def onnx_op(*names: str, opset: int = BASE_OPSET) -> Callable[[Emitter], Emitter]:
+    """Decorator registering an emitter for jq ops ``names``, written from ``opset`` on."""
 
     def decorate(fn: Emitter) -> Emitter:
         for n in names:
             ONNX_OPS[n] = fn
+            ONNX_MIN_OPSET[n] = opset
         return fn
 
     return decorate
@@ -246,12 +271,7 @@ def _adaptive_avg_pool(b, node: Node, xs, params):
 
 def _binary(op_type: str) -> Emitter:
     def emit(b, node: Node, xs, params):
-        if len(xs) == 2:
-            return b.add(op_type, xs, node.name)
-        s = node.attr("scalar")
-        c = b.const(np.asarray(s, np.float32 if isinstance(s, float) else np.int64), node.name)
-        pair = [c, xs[0]] if node.attr("reverse", False) else [xs[0], c]
-        return b.add(op_type, pair, node.name)
+        return b.add(op_type, operands(b, node, xs), node.name)
 
     return emit
 
