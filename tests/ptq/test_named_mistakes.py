@@ -238,9 +238,8 @@ def _resnet_like() -> Graph:
 def test_unknown_layer_suggestions_know_roles(name, first):
     g = _resnet_like()
     core = jq.core.CoreConfig(overrides={name: {"weights_n_bits": 4}})
-    qc, tp = core.quantization_config, jq.core.TargetPlatform()
     with pytest.raises(ValueError) as e:
-        _st.resolve(core.rules, g, plan_quantization(g), qc=qc, tp=tp)
+        _st.resolve(core.rules, g, plan_quantization(g))
     assert f"matches no node of the model; closest names: {first}" in str(e.value)
 
 

@@ -1,5 +1,6 @@
-"""Per-layer steering (``jq/_src/ptq/steering.py``): jq's ``overrides``, MCT's network editor
-and ``BitWidthConfig``, resolved on node names as the report prints them.
+"""Per-layer steering (``jq/_src/ptq/steering/``, applied by ``placement.place``): jq's
+``overrides``, MCT's network editor and ``BitWidthConfig``, resolved on node names as the
+report prints them.
 
 The golden rule: a steered node gets exactly what a run with the same settings for every node
 gives it, and every other node what the unsteered run gives it (statistics come from the float
@@ -11,6 +12,8 @@ class name, so a stand-in class named ``Conv2d`` does.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -18,7 +21,7 @@ import jq
 import jq.core
 from jq import Graph, Node
 from jq._src.ptq import steering as _st
-from jq._src.ptq.placement import plan_quantization
+from jq._src.ptq.placement import ActConfig, KernelConfig, Plan, place
 from jq.ptq import quantize_graph
 
 CONV = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
@@ -65,10 +68,12 @@ def plain():
     return _run()
 
 
-def _resolve(core: jq.core.CoreConfig, compat=False) -> _st.Steering:
+def _resolve(core: jq.core.CoreConfig, compat=False, aliases=None) -> Plan:
+    """The quantizer plan of ``_net`` under ``core``'s rules (``compat``: MCT's order)."""
     g = _net()[0]
-    qc, tp = core.quantization_config, jq.core.TargetPlatform()
-    return _st.resolve(core.rules, g, plan_quantization(g), qc=qc, tp=tp, compat=compat)
+    qc = dataclasses.replace(core.quantization_config, mct_compat=compat)
+    tp = jq.core.TargetPlatform()
+    return place(g, qc=qc, tp=tp, rules=core.rules, aliases=aliases)
 
 
 def _same(a, b):
@@ -133,11 +138,11 @@ def test_later_rules_win_field_by_field():
     mse, mae, lp = jq.ErrorMethod.MSE, jq.ErrorMethod.MAE, jq.ErrorMethod.LP
     pot = jq.QuantizationMethod.POWER_OF_TWO
     sym = jq.QuantizationMethod.SYMMETRIC
-    assert s.acts["fc"] == _st.ActConfig(mae, 8, pot, 8)
-    assert s.acts["x"] == s.acts["pool"] == _st.ActConfig(mae, 6, pot, 6)
-    assert s.kernels["layer1.conv"] == _st.KernelConfig(lp, 5, sym, True, 5)
-    assert s.kernels["layer2.conv"] == _st.KernelConfig(lp, 3, sym, True, 3)
-    assert s.kernels["fc"] == _st.KernelConfig(mse, 8, sym, True, 8)
+    assert s.act("fc") == ActConfig(mae, 8, pot, 8)
+    assert s.act("x") == s.act("pool") == ActConfig(mae, 6, pot, 6)
+    assert s.kernel("layer1.conv") == KernelConfig(lp, 5, sym, True, 5)
+    assert s.kernel("layer2.conv") == KernelConfig(lp, 3, sym, True, 3)
+    assert s.kernel("fc") == KernelConfig(mse, 8, sym, True, 8)
 
 
 def test_methods_per_channel_and_switching_quantization_off(plain):
@@ -246,19 +251,15 @@ def _weights(**kw):
 def test_mct_filters_select_as_mct_names_them():
     def hit(f):
         s = _resolve(_editor(ne.EditRule(filter=f, action=_weights(weights_n_bits=4))))
-        return sorted(k for k, c in s.kernels.items() if c.n_bits == 4)
+        return sorted(k for k, c in s.kernel_configs.items() if c.n_bits == 4)
 
     assert hit(ne.NodeNameFilter("layer2.conv")) == ["layer2.conv"]
     assert hit(ne.NodeNameFilter("layer2_conv")) == ["layer2.conv"]  # MCT's spelling
     # MCT renames a conv that absorbed a batch norm "<conv>_bn"; the pipeline passes aliases.
-    g, rule = (
-        _net()[0],
-        _editor(ne.EditRule(ne.NodeNameFilter("layer1_conv_bn"), _weights(weights_n_bits=4))),
-    )
-    qc, tp = rule.quantization_config, jq.core.TargetPlatform()
+    rule = _editor(ne.EditRule(ne.NodeNameFilter("layer1_conv_bn"), _weights(weights_n_bits=4)))
     aliases = {"layer1.conv_bn": "layer1.conv"}
-    s = _st.resolve(rule.rules, g, plan_quantization(g), qc=qc, tp=tp, aliases=aliases)
-    assert s.kernels["layer1.conv"].n_bits == 4
+    s = _resolve(rule, aliases=aliases)
+    assert s.kernel("layer1.conv").n_bits == 4
     assert _st.spellings("layer1.conv", aliases) == (
         "layer1.conv",
         "layer1_conv",
@@ -326,8 +327,8 @@ def test_mct_actions_resolve_like_the_same_overrides():
         "fc": {"weights_quantization_method": "power_of_two", "weights_n_bits": 6},
     }
     theirs, ours = _resolve(_editor(*rules)), _resolve(jq.core.CoreConfig(overrides=overrides))
-    assert (theirs.kernels, theirs.acts, theirs.plan) == (ours.kernels, ours.acts, ours.plan)
-    assert "pool" not in theirs.acts
+    assert theirs._replace(notes=()) == ours._replace(notes=())  # every quantizer alike
+    assert "pool" not in theirs.act_configs and "pool" not in theirs.activations
     assert theirs.notes[0] == (
         "steering: debug_config.network_editor[0] (NodeNameFilter('layer2.act')) -> layer2.act: "
         "activation_error_method=noclipping, activation_n_bits=6"
@@ -357,11 +358,11 @@ def test_mct_final_actions_search_first_in_compat_mode():
     mse, pot = jq.ErrorMethod.MSE, jq.QuantizationMethod.POWER_OF_TWO
     sym = jq.QuantizationMethod.SYMMETRIC
     compat = _resolve(core, compat=True)
-    assert compat.acts["fc"] == _st.ActConfig(mse, 4, pot, 8)
-    assert compat.kernels["fc"] == _st.KernelConfig(mse, 5, sym, True, 8)
+    assert compat.act("fc") == ActConfig(mse, 4, pot, 8)
+    assert compat.kernel("fc") == KernelConfig(mse, 5, sym, True, 8)
     default = _resolve(core)
-    assert default.acts["fc"] == _st.ActConfig(mse, 4, pot, 4)
-    assert default.kernels["fc"] == _st.KernelConfig(mse, 5, sym, True, 5)
+    assert default.act("fc") == ActConfig(mse, 4, pot, 4)
+    assert default.kernel("fc") == KernelConfig(mse, 5, sym, True, 5)
 
 
 @needs_mct
@@ -378,8 +379,8 @@ def test_bit_width_config_then_editor_then_overrides():
         bit_width_config=bwc, debug_config=editor, overrides={"x": {"activation_n_bits": 7}}
     )
     s = _resolve(core)
-    assert (s.acts["fc"].n_bits, s.acts["x"].n_bits, s.acts["pool"].n_bits) == (4, 7, 8)
-    bits = {k: c.n_bits for k, c in s.kernels.items()}
+    assert (s.act("fc").n_bits, s.act("x").n_bits, s.act("pool").n_bits) == (4, 7, 8)
+    bits = {k: c.n_bits for k, c in s.kernel_configs.items()}
     assert bits == {"layer1.conv": 2, "layer2.conv": 4, "fc": 8}
     assert [r.source for r in core.rules][:2] == [
         "bit_width_config.manual_activation_bit_width_selection_list[0] (NodeNameFilter('fc'))",

@@ -30,6 +30,7 @@ from .build import (
 )
 from .calibrate import Statistics
 from .data import CalibrationData, Retained
+from .placement import Plan
 from .prepare import Prepared, Settings
 from .searches import ActChoice, KernelChoice
 from .sqnr import output_db
@@ -67,9 +68,10 @@ def choose_per_layer(
     Needs the calibration data again: one more pass over ``data`` (``auto.auto_sqnr``).
     """
     w_names, a_names = kernels.auto, acts.auto
+    plan = prep.plan
     grids = []
     for i, v in enumerate(a_names):
-        n, method = st.act(v).n_bits, st.act(v).method
+        n, method = plan.act(v).n_bits, plan.act(v).method
         grids.append(
             [act_grid(act_range(c[i].qparams, c[i].entry, n, method), n) for c in acts.candidates]
         )
@@ -90,7 +92,7 @@ def choose_per_layer(
     )
     analysis: Analysis = {}
     if a_names:
-        acts = _choose_activations(acts, sums, stats, st, analysis)
+        acts = _choose_activations(acts, sums, stats, plan, analysis)
     if w_names:
         kernels = _choose_kernels(kernels, sums, prep.kernel_names, analysis)
     return Mix(kernels, acts, analysis)
@@ -122,7 +124,7 @@ def _kernel_candidates(prep: Prepared, stats: Statistics, kernels: KernelChoice,
 
 
 def _choose_activations(
-    acts: ActChoice, sums, stats: Statistics, st: Settings, analysis: Analysis
+    acts: ActChoice, sums, stats: Statistics, plan: Plan, analysis: Analysis
 ) -> ActChoice:
     choice, db = choose(sums.act_signal, sums.act_noise)
     methods, cands = acts.method_list, acts.candidates
@@ -131,7 +133,7 @@ def _choose_activations(
     for i, v in enumerate(acts.auto):
         c = int(choice[i])
         quant[v] = cands[c][i]
-        n, method = st.act(v).n_bits, st.act(v).method
+        n, method = plan.act(v).n_bits, plan.act(v).method
         params = []
         for col in cands:
             r = act_range(col[i].qparams, col[i].entry, n, method)

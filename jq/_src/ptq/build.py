@@ -139,7 +139,7 @@ def quantize_kernels(
     Per-group parameters ``(out, in / group)`` are repeated over their groups first."""
     groups: dict[tuple[int, bool], list[int]] = {}
     for i, k in enumerate(names):
-        cfg = st.kernel(k)
+        cfg = prep.plan.kernel(k)
         groups.setdefault((cfg.n_bits, cfg.method is QuantizationMethod.UNIFORM), []).append(i)
     out: list[Any] = [None] * len(names)
     for (n_bits, uniform), idx in groups.items():
@@ -156,7 +156,7 @@ def quantize_kernels(
 
 def kernel_group(prep: Prepared, st: Settings, name: str) -> int | None:
     """Kernel ``name``'s group size (``TargetPlatform.weights_group_size`` where it applies)."""
-    cfg = st.kernel(name)
+    cfg = prep.plan.kernel(name)
     return kernel_group_size(prep.nodes[name].op, cfg.per_channel, st.tp.weights_group_size)
 
 
@@ -186,7 +186,7 @@ def build_quantized(
 ) -> Built:
     """The quantized graph and params for kernel parameters ``kernels`` and activation
     parameters ``acts``."""
-    cfg = {v: st.act(v) for v in prep.plan.activations}
+    cfg = {v: prep.plan.act(v) for v in prep.plan.activations}
     ranges = {
         v: act_range(acts[v].qparams, acts[v].entry, cfg[v].n_bits, cfg[v].method)
         for v in prep.plan.activations
@@ -296,7 +296,7 @@ def _shift_wiring(prep: Prepared, shifts, qname, qparams, names: _Names, st: Set
             Node(add, "add", (qname[sh.value],), {"scalar": sh.shift}, shape=shape),
             Node(add_q, "fake_quant", (add,), {}, shape=shape),
         ]
-        n_act = st.act(sh.value).n_bits
+        n_act = prep.plan.act(sh.value).n_bits
         qparams[add_q] = _grid_params(act_grid(ActRange(False, sh.threshold, 0.0, 0.0), n_act))
         first = sh.bypass[0] if sh.bypass else sh.layer
         w.swap[(first, qname[sh.value])] = add_q

@@ -25,7 +25,7 @@ from ..select.enums import (
 )
 from ..select.quantizers import MIN_THRESHOLD
 from .layer_hessian import WeightsHessian, parse_weights_hessian
-from .steering import Rule, parse_error_method_or_auto, parse_rules
+from .steering import Rule, bit_width, parse_error_method_or_auto, parse_rules
 
 # Fields accepted only at their MCT default: jq does not implement the feature they switch.
 _UNSUPPORTED = {
@@ -66,11 +66,7 @@ def _check_number(obj: Any, field: str, *, low: float, low_open: bool, allow_inf
 
 
 def _check_bits(obj: Any, field: str) -> None:
-    v = getattr(obj, field)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"{type(obj).__name__}: {field} must be an int, got {v!r}")
-    if not 1 <= v <= 16:
-        raise ValueError(f"{type(obj).__name__}: {field} must be in 1..16, got {v}")
+    bit_width(getattr(obj, field), f"{type(obj).__name__}: {field}")
 
 
 def _enum_field(obj: Any, field: str, parse) -> None:
@@ -266,7 +262,7 @@ class TargetPlatform:
 class CoreConfig:
     """MCT's ``CoreConfig``: the :class:`QuantizationConfig` and per-layer steering.
 
-    Per-layer settings (README: "Steering single layers"; ``jq/_src/ptq/steering.py``) come
+    Per-layer settings (README: "Steering single layers"; ``jq/_src/ptq/steering/``) come
     in MCT's form, ``bit_width_config`` and ``debug_config``, or in jq's, ``overrides``. They
     apply in that order, a later rule winning field by field; every rule is checked here, and
     against the model's node names when the model is quantized (a rule that matches no node

@@ -8,7 +8,6 @@ from ..report.quant_info import LayerInfo, QuantizationInfo
 from .auto_select import Mix
 from .build import Built, kernel_group
 from .calibrate import Statistics
-from .masks import mask_values
 from .prepare import Prepared, Settings
 from .quality import quality_findings, warn_quality
 from .snc import NON_LINEAR_BITS
@@ -61,7 +60,7 @@ def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: S
     layers = []
     for j, ((k, axis), qp) in enumerate(zip(prep.plan.kernels, mix.kernels.qparams, strict=True)):
         uniform = qp.threshold is None
-        cfg = st.kernel(k)
+        cfg = prep.plan.kernel(k)
         layers.append(
             LayerInfo(
                 name=k,
@@ -94,7 +93,7 @@ def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqn
                 kind="activation",
                 op=prep.op_of(v),
                 n_bits=built.act_bits[v],
-                method=st.act(v).method.value,
+                method=prep.plan.act(v).method.value,
                 error_method=mix.acts.quant[v].method,
                 signed=r.signed,
                 threshold=r.threshold,
@@ -105,7 +104,7 @@ def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqn
             )
         )
     for s in built.shifts:
-        cfg = st.act(s.shift.value)
+        cfg = prep.plan.act(s.shift.value)
         layers.append(
             LayerInfo(
                 name=s.add,
@@ -155,9 +154,8 @@ def _notes(
             notes.append(f"auto ({kind}): chosen per layer: {tally}")
     if mix.note:
         notes.append(mix.note)
-    if st.steering is not None:
-        notes.extend(st.steering.notes)
-    masks = mask_values(stats)
+    notes.extend(prep.plan.notes)
+    masks = prep.plan.masks
     if masks:
         notes.append(f"mask values left unquantized (range beyond +-2**100): {', '.join(masks)}")
     if st.compat and not prep.folded and any(n.op == "batch_norm" for n in prep.graph.nodes):

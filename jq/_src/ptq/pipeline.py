@@ -2,24 +2,40 @@
 
 ``quantize_graph`` is the framework-neutral pipeline every front end calls with a graph, its
 params and a batch source (``jq_torch`` for PyTorch models). Each pass is a function of typed
-records in its own module:
+records in its own module; in the order the code runs them:
 
-=====================  ===============================  ===================================
-pass                   function                          record out
-=====================  ===============================  ===================================
-open the data          ``data.open_calibration_data``   ``CalibrationData``
-rewrite (in prepare)   ``prepare.float_rewrites``       ``Rewritten`` (folded, collapsed)
-prepare                ``prepare.prepare``              ``Prepared`` (rewritten, planned)
-steer                  ``steering.steer``               ``Settings`` per node, ``Prepared``
-statistics             ``calibrate.stats_step``         ``Statistics`` + ``Retained``
-select kernels         ``searches.select_kernels``      ``KernelChoice``
-select activations     ``searches.select_activations``  ``ActChoice``
-choose per layer       ``auto_select.choose_per_layer`` ``Mix`` (AUTO only)
-build                  ``build.build_quantized``        ``Built``
-check the mix          ``auto_select.check_mix``        ``Mix``, ``Built`` (AUTO only)
-measure SQNR           ``sqnr.measure_sqnr``            ``Sqnr``
-make the info          ``info.make_info``               ``QuantizationInfo``
-=====================  ===============================  ===================================
+=======================  ==================================  ==================================
+pass                     function                            record out
+=======================  ==================================  ==================================
+check the settings       ``prepare.settings``                ``Settings`` (rules parsed)
+shard                    ``shard.resolve_mesh``              ``Shards``, the searches' ``Mesh``
+open the data            ``data.open_calibration_data``      ``CalibrationData``
+rewrite (in prepare)     ``prepare.float_rewrites``          ``Rewritten`` (folded, collapsed)
+place (in prepare)       ``placement.place``                 ``Plan``: every quantizer, its
+                                                             settings (platform, policy,
+                                                             steering ``Steering``)
+prepare                  ``prepare.prepare``                 ``Prepared`` (rewritten, planned)
+probe                    ``pipeline.probe_spec``             ``ProbeSpec`` (one forward program)
+start kernel searches    ``searches.KernelSearches``         searches without Hessian scores,
+                                                             begun in a thread
+statistics               ``calibrate.stats_step``            ``Statistics`` + ``Retained``
+masks                    ``placement.without_masks``         ``Plan`` (final: mask values off)
+select kernels           ``searches.select_kernels``         ``KernelChoice`` (Hessian scores
+                                                             first, then the searches' results)
+select activations       ``searches.select_activations``     ``ActChoice``
+choose per layer         ``auto_select.choose_per_layer``    ``Mix`` (AUTO only)
+build                    ``build.build_quantized``           ``Built``
+check the mix            ``auto_select.check_mix``           ``Mix``, ``Built`` (AUTO only)
+measure SQNR             ``sqnr.measure_sqnr``               ``Sqnr``
+check finite             ``sqnr.check_finite``               raises on NaN/inf outputs
+make the info            ``info.make_info``                  ``QuantizationInfo``
+=======================  ==================================  ==================================
+
+Placement is the plan's one owner: no later pass changes a quantizer's settings, and only the
+masks pass (the one decision that needs statistics) drops quantizers. The kernel searches
+read the plan before it (masks concern activations only). Without data (weights only),
+``weights_only.quantize_without_data`` runs settings, rewrite and place, the kernel searches,
+build and the info.
 
 The result runs with ``jq.apply`` (jit-able) and exports with ``jq_torch.to_torch``.
 """
@@ -45,7 +61,7 @@ from .config import CoreConfig, TargetPlatform
 from .data import CalibrationData, Shapes, accumulate, open_calibration_data, retaining
 from .hessian import N_SAMPLES
 from .info import make_info
-from .masks import without_masks
+from .placement import without_masks
 from .prepare import Prepared, Settings, prepare, settings
 from .probe import BIASED_OPS, ProbeSpec
 from .searches import KernelSearches, select_activations, select_kernels
@@ -58,7 +74,6 @@ from .shard import (
     search_mesh,
 )
 from .sqnr import SQNR_BATCHES, check_finite, measure_sqnr
-from .steering import steer
 
 AUTO_CHECK_BATCHES = 8  # with AUTO: batches kept to compare the per-layer mix with each method
 
@@ -155,13 +170,12 @@ def quantize_graph(
     shards, local = _shards(mesh, st)
     data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):
-        prep = prepare(graph, params, data, st, graph_for)
-        st, prep = steer(st, prep, graph)  # per-layer settings on the graph's node names
+        prep = prepare(graph, params, data, st, graph_for)  # the quantizer plan included
     probe = probe_spec(prep)  # one forward program for the statistics and SQNR passes
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
             stats, retained = _statistics(prep, data, st, shards, probe)
-            prep = without_masks(prep, stats)
+            prep = prep._replace(plan=without_masks(prep.plan, stats))
         with _stage(clock, "weights"):
             kernels = select_kernels(
                 searches, prep, retained, clock, progress=st.progress, data=data
@@ -230,8 +244,9 @@ def _statistics(
     """The statistics pass over the data (opened once, each batch split over ``shards``),
     keeping what later passes need: whole batches (SQNR, AUTO's check) and single samples
     (Hessian scores)."""
-    n_keep = AUTO_CHECK_BATCHES if st.act_auto or st.w_auto else SQNR_BATCHES
-    n_samples = N_SAMPLES if st.needs_scores else 0
+    plan = prep.plan
+    n_keep = AUTO_CHECK_BATCHES if plan.act_auto or plan.w_auto else SQNR_BATCHES
+    n_samples = N_SAMPLES if plan.needs_scores else 0
     raw = lockstep(data.batches(progress=st.progress, desc="jq statistics"), st.fn)
     batches, retained = retaining(raw, data.shapes, n_keep, n_samples)
     spec = StatsSpec(

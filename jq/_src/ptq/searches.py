@@ -28,7 +28,7 @@ from ..select.weights import weights_qparams_batch
 from .auto import candidate_methods
 from .calibrate import Statistics
 from .data import CalibrationData, Retained
-from .placement import BOUNDED_OPS, kernel_group_size
+from .placement import BOUNDED_OPS, Plan, kernel_group_size
 from .prepare import Prepared, Settings
 
 
@@ -98,7 +98,7 @@ class KernelJob(NamedTuple):
 def kernel_jobs(
     names: list[str],
     methods_of: dict[str, tuple[ErrorMethod, ...]],
-    st: Settings,
+    plan: Plan,
     group_of: dict[str, int | None] | None = None,
 ) -> list[KernelJob]:
     """The batch searches that give every kernel of ``names`` its candidate methods' results
@@ -108,7 +108,7 @@ def kernel_jobs(
     groups: dict[Key, list[str]] = {}
     errors: dict[Key, bool] = {}
     for k in names:
-        cfg = st.kernel(k)
+        cfg = plan.kernel(k)
         for m in methods_of[k]:
             key = (m, cfg.search_n_bits, cfg.method, cfg.per_channel, (group_of or {}).get(k))
             groups.setdefault(key, []).append(k)
@@ -129,7 +129,7 @@ def kernel_groups(prep: Prepared, st: Settings) -> dict[str, int | None]:
     """
     size = st.tp.weights_group_size
     out = {
-        k: kernel_group_size(prep.nodes[k].op, st.kernel(k).per_channel, size)
+        k: kernel_group_size(prep.nodes[k].op, prep.plan.kernel(k).per_channel, size)
         for k in prep.kernel_names
     }
     grouped = [k for k, g in out.items() if g is not None]
@@ -148,10 +148,11 @@ def kernel_groups(prep: Prepared, st: Settings) -> dict[str, int | None]:
                 f"{st.fn}: TargetPlatform.weights_group_size={size} does not divide the input "
                 f"size {inputs} of layer {k!r} (weight shape {w})"
             )
-        if st.kernel(k).error_method in (ErrorMethod.KL, AutoErrorMethod.AUTO):
+        method = prep.plan.kernel(k).error_method
+        if method in (ErrorMethod.KL, AutoErrorMethod.AUTO):
             raise ValueError(
                 f"{st.fn}: layer {k!r}: weights_error_method "
-                f"{st.kernel(k).error_method.value!r} has no per-group mode (KL's histograms "
+                f"{method.value!r} has no per-group mode (KL's histograms "
                 "need more values than a group holds; AUTO tries KL); choose mse, mae, lp, "
                 "hmse or noclipping"
             )
@@ -176,16 +177,18 @@ class KernelSearches:
         self.settings = st
         self._main = threading.get_ident()
         names = prep.kernel_names
-        auto = tuple(k for k in names if st.kernel(k).error_method is AutoErrorMethod.AUTO)
+        plan = prep.plan
+        auto = tuple(k for k in names if plan.kernel(k).error_method is AutoErrorMethod.AUTO)
         self.auto = auto
         self.auto_methods = candidate_methods("weights", hessian=True) if auto else ()
         self.methods_of = {
-            k: self.auto_methods if k in auto else _single(st.kernel(k).error_method) for k in names
+            k: self.auto_methods if k in auto else _single(plan.kernel(k).error_method)
+            for k in names
         }
         self.scored = tuple(k for k in names if ErrorMethod.HMSE in self.methods_of[k])
         self.need_scores = bool(self.scored)
         self.group_of = kernel_groups(prep, st)
-        self.jobs = kernel_jobs(names, self.methods_of, st, self.group_of)
+        self.jobs = kernel_jobs(names, self.methods_of, plan, self.group_of)
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._early: dict[KernelJob, Future] = {
             j: self._pool.submit(self.search, j)
@@ -282,12 +285,12 @@ def select_kernels(
 
 
 def act_jobs(
-    values: list[str], methods_of: dict[str, tuple[ErrorMethod, ...]], st: Settings
+    values: list[str], methods_of: dict[str, tuple[ErrorMethod, ...]], plan: Plan
 ) -> dict[tuple[ErrorMethod, int, QuantizationMethod], list[str]]:
     """The activation batch searches: ``{(method, bits, quantization method): values}``."""
     groups: dict[tuple[ErrorMethod, int, QuantizationMethod], list[str]] = {}
     for v in values:
-        cfg = st.act(v)
+        cfg = plan.act(v)
         for m in methods_of[v]:
             groups.setdefault((m, cfg.search_n_bits, cfg.method), []).append(v)
     return groups
@@ -300,14 +303,14 @@ def select_activations(
     batch search per candidate method and grid (split over ``mesh``'s devices); bounded ops
     take their op's range."""
     qc = st.qc
-    searched = prep.searched
-    auto = tuple(v for v in searched if st.act(v).error_method is AutoErrorMethod.AUTO)
+    searched, plan = prep.searched, prep.plan
+    auto = tuple(v for v in searched if plan.act(v).error_method is AutoErrorMethod.AUTO)
     auto_methods = candidate_methods("activation") if auto else ()
     methods_of = {
-        v: auto_methods if v in auto else _single(st.act(v).error_method) for v in searched
+        v: auto_methods if v in auto else _single(plan.act(v).error_method) for v in searched
     }
     found: dict[tuple[str, ErrorMethod], ActQuant] = {}
-    for (m, n_bits, qmethod), values in act_jobs(searched, methods_of, st).items():
+    for (m, n_bits, qmethod), values in act_jobs(searched, methods_of, plan).items():
         batch_qp = activation_qparams_batch(
             np.stack([stats.histograms[v][0] for v in values]),
             np.stack([stats.histograms[v][1] for v in values]),
@@ -328,7 +331,7 @@ def select_activations(
         op = prep.op_of(v)
         if op in BOUNDED_OPS:
             quant[v] = ActQuant(
-                _bounded_qparams(op, st.act(v).method, qc.min_threshold), 0, "minmax"
+                _bounded_qparams(op, plan.act(v).method, qc.min_threshold), 0, "minmax"
             )
     cands = [[found[(v, m)] for v in auto] for m in auto_methods]
     return ActChoice(quant, searched, cands, auto_methods, auto)

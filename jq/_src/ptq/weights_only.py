@@ -22,11 +22,11 @@ from .build import build_quantized
 from .calibrate import Statistics
 from .data import Retained, Shapes
 from .info import make_info
-from .placement import plan_quantization
+from .placement import place
 from .prepare import FloatGraphs, Prepared, Settings
 from .searches import ActChoice, KernelSearches, select_kernels
 from .sqnr import Sqnr
-from .steering import steer
+from .steering import bn_aliases
 
 NO_BIAS_CORRECTION_NOTE = (
     "weights only, no calibration data: no bias correction (it needs the layers' input means)"
@@ -60,18 +60,18 @@ def check_data_free(st: Settings) -> Settings:
 def prepare_without_data(
     graph: Graph, params, st: Settings, graph_for: Callable[[Shapes], Graph] | None
 ) -> Prepared:
-    """:func:`.prepare.prepare` without a first batch: the same rewrites and kernel plan;
-    every value counts as float (only activation quantizers would read that, and there are
-    none)."""
+    """:func:`.prepare.prepare` without a first batch: the same rewrites and kernel plan
+    (steering rules applied); every value counts as float (only activation quantizers would
+    read that, and there are none)."""
     shapes = tuple(tuple(s) for s in graph.input_shapes if s is not None)
     graphs = FloatGraphs(
         graph, params, qc=st.qc, graph_for=graph_for, first_shapes=shapes, fn=st.fn
     )
-    fgraph = graphs.graph
-    plan = plan_quantization(fgraph, quantize_activations=False)
+    fgraph, rw = graphs.graph, graphs.rewritten
+    aliases = bn_aliases(graph, rw.folded)
+    plan = place(fgraph, qc=st.qc, tp=st.tp, rules=st.rules, aliases=aliases, fn=st.fn)
     nodes = {n.name: n for n in fgraph.nodes}
     values = frozenset(fgraph.inputs) | frozenset(nodes)
-    rw = graphs.rewritten
     return Prepared(fgraph, graphs.params, rw.folded, plan, nodes, values, (), graphs, rw.collapsed)
 
 
@@ -85,10 +85,8 @@ def quantize_without_data(
       (``build.Built``) and its :class:`jq.core.QuantizationInfo` (no SQNR).
     """
     total, clock = StageClock(), StageClock()
-    st = check_data_free(st)
+    st = check_data_free(st)  # per-layer rules' methods included
     prep = prepare_without_data(graph, params, st, graph_for)
-    st, prep = steer(st, prep, graph)
-    st = check_data_free(st)  # per-layer rules may have set HMSE or AUTO
     clock.lap("prepare")
     with KernelSearches(prep, st, clock) as searches:
         kernels = select_kernels(searches, prep, Retained([], []), clock)

@@ -1,4 +1,4 @@
-"""Where quantizers go: MCT's default target platform (imx500 v1) on jq graphs
+"""Where the platform puts quantizers: MCT's default target platform (imx500 v1) on jq graphs
 (MCT 2.6.1's ``tpc_models/imx500_tpc/v1_0/tpc.py``).
 
 * Kernels of ``conv`` / ``conv_transpose`` / ``linear`` are quantized (channel axis 0, 1, 0).
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..graph.graph import Graph, Node
+from ...graph.graph import Graph, Node
 
 KERNEL_AXIS = {"conv": 0, "conv_transpose": 1, "linear": 0}
 
@@ -50,8 +50,8 @@ def kernel_group_size(op: str, per_channel: bool, group_size: int | None) -> int
     return group_size if (op in GROUPED_OPS and per_channel) else None
 
 
-class Plan(NamedTuple):
-    """Quantizer placement on a graph.
+class Placement(NamedTuple):
+    """The platform's quantizer placement on a graph (before steering and jq's policy).
 
     Attributes:
       kernels: ``(node, channel_axis)`` of every layer whose kernel is quantized.
@@ -79,7 +79,7 @@ def plan_quantization(
     float_values: frozenset[str] | None = None,
     quantize_inputs: bool = True,
     quantize_activations: bool = True,
-) -> Plan:
+) -> Placement:
     """Place quantizers on ``graph`` as MCT's default target platform does.
 
     Args:
@@ -91,7 +91,7 @@ def plan_quantization(
         quantizer and nothing fused.
 
     Returns:
-      A :class:`Plan`.
+      A :class:`Placement`.
     """
 
     def is_float(name: str) -> bool:
@@ -99,7 +99,7 @@ def plan_quantization(
 
     kernels = tuple((n.name, KERNEL_AXIS[n.op]) for n in graph.nodes if n.op in KERNEL_AXIS)
     if not quantize_activations:
-        return Plan(kernels, (), ())
+        return Placement(kernels, (), ())
     fused = []
     skip = set()
     outputs = set(graph.outputs)
@@ -116,79 +116,4 @@ def plan_quantization(
         for n in graph.nodes
         if n.op not in NO_QUANT_OPS and n.name not in skip and is_float(n.name)
     ]
-    return Plan(kernels, tuple(acts), tuple(fused))
-
-
-NORM_OPS = frozenset({"layer_norm", "group_norm"})
-NORM_INPUT_BITS = 16  # default mode: the activation width of the values norm_inputs finds
-_SQUARES = frozenset({"mul", "integer_pow", "pow"})
-_STREAM_OPS = frozenset({"add", "sub", "cat"})  # ops that carry a residual stream along
-
-
-def _carrier(graph: Graph, value: str, producers: dict[str, Node]) -> str:
-    """The value whose quantizer ``value`` carries: through no-quantization ops (reshapes,
-    permutes, slices, casts) back to the value they read."""
-    node = producers.get(value)
-    while node is not None and node.op in NO_QUANT_OPS - {"constant"} and node.inputs:
-        value = node.inputs[0]
-        node = producers.get(value)
-    return value
-
-
-def _is_square(node: Node, value: str) -> bool:
-    if node.op == "mul":
-        return len(node.inputs) == 2 and node.inputs[0] == node.inputs[1] == value
-    if node.op == "integer_pow":
-        return node.attr("y", None) == 2
-    return node.op == "pow" and node.attr("scalar", None) == 2 and len(node.inputs) == 1
-
-
-def norm_inputs(graph: Graph, quantized: frozenset[str] | set[str]) -> frozenset[str]:
-    """The quantized values that a normalization reads, and the residual stream behind them.
-
-    A normalization is a ``layer_norm`` / ``group_norm`` node, or the decomposed RMS norm of
-    Llama- and T5-style models (a square of the value averaged: ``mean(x * x)``,
-    ``mean(x ** 2)``). Its input's quantizer is found through no-quantization ops; from there
-    the set grows backwards through ``add`` / ``sub`` / ``cat`` nodes (the residual stream,
-    a class token concatenated to patch tokens), not through layers.
-
-    Why: a normalization divides each token (or sample) by its own scale, so a per-tensor grid
-    counts relative to the largest token: a token 30x smaller than the rest (DeiT's class token
-    at random init) keeps almost no resolution at 8 bits, and the normalization scales that
-    error up to unit size.
-
-    Args:
-      graph: a float graph (batch norms folded).
-      quantized: the values with an activation quantizer (``Plan.activations``).
-
-    Returns:
-      The subset of ``quantized`` described above.
-    """
-    producers = {n.name: n for n in graph.nodes}
-    readers: dict[str, list[Node]] = {}
-    for n in graph.nodes:
-        for i in dict.fromkeys(n.inputs):
-            readers.setdefault(_carrier(graph, i, producers), []).append(n)
-    seeds = set()
-    for value, nodes in readers.items():
-        for n in nodes:
-            squared_then_averaged = any(
-                _is_square(n, i) for i in n.inputs if _carrier(graph, i, producers) == value
-            ) and any(r.op in ("mean", "reduce_sum") for r in readers.get(n.name, ()))
-            if (n.op in NORM_OPS and _carrier(graph, n.inputs[0], producers) == value) or (
-                squared_then_averaged
-            ):
-                seeds.add(value)
-    found, todo = set(), [s for s in seeds if s in quantized]
-    while todo:
-        v = todo.pop()
-        if v in found:
-            continue
-        found.add(v)
-        node = producers.get(v)
-        if node is not None and node.op in _STREAM_OPS:
-            for i in node.inputs:
-                c = _carrier(graph, i, producers)
-                if c in quantized and c in producers and producers[c].op in _STREAM_OPS:
-                    todo.append(c)
-    return frozenset(found)
+    return Placement(kernels, tuple(acts), tuple(fused))
