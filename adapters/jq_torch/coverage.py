@@ -9,9 +9,16 @@ from typing import NamedTuple
 
 import torch
 
+from jq._src.export import (
+    onnx_model,  # noqa: F401  (importing it fills the emitter table)
+    onnx_ops,
+)
+from jq._src.graph.ops import registered_ops
+
 from ._coverage import CORE, TABLE, Entry, core_ops
 
 _TEST = "tests/torch/test_aten_coverage.py"
+_ONNX_TEST = "tests/export/test_onnx_ops.py"
 
 
 class Figures(NamedTuple):
@@ -39,6 +46,40 @@ def _row(e: Entry) -> str:
         note = f"`test_op_converts_and_matches_torch_jitted[{e.op.removeprefix('aten.')}]`"
         note += f"; {e.reason}" if e.reason else ""
     return f"| `{e.op}` | {e.status} | {note} |"
+
+
+def _onnx_row(op: str) -> str:
+    if op in onnx_ops.ONNX_REFUSED:
+        return f"| `{op}` | refused | | {onnx_ops.ONNX_REFUSED[op]} |"
+    note = f"`test_op_writes_and_runs_in_onnxruntime[{op}]`"
+    limit = onnx_ops.ONNX_LIMITS.get(op)
+    note += f"; {limit}" if limit else ""
+    return f"| `{op}` | writes | {onnx_ops.ONNX_MIN_OPSET[op]} | {note} |"
+
+
+def _onnx_section() -> list[str]:
+    """The ONNX writer's coverage of jq's op vocabulary (``fake_quant`` aside: the writer's
+    quantizers)."""
+    ops = sorted(set(registered_ops()) - {"fake_quant"})
+    written = sum(op in onnx_ops.ONNX_OPS for op in ops)
+    return [
+        "## ONNX export of jq's ops",
+        "",
+        f"jq's ONNX writer (`jq.exporter`, `jq_onnx.quantize_static`) writes **{written} of the "
+        f"{len(ops)}** ops of jq's graph vocabulary; the {len(ops) - written} it refuses are "
+        "calibration hooks that no converter emits, so every converting op above goes out to "
+        "ONNX too (within the limits noted per op, each refused with an error naming the node "
+        "and what ONNX lacks). *from opset*: the lowest `ai.onnx` opset the op is written at "
+        "(`jq.exporter` writes 20 by default). Each written op is tested alone on seeded random "
+        f"inputs ({_ONNX_TEST}): onnxruntime (CPU, graph optimizations off) runs the file to "
+        "jq's output within 2e-5 x max(1, max |output|) in float32, integer and boolean "
+        "outputs exactly.",
+        "",
+        "| jq op | ONNX | from opset | test / reason |",
+        "| --- | --- | --- | --- |",
+        *(_onnx_row(op) for op in ops),
+        "",
+    ]
 
 
 def render() -> str:
@@ -84,6 +125,7 @@ def render() -> str:
         "| --- | --- | --- |",
         *(_row(e) for e in sorted(aliases, key=lambda e: e.op)),
         "",
+        *_onnx_section(),
     ]
     return "\n".join(lines)
 
