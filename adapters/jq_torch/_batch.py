@@ -5,7 +5,8 @@ succeeds, view-like ops whose target size involves the batch become ``reshape`` 
 ``expand`` reads the batch size from the tensor torch took it from, so one graph serves every
 batch size. Where torch cannot keep the batch symbolic (the model pins it, e.g.
 ``x.view(4, -1)``), :func:`pin_reason` finds the source line that added the guard, and the
-caller converts a static export and names it (``Graph.pinned_by``).
+caller converts a static export and names it (``Graph.pinned_by``). Both exports are
+:mod:`jq_torch._export`'s, the one place jq_torch calls ``torch.export``.
 
 Why an example of batch 2 when the user gives batch 1: torch specializes sizes 0 and 1 (a
 size-1 axis broadcasts), so a symbolic batch needs an example of at least 2; the model is in
@@ -14,17 +15,15 @@ eval mode, so repeating the sample changes no value.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import logging
 import os
 import re
 import traceback
-import warnings
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import torch
+
+from ._export import export_dynamic
 
 
 class SymSize(NamedTuple):
@@ -46,34 +45,6 @@ def dynamic_example(args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] 
     if sizes == {1}:
         return tuple(a.repeat(2, *[1] * (a.ndim - 1)) for a in args)
     return args
-
-
-@contextlib.contextmanager
-def quiet_export() -> Iterator[None]:
-    """Silence torch.export's warning about plain tensor attributes a forward assigns (caches
-    such as timm LeViT's ``attention_bias_cache``): the traced graph recomputes them from the
-    parameters, so the warning is no concern of the user's (and ``-W error`` must not fail)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*were assigned during export")
-        yield
-
-
-def export_dynamic(model: torch.nn.Module, args: tuple[torch.Tensor, ...]):
-    """``torch.export.export`` with one symbolic size on axis 0 of every input (raises what
-    export raises)."""
-    batch = torch.export.Dim("batch")
-    specs: Any = tuple({0: batch} for _ in args)
-    try:
-        bound = inspect.signature(model.forward).bind(*args).arguments
-    except (TypeError, ValueError):
-        bound = {}
-    if any(isinstance(v, tuple) for v in bound.values()):  # forward(self, *xs): by name
-        specs = {
-            k: tuple({0: batch} for _ in v) if isinstance(v, tuple) else {0: batch}
-            for k, v in bound.items()
-        }
-    with quiet_export():
-        return torch.export.export(model, args, dynamic_shapes=specs)
 
 
 class _GuardFrames(logging.Handler):

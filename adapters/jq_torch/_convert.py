@@ -34,16 +34,9 @@ from torch import fx
 from jq import Graph, Node, apply
 from jq._src.names import Names
 
-from ._batch import (
-    SymSize,
-    dynamic_example,
-    export_dynamic,
-    hint,
-    pin_reason,
-    quiet_export,
-    symbolic_axes,
-)
-from ._errors import DynamicControlFlowError, ExportError, Unsupported, UnsupportedOpError
+from ._batch import SymSize, dynamic_example, hint, pin_reason, symbolic_axes
+from ._errors import Unsupported, UnsupportedOpError
+from ._export import export_dynamic, export_static
 from ._inplace import inplace_twin, needs_functionalization
 
 Converter = Callable[..., Any]
@@ -402,36 +395,6 @@ def _to_jax(t: torch.Tensor) -> jax.Array:
     return jax.device_put(t.detach().cpu().contiguous().numpy())
 
 
-def _export(model: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
-    """A static ``torch.export`` (every size fixed), torch's errors wrapped in ours."""
-    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
-
-    name = type(model).__name__
-    try:
-        with quiet_export():
-            ep = torch.export.export(model, args)
-    except Exception as e:
-        reason = "\n".join(str(e).strip().splitlines()[:12])
-        if isinstance(e, GuardOnDataDependentSymNode) or "data-dependent" in str(e):
-            raise DynamicControlFlowError(
-                f"from_torch: {name} has data-dependent control flow or shapes (a Python branch "
-                "or size that depends on tensor values), which a static jq graph cannot "
-                "represent. Make the branch static, or compute both sides and select with "
-                f"torch.where. torch.export says:\n{reason}"
-            ) from e
-        hint = ""
-        if "Cache" in str(e) and "not a known type" in str(e):
-            hint = (
-                " The model returns a key/value cache (a Hugging Face model): build it with "
-                "use_cache=False in its config, or wrap it to return the logits."
-            )
-        raise ExportError(
-            f"from_torch: torch.export could not capture {name} ({type(e).__name__}).{hint} "
-            f"torch says:\n{reason}"
-        ) from e
-    return ep
-
-
 def _convert_exported(
     ep: torch.export.ExportedProgram, model: torch.nn.Module, args: tuple, *, dynamic: bool
 ) -> _Converted:
@@ -543,7 +506,7 @@ def from_torch(
     args = _example_args(model, example_inputs)
     converted, pinned_by = _convert_dynamic(model, args)
     if converted is None:
-        ep = _export(model, args)
+        ep = export_static(model, args)
         converted = _convert_exported(ep, model, args, dynamic=False)
         pinned_by = _name_pinning_node(converted, pinned_by)
     graph, params, ctx = converted
