@@ -9,8 +9,9 @@ and returns the quantized graph as an NNX module or a Linen-style apply with var
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from flax import linen, nnx
@@ -18,37 +19,27 @@ from flax import linen, nnx
 import jq
 import jq.core
 import jq.ptq
-from jq._src.ptq.data import check_input_count
 from jq._src.ptq.front_door import MctCall
 
 from ._convert import Source, linen_source, nnx_source
+from ._inputs import check_inputs
 from ._module import LinenQuantized, QuantizedModule, linen_quantized
 
 
-class Forward(NamedTuple):
-    """The model's forward, to check the first batch against before tracing.
-
-    Attributes:
-      call: the bound ``__call__``.
-      owner: how messages name it (``"Net.__call__"``).
-      given: the parameters passed by keyword (``apply_kwargs``), not filled by the batch.
-    """
-
-    call: Callable
-    owner: str
-    given: tuple[str, ...] = ()
-
-
 def quantize_source(
-    src: Source, call: MctCall, mesh: Any = None, *, forward: Forward | None = None
+    src: Source,
+    call: MctCall,
+    mesh: Any = None,
+    *,
+    check: Callable[[tuple[np.ndarray, ...]], None] | None = None,
 ) -> jq.ptq.PTQResult:
     """PTQ of ``src.fn(src.params, *inputs)`` on the representative data of ``call`` (each
-    batch split over ``mesh``, see :func:`jq.ptq.quantize_graph`), the first batch's number
-    of arrays checked against ``forward`` before tracing."""
+    batch split over ``mesh``, see :func:`jq.ptq.quantize_graph`), the first batch checked by
+    ``check`` (its count, rank and layout against the model's) before tracing."""
     fn = call.fn
     data = jq.ptq.open_calibration_data(call.representative_data_gen, fn)
-    if forward is not None:
-        check_input_count(forward.call, data.n_inputs, fn, forward.owner, forward.given)
+    if check is not None:
+        check(data.first)
     graph, params = jq.from_jax(src.fn, src.params, *data.first, name=fn)
 
     def graph_for(shapes):
@@ -78,19 +69,21 @@ def quantize(
     """PTQ of a Flax ``model`` for a checked MCT call (documented at
     :func:`jq.ptq.flax_post_training_quantization`)."""
     fn = call.fn
-    owner = f"{type(model).__name__}.__call__"
     if isinstance(model, nnx.Module):
         if variables is not None:
             raise TypeError(f"{fn}: variables are for Linen modules; an NNX model holds its own")
-        forward = Forward(model.__call__, owner)
-        res = quantize_source(nnx_source(model, fn), call, mesh, forward=forward)
+        check = functools.partial(check_inputs, model, fn=fn)
+        res = quantize_source(nnx_source(model, fn), call, mesh, check=check)
         return QuantizedModule(res.graph, res.params, res.graph_for), res.info
     if isinstance(model, linen.Module):
         if variables is None:
             raise TypeError(f"{fn}: a Linen module needs its variables (variables=...)")
-        src = linen_source(model, variables, dict(apply_kwargs or {}), fn)
-        forward = Forward(model.__call__, owner, tuple(dict(apply_kwargs or {})))
-        res = quantize_source(src, call, mesh, forward=forward)
+        kwargs = dict(apply_kwargs or {})
+        src = linen_source(model, variables, kwargs, fn)
+        check = functools.partial(
+            check_inputs, model, fn=fn, variables=variables, apply_kwargs=kwargs
+        )
+        res = quantize_source(src, call, mesh, check=check)
         return linen_quantized(res.graph, res.params, res.graph_for), res.info
     raise TypeError(
         f"{fn}: model must be a flax.nnx.Module or a flax.linen.Module (with variables=...), "
