@@ -60,8 +60,8 @@ def apply(
       {name: value})``.
 
     Raises:
-      TypeError: wrong number of inputs. ValueError: unknown capture name, unknown op, or a
-      node whose params are missing.
+      TypeError: wrong number of inputs.
+      ValueError: unknown capture name, unknown op, or a node whose params are missing.
 
     Example:
       >>> import jax

@@ -91,7 +91,9 @@ class QuantizationConfig:
       relu_bound_to_power_of_2: not implemented; must be False.
       weights_bias_correction: correct each quantized kernel layer's bias for the mean shift
         of its output (MCT's ``compute_bias_correction_of_graph``).
-      weights_second_moment_correction, input_scaling, softmax_shift,
+      weights_second_moment_correction: not implemented; must be False.
+      input_scaling: not implemented; must be False.
+      softmax_shift: not implemented; must be False.
       activation_channel_equalization: not implemented; must be False.
       shift_negative_activation_correction: MCT's shift-negative correction (``snc.py``):
         a SiLU/Hardswish/GELU output with a small negative tail that feeds one conv/linear is
@@ -105,8 +107,10 @@ class QuantizationConfig:
         becomes the conv with 1 on its kernel's centre taps; one kernel quantized, no
         quantizer between. ``False`` leaves those patterns as they are.
       shift_negative_ratio: SNC trigger ratio (> 0).
-      shift_negative_threshold_recalculation, shift_negative_params_search,
-      concat_threshold_update, activation_bias_correction: not implemented; must be False.
+      shift_negative_threshold_recalculation: not implemented; must be False.
+      shift_negative_params_search: not implemented; must be False.
+      concat_threshold_update: not implemented; must be False.
+      activation_bias_correction: not implemented; must be False.
       activation_bias_correction_threshold: >= 0 (unused while the feature is off).
       custom_tpc_opset_to_layer: must be None.
       weights_hessian: jq only: where HMSE's kernel scores come from (:class:`WeightsHessian`

@@ -143,9 +143,9 @@ def quantize_graph(
 
     Raises:
       TypeError / ValueError: bad config or mesh, a per-layer rule that matches no node (the
-      message names the closest names), a data generator that yields nothing,
-      batches of the wrong number, shape or dtype, NaN/inf data or activations, a quantized
-      model with non-finite values. Nothing is returned on error.
+        message names the closest names), a data generator that yields nothing, batches of
+        the wrong number, shape or dtype, NaN/inf data or activations, a quantized model
+        with non-finite values. Nothing is returned on error.
 
     Examples:
       >>> import jax, numpy as np, jq
