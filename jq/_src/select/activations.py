@@ -337,7 +337,7 @@ def activation_qparams(
 
     Raises:
       ValueError / TypeError: bad input, naming the argument; with ``mct_compat=True``, the
-      uniform-KL case where MCT raises.
+        uniform-KL case where MCT raises.
 
     Examples:
       >>> import numpy as np
