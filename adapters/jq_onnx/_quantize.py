@@ -183,10 +183,10 @@ def quantize_static(
         target_platform=target_platform,
         fn=_FN,
     )
-    missing = unsupported_ops(res.graph)
+    options = OnnxOptions(mode=_MODES[fmt], opset=_opset(res.info.layers, fmt, opset_version))
+    missing = unsupported_ops(res.graph, options.opset)
     if missing:
         raise NotImplementedError(f"{_FN}: no ONNX form for {len(missing)} node(s): {missing}")
-    options = OnnxOptions(mode=_MODES[fmt], opset=_opset(res.info.layers, fmt, opset_version))
     names = [o.name for o in proto.graph.output]
     out = to_onnx(res.graph, res.params, res.info.layers, batches[0], options, names)
     import onnx
