@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 
 import jq
-from jq._src.select.kl import kl_hist, kl_tensor, kl_tensor_from_hist, np_log_f32
+from jq._src.select.histogram import _histogram_impl
+from jq._src.select.kl import kl_hist, kl_tensor_from_hist, np_log_f32
 from jq._src.select.npsum import slice_sum
+
+
+def kl_tensor(x_row, lo, hi, *, n_bits: int, mct_compat: bool = False):
+    """The tensor KL of MCT 2.6.1's ``_kl_error_function``: a 2048-bin histogram of ``x_row``
+    (MCT's size for weights), then :func:`kl_tensor_from_hist` (test-only composition)."""
+    edges, counts = _histogram_impl(jax.numpy.asarray(x_row), None, 2048)
+    return kl_tensor_from_hist(edges, counts, lo, hi, n_bits=n_bits, mct_compat=mct_compat)
 
 
 def _levels(edges: np.ndarray, a: float, b: float, n_bits: int) -> np.ndarray:

@@ -142,10 +142,6 @@ class Node:
         """A copy with fields replaced, e.g. ``node.replace(inputs=("y",))``."""
         return dataclasses.replace(self, **changes)
 
-    def with_attrs(self, **attrs: Any) -> Node:
-        """A copy with the given attributes added or overwritten."""
-        return self.replace(attrs={**self.attrs_dict, **attrs})
-
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Graph:

@@ -68,11 +68,8 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from . import npsum as _npsum
-from .histogram import _histogram_impl
 from .npsum import round_f32, slice_sum
 from .quantizers import uniform_quantize
-
-KL_N_BINS = 2048  # MCT's histogram size for the tensor (weights) KL
 
 # --------------------------------------------------------------------------------------------
 # NumPy's float32 log, reproduced for compat mode
@@ -346,28 +343,3 @@ def kl_tensor_from_hist(
     level = jnp.where(hi > lo, level, 0)
     kl = kl_hist(level, edges, counts, lo, hi, n_levels=2**n_bits, mct_compat=mct_compat)
     return jnp.where(hi > lo, kl, jnp.inf)
-
-
-def kl_tensor(
-    x_row: ArrayLike,
-    lo: jax.Array | float,
-    hi: jax.Array | float,
-    *,
-    n_bits: int,
-    mct_compat: bool = False,
-) -> jax.Array:
-    """The tensor KL for weights (MCT 2.6.1's ``_kl_error_function``): a 2048-bin histogram of
-    ``x_row``, then :func:`kl_hist`.
-
-    Args:
-      x_row: float values (one channel, or the whole tensor per-tensor), any shape.
-      lo, hi: scalar candidate range.
-      n_bits: bit width of the uniform grid (static).
-      mct_compat: see :func:`kl_hist`.
-
-    Returns:
-      Scalar KL; ``+inf`` when ``hi <= lo``.
-    """
-    x_row = jnp.asarray(x_row)
-    edges, counts = _histogram_impl(x_row, None, KL_N_BINS)
-    return kl_tensor_from_hist(edges, counts, lo, hi, n_bits=n_bits, mct_compat=mct_compat)
