@@ -19,6 +19,7 @@ import numpy as np
 
 from jq import Node
 from jq._src.graph.ops import get_op
+from jq._src.names import Names
 
 from ._errors import Unconvertible
 
@@ -79,16 +80,11 @@ class Context:
         self.params: dict[str, dict[str, np.ndarray]] = {}
         self.pinned_by = ""
         self.node: OnnxNode | None = None  # the ONNX node being converted
-        self._names: set[str] = set(reserved)
+        self._names = Names(reserved)
 
     def fresh(self, base: str) -> str:
         """A jq value name not used yet, from ``base`` (an ONNX node or value name)."""
-        base = re.sub(r"\s+", "_", base.strip("/")) or "node"
-        name, i = base, 1
-        while name in self._names:
-            name, i = f"{base}_{i}", i + 1
-        self._names.add(name)
-        return name
+        return self._names.new(re.sub(r"\s+", "_", base.strip("/")))
 
     def pin(self, why: str) -> None:
         """Record that the batch size is fixed by the current node (the first reason is kept)."""

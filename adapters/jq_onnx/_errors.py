@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+
+from jq._src.errors import Unsupported as Unsupported
+from jq._src.errors import UnsupportedError
 
 
-class Unsupported(NamedTuple):
-    """One ONNX node that could not be converted."""
-
-    node: str  # the ONNX node's name (or its first output's, when it has none)
-    op: str  # the ONNX op type, with its domain when not the default one
-    hint: str  # what to do about it
-
-
-class UnsupportedOpError(NotImplementedError):
+class UnsupportedOpError(UnsupportedError):
     """Some nodes of the ONNX model have no converter; ``.ops`` lists all of them
-    (:class:`Unsupported`). Raised once per conversion, after every node has been looked at."""
+    (:class:`Unsupported`, ``node`` the ONNX node's name or its first output's, ``op`` the op
+    type with its domain when not the default one). Raised once per conversion, after every node
+    has been looked at. jq's one conversion error (``jq.UnsupportedPrimitiveError``), counting
+    nodes in its message."""
 
-    def __init__(self, what: str, ops: list[Unsupported]):
-        self.ops = list(ops)
-        lines = [f"{what}: {len(self.ops)} unsupported node(s):"]
-        lines += [f"  - node {u.node!r}: {u.op}: {u.hint}" for u in self.ops]
-        super().__init__("\n".join(lines))
+    def __init__(self, what: str, ops: Sequence[Unsupported]) -> None:
+        super().__init__(what, ops, kind="node")
 
 
 class Unconvertible(Exception):
