@@ -3,7 +3,7 @@
 Calibration data: 4 batches of 8 random 64x64 images (seed 0); evaluation data: 4 other
 batches (seed 1). For each bit width and kind (activation / weights), runs
 ``jq.ptq.pytorch_post_training_quantization`` once per candidate error method of that kind
-(``jq._src.ptq.auto.candidate_methods``; the other kind keeps jq's default) and once with
+(``jq._src.ptq.auto_eval.candidate_methods``; the other kind keeps jq's default) and once with
 ``"auto"``, and reports the quantized model's output SQNR against the float model on the
 evaluation data,
 with the seconds each PTQ call took (the first calls include JIT compilation).
@@ -31,7 +31,7 @@ sys.path[:0] = [
 
 import jq.core  # noqa: E402
 import jq.ptq  # noqa: E402
-from jq._src.ptq.auto import candidate_methods  # noqa: E402
+from jq._src.ptq.auto_eval import candidate_methods  # noqa: E402
 
 KINDS = ("activation", "weights")
 

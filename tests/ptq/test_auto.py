@@ -1,4 +1,4 @@
-"""AUTO error method (``jq/_src/ptq/auto.py``): the one-pass SQNR evaluation and the choice.
+"""AUTO error method (``jq/_src/ptq/auto_eval.py``): the one-pass SQNR evaluation and the choice.
 
 Reference tests against plain NumPy loops (tolerances written out), the choice's tie rule,
 the normalised error curves, and one property: the chosen method's SQNR is the maximum.
@@ -15,7 +15,8 @@ import pytest
 
 import jq
 from jq import ErrorMethod, Graph, Node
-from jq._src.ptq import auto as _auto
+from jq._src.ptq import auto_analysis as _analysis
+from jq._src.ptq import auto_eval as _auto
 from jq._src.ptq.auto_select import AUTO_MARGIN_DB, check_note, keep_option
 from jq._src.select.quantizers import affine_grid, threshold_range
 
@@ -167,40 +168,40 @@ def test_error_curve_normalised_and_merged():
     cands = r[:, None] * ref
     errors = (r[:, None] - 1.0) ** 2 * np.array([1.0, 10.0])
     errors[0, 1] = np.nan  # a round not run
-    x, y = _auto.error_curve(errors, cands, ref)
+    x, y = _analysis.error_curve(errors, cands, ref)
     np.testing.assert_allclose(x, r, atol=1e-12)
     assert min(y) == 0.0 and max(y) == pytest.approx(1.0) and y[5] == 0.0
     # Ranges: the width is the scale.
     rng_c = np.stack([-cands, cands], -1)
-    x2, _ = _auto.error_curve(errors, rng_c, 2 * ref)
+    x2, _ = _analysis.error_curve(errors, rng_c, 2 * ref)
     np.testing.assert_allclose(x2, r, atol=1e-12)
     # Many points are binned down to n_points.
-    x3, y3 = _auto.error_curve(
+    x3, y3 = _analysis.error_curve(
         np.arange(500.0)[:, None], np.arange(1, 501.0)[:, None], 500.0, n_points=16
     )
     assert len(x3) == 16 and y3 == sorted(y3)
-    assert _auto.error_curve(np.zeros((0, 3)), np.zeros((0, 3)), np.ones(3)) == ([], [])
+    assert _analysis.error_curve(np.zeros((0, 3)), np.zeros((0, 3)), np.ones(3)) == ([], [])
 
 
 def test_rebin_keeps_total_and_range():
     edges = np.linspace(-1, 3, 2049)
     counts = np.arange(2048.0)
-    e, k = _auto.rebin(edges, counts, 256)
+    e, k = _analysis.rebin(edges, counts, 256)
     assert len(k) == 256 and len(e) == 257
     assert sum(k) == pytest.approx(counts.sum())
     assert e[0] == -1 and e[-1] == pytest.approx(3)
-    e2, k2 = _auto.rebin(np.linspace(0, 1, 11), np.ones(10), 4)  # 10 bins -> 4 (padded)
+    e2, k2 = _analysis.rebin(np.linspace(0, 1, 11), np.ones(10), 4)  # 10 bins -> 4 (padded)
     assert len(k2) == 4 and sum(k2) == 10 and len(e2) == 5
 
 
 def test_layer_analysis_record():
-    an = _auto.layer_analysis(
+    an = _analysis.layer_analysis(
         [ErrorMethod.MSE, "kl"],
         [30.0, float("inf")],
         1,
         params=[
-            _auto.params_dict(threshold=1.0, signed=False),
-            _auto.params_dict(range_min=[-1.0], range_max=[2.0]),
+            _analysis.params_dict(threshold=1.0, signed=False),
+            _analysis.params_dict(range_min=[-1.0], range_max=[2.0]),
         ],
         curves=[([1.0], [0.0]), ([], [])],
         histogram=(np.linspace(0, 1, 9), np.ones(8)),
@@ -211,7 +212,7 @@ def test_layer_analysis_record():
     assert an["params"]["kl"] == {"range_min": [-1.0], "range_max": [2.0]}
     assert len(an["histogram"]["counts"]) == 8
     with pytest.raises(ValueError, match="layer_analysis"):
-        _auto.layer_analysis(["mse"], [1.0, 2.0], 0, params=[{}])
+        _analysis.layer_analysis(["mse"], [1.0, 2.0], 0, params=[{}])
 
 
 # -- the pipeline with error method "auto" (torch-free, hand-built graph) --------------------

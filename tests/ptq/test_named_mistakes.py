@@ -274,12 +274,12 @@ def test_torchscript_export_prints_no_future_warnings(tmp_path):
 
 def test_report_bars_start_at_zero_and_overrides_carry_their_reason(tmp_path):
     plt = pytest.importorskip("matplotlib.pyplot")
-    from jq._src.ptq import auto as _auto
+    from jq._src.ptq import auto_analysis as _analysis
     from jq._src.ptq.auto_select import override_reason
     from jq._src.report import report as _rp
 
     methods = ["mse", "kl"]
-    an = _auto.layer_analysis(methods, np.array([48.5, 49.5]), 1, params=[{}, {}], curves=None)
+    an = _analysis.layer_analysis(methods, np.array([48.5, 49.5]), 1, params=[{}, {}], curves=None)
     fig, ax = plt.subplots()
     _rp._draw_sqnr(ax, an, methods, "kl")
     assert ax.get_ylim()[0] == 0.0

@@ -10,7 +10,7 @@ import jq.core
 from jq import Graph, Node
 from jq._src.ptq.calibrate import Statistics
 from jq._src.ptq.placement import MASK_LEVEL, ActConfig, place, plan_quantization, without_masks
-from jq._src.ptq.prepare import Settings
+from jq._src.ptq.settings import Settings
 
 
 def _block() -> Graph:

@@ -1,7 +1,7 @@
 """``jq.report`` / ``python -m jq report``: HTML + markdown from a synthetic QuantizationInfo.
 
-No torch: the info is built by hand with ``jq._src.ptq.auto.layer_analysis``, the way the pipeline
-records AUTO's choices. The browser test opens the page in headless Chromium (Debian's
+No torch: the info is built by hand with ``jq._src.ptq.auto_analysis.layer_analysis``, the way
+the pipeline records AUTO's choices. The browser test opens the page in headless Chromium (Debian's
 ``chromium``) and checks a non-blank screenshot and every layer's section in the DOM.
 """
 
@@ -23,7 +23,8 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from jq import report  # noqa: E402
-from jq._src.ptq import auto as _auto  # noqa: E402
+from jq._src.ptq import auto_analysis as _analysis  # noqa: E402
+from jq._src.ptq import auto_eval as _auto  # noqa: E402
 
 METHODS = ["mse", "noclipping", "mae", "lp", "kl"]
 
@@ -34,11 +35,11 @@ def _info(n_act: int = 3, n_w: int = 2, seed: int = 0) -> dict:
     for i in range(n_w):
         db = rng.uniform(20, 40, len(METHODS) + 1)
         methods = METHODS + ["hmse"]
-        params = [_auto.params_dict(threshold=rng.uniform(0.5, 1.0, 4)) for _ in methods]
+        params = [_analysis.params_dict(threshold=rng.uniform(0.5, 1.0, 4)) for _ in methods]
         curves = [
             ([], [])
             if m == "noclipping"
-            else _auto.error_curve(
+            else _analysis.error_curve(
                 (np.linspace(-1, 1, 30)[:, None] ** 2) * rng.uniform(1, 2, 4),
                 np.linspace(0.7, 1.2, 30)[:, None] * np.ones(4),
                 np.ones(4),
@@ -58,7 +59,9 @@ def _info(n_act: int = 3, n_w: int = 2, seed: int = 0) -> dict:
                 threshold=params[choice]["threshold"],
                 channel_axis=0,
                 sqnr_db=float(db[choice]),
-                analysis=_auto.layer_analysis(methods, db, choice, params=params, curves=curves),
+                analysis=_analysis.layer_analysis(
+                    methods, db, choice, params=params, curves=curves
+                ),
             )
         )
     for i in range(n_act):
@@ -66,11 +69,11 @@ def _info(n_act: int = 3, n_w: int = 2, seed: int = 0) -> dict:
         counts, edges = np.histogram(x, 2048)
         signed = bool(edges[0] < 0)
         ts = [2.0 ** (1 + k % 2) for k in range(len(METHODS))]
-        params = [_auto.params_dict(threshold=t, signed=signed) for t in ts]
+        params = [_analysis.params_dict(threshold=t, signed=signed) for t in ts]
         curves = [
             ([], [])
             if m == "noclipping"
-            else _auto.error_curve((np.arange(20) - 10.0 + k) ** 2, 2.0 ** -np.arange(20), 8.0)
+            else _analysis.error_curve((np.arange(20) - 10.0 + k) ** 2, 2.0 ** -np.arange(20), 8.0)
             for k, m in enumerate(METHODS)
         ]
         db = np.array([30.0, 25.0, 29.0, 30.0, 28.0]) + i
@@ -86,7 +89,7 @@ def _info(n_act: int = 3, n_w: int = 2, seed: int = 0) -> dict:
                 signed=signed,
                 threshold=ts[int(choice[0])],
                 sqnr_db=float(db[int(choice[0])]) - 1,
-                analysis=_auto.layer_analysis(
+                analysis=_analysis.layer_analysis(
                     METHODS,
                     db,
                     int(choice[0]),
@@ -205,7 +208,7 @@ def test_report_rejects_bad_input(tmp_path):
 
 def test_import_jq_does_not_import_matplotlib():
     code = (
-        "import sys, jq, jq._src.report.report, jq._src.ptq.auto; "
+        "import sys, jq, jq._src.report.report, jq._src.ptq.auto_eval, jq._src.ptq.auto_analysis; "
         "print('matplotlib' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,6 +1,6 @@
 """The AUTO passes: choose each layer's error method, then check the mix on the whole model.
 
-:func:`choose_per_layer` makes one more pass over the calibration data (``auto.auto_sqnr``:
+:func:`choose_per_layer` makes one more pass over the calibration data (```auto_eval.auto_sqnr``:
 every candidate method's layer-output SQNR, in one compiled step per batch) and keeps the best
 method per layer. :func:`check_mix` builds the model with the per-layer mix and with each
 single method, and measures the model-output SQNR of each on the retained batches: a single
@@ -11,6 +11,7 @@ can resolve does not override the per-layer evidence.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -18,7 +19,8 @@ import numpy as np
 
 from ..select.enums import ErrorMethod
 from ..select.types import QParams
-from .auto import KernelSpec, auto_sqnr, choose, error_curve, layer_analysis, params_dict
+from .auto_analysis import LayerAnalysis, analyse, checked, error_curve, params_dict
+from .auto_eval import AutoSums, KernelSpec, auto_sqnr, choose
 from .build import (
     Built,
     act_grid,
@@ -31,8 +33,9 @@ from .build import (
 from .calibrate import Statistics
 from .data import CalibrationData, Retained
 from .placement import Plan
-from .prepare import Prepared, Settings
-from .searches import ActChoice, KernelChoice
+from .plan_searches import ActChoice, KernelChoice
+from .prepare import Prepared
+from .settings import Settings
 from .sqnr import output_db
 
 # A single method replaces the per-layer mix only when its model-output SQNR beats the mix's by
@@ -42,7 +45,8 @@ from .sqnr import output_db
 # by 0.17 and 0.55 dB on the other two (tests/ptq/test_auto.py).
 AUTO_MARGIN_DB = 0.1
 
-Analysis = dict[tuple[str, str], dict]  # (name, "weights" | "activation") -> LayerInfo.analysis
+# (name, "weights" | "activation") -> what AUTO saw and chose for that quantizer
+Analysis = Mapping[tuple[str, str], LayerAnalysis]
 
 
 class Mix(NamedTuple):
@@ -65,7 +69,7 @@ def choose_per_layer(
 ) -> Mix:
     """Per layer, the candidate method with the best layer-output SQNR.
 
-    Needs the calibration data again: one more pass over ``data`` (``auto.auto_sqnr``).
+    Needs the calibration data again: one more pass over ``data`` (``auto_eval.auto_sqnr``).
     """
     w_names, a_names = kernels.auto, acts.auto
     plan = prep.plan
@@ -90,11 +94,14 @@ def choose_per_layer(
         kernel_biases=kernel_b,
         fn=st.fn,
     )
-    analysis: Analysis = {}
+    a_seen: dict[str, LayerAnalysis] = {}
+    w_seen: dict[str, LayerAnalysis] = {}
     if a_names:
-        acts = _choose_activations(acts, sums, stats, plan, analysis)
+        acts, a_seen = _choose_activations(acts, sums, stats, plan)
     if w_names:
-        kernels = _choose_kernels(kernels, sums, prep.kernel_names, analysis)
+        kernels, w_seen = _choose_kernels(kernels, sums, prep.kernel_names)
+    analysis = {(v, "activation"): a for v, a in a_seen.items()}
+    analysis.update({(k, "weights"): a for k, a in w_seen.items()})
     return Mix(kernels, acts, analysis)
 
 
@@ -124,12 +131,14 @@ def _kernel_candidates(prep: Prepared, stats: Statistics, kernels: KernelChoice,
 
 
 def _choose_activations(
-    acts: ActChoice, sums, stats: Statistics, plan: Plan, analysis: Analysis
-) -> ActChoice:
+    acts: ActChoice, sums: AutoSums, stats: Statistics, plan: Plan
+) -> tuple[ActChoice, dict[str, LayerAnalysis]]:
+    """``acts`` with each AUTO value's best method, and what each value's choice saw."""
     choice, db = choose(sums.act_signal, sums.act_noise)
     methods, cands = acts.method_list, acts.candidates
     noclip = cands[methods.index(ErrorMethod.NOCLIPPING)]
     quant = dict(acts.quant)
+    seen = {}
     for i, v in enumerate(acts.auto):
         c = int(choice[i])
         quant[v] = cands[c][i]
@@ -143,7 +152,7 @@ def _choose_activations(
                 else params_dict(range_min=r.lo, range_max=r.hi, signed=r.signed)
             )
         ref = _scale(noclip[i].qparams, noclip[i].entry)
-        analysis[(v, "activation")] = layer_analysis(
+        seen[v] = analyse(
             methods,
             db[i],
             c,
@@ -151,22 +160,24 @@ def _choose_activations(
             curves=[_curve(col[i].qparams, ref, col[i].entry) for col in cands],
             histogram=stats.histograms[v],
         )
-    return acts._replace(quant=quant)
+    return acts._replace(quant=quant), seen
 
 
 def _choose_kernels(
-    kernels: KernelChoice, sums, names: list[str], analysis: Analysis
-) -> KernelChoice:
-    """``kernels`` with each AUTO kernel's best method; ``names``: every kernel, in order."""
+    kernels: KernelChoice, sums: AutoSums, names: list[str]
+) -> tuple[KernelChoice, dict[str, LayerAnalysis]]:
+    """``kernels`` with each AUTO kernel's best method, and what each kernel's choice saw;
+    ``names``: every kernel, in order."""
     choice, db = choose(sums.kernel_signal, sums.kernel_noise)
     methods, cands = kernels.method_list, kernels.candidates
     noclip = cands[methods.index(ErrorMethod.NOCLIPPING)]
     qparams, chosen = list(kernels.qparams), list(kernels.methods)
+    seen = {}
     for j, k in enumerate(kernels.auto):
         c, at = int(choice[j]), names.index(k)
         qparams[at] = cands[c][j]
         chosen[at] = methods[c].value
-        analysis[(k, "weights")] = layer_analysis(
+        seen[k] = analyse(
             methods,
             db[j],
             c,
@@ -178,7 +189,7 @@ def _choose_kernels(
             ],
             curves=[_curve(q[j], _scale(noclip[j])) for q in cands],
         )
-    return kernels._replace(qparams=qparams, methods=chosen)
+    return kernels._replace(qparams=qparams, methods=chosen), seen
 
 
 def _uniform_options(prep: Prepared, kernels: KernelChoice, acts: ActChoice) -> list[tuple]:
@@ -204,7 +215,7 @@ def check_mix(
     """The per-layer mix against each single candidate method, on the model's output SQNR
     over the ``retained`` batches: a single method replaces the mix only when it is better by
     more than :data:`AUTO_MARGIN_DB` (:func:`keep_option`). Each layer's analysis keeps its
-    per-layer choice under ``"per_layer"``; ``"chosen"`` is what the kept build uses."""
+    per-layer choice (``LayerAnalysis.per_layer``); ``kept`` is what the kept build uses."""
     options = _uniform_options(prep, mix.kernels, mix.acts)
     builds = [built] + [
         build_quantized(prep, stats, k.qparams, a.quant, st) for _, k, a in options[1:]
@@ -213,17 +224,15 @@ def check_mix(
     scores = [output_db(prep, b, retained.batches, outs) for b in builds]
     best = keep_option(scores)
     _, kernels, acts = options[best]
-    analysis = mix.analysis
     labels = [o[0] for o in options]
-    for (name, kind), a in analysis.items():
-        a["per_layer"] = a["chosen"]
-        a["chosen"] = (
-            kernels.methods[prep.kernel_names.index(name)]
-            if kind == "weights"
-            else acts.quant[name].method
-        )
-        if a["chosen"] != a["per_layer"]:
-            a["reason"] = override_reason(labels[best], scores[0], scores[best])
+    reason = override_reason(labels[best], scores[0], scores[best])
+
+    def kept(name: str, kind: str) -> str:
+        if kind == "weights":
+            return kernels.methods[prep.kernel_names.index(name)]
+        return acts.quant[name].method
+
+    analysis = {(n, k): checked(a, kept(n, k), reason) for (n, k), a in mix.analysis.items()}
     note = check_note(labels, scores, best, len(retained.batches))
     return Mix(kernels, acts, analysis, note), builds[best]
 
@@ -253,7 +262,7 @@ def keep_option(scores, *, margin_db: float = AUTO_MARGIN_DB) -> int:
 
 
 def override_reason(label: str, mix_db: float, kept_db: float) -> str:
-    """Why a layer uses another method than its own best (``analysis["reason"]``, shown by
+    """Why a layer uses another method than its own best (``LayerAnalysis.reason``, shown by
     the report beside ``"kl (per layer: mse)"``).
 
     Example:

@@ -23,8 +23,9 @@ from ..select.quantizers import affine_fake_quant, affine_grid, threshold_range
 from ..select.types import QParams
 from .calibrate import Statistics
 from .placement import kernel_group_size
-from .prepare import Prepared, Settings
-from .searches import ActQuant
+from .plan_searches import ActQuant
+from .prepare import Prepared
+from .settings import Settings
 from .snc import NON_LINEAR_BITS, Shift, plan_shifts, shifted_bias
 
 ACT_QUANT_SUFFIX = ".act_quant"

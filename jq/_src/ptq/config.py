@@ -87,7 +87,8 @@ class QuantizationConfig:
         (MCT requires GPTQ for it): scores come from JAX autodiff (``jq/_src/ptq/hessian.py``).
         Both error-method fields also accept ``"auto"`` (jq only): every candidate method's
         parameters are computed and, per layer, the one with the best layer-output SQNR on the
-        calibration data is kept (``jq/_src/ptq/auto.py``; one extra compiled pass over the data).
+        calibration data is kept (``jq/_src/ptq/auto_eval.py``; one extra compiled pass over the
+        data).
       relu_bound_to_power_of_2: not implemented; must be False.
       weights_bias_correction: correct each quantized kernel layer's bias for the mean shift
         of its output (MCT's ``compute_bias_correction_of_graph``).

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..report.quant_info import LayerInfo, QuantizationInfo
+from .auto_analysis import analysis_json
 from .auto_select import Mix
 from .build import Built, kernel_group
 from .calibrate import Statistics
-from .prepare import Prepared, Settings
+from .prepare import Prepared
 from .quality import quality_findings, warn_quality
+from .settings import Settings
 from .snc import NON_LINEAR_BITS
 from .sqnr import SQNR_BATCHES, Pair, Sqnr
 
@@ -56,6 +60,13 @@ def make_info(
     )
 
 
+def _analysis(mix: Mix, name: str, kind: str) -> dict[str, Any] | None:
+    """``LayerInfo.analysis`` of one quantizer: what AUTO saw and chose (``None`` without
+    AUTO)."""
+    a = mix.analysis.get((name, kind))
+    return None if a is None else analysis_json(a)
+
+
 def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: Sqnr):
     layers = []
     for j, ((k, axis), qp) in enumerate(zip(prep.plan.kernels, mix.kernels.qparams, strict=True)):
@@ -76,7 +87,7 @@ def _kernel_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqnr: S
                 channel_axis=axis if cfg.per_channel else None,
                 group_size=kernel_group(prep, st, k),
                 sqnr_db=sqnr.per_pair.get(Pair(k, built.qname.get(k, k))),
-                analysis=mix.analysis.get((k, "weights")),
+                analysis=_analysis(mix, k, "weights"),
             )
         )
     return layers
@@ -100,7 +111,7 @@ def _activation_layers(prep: Prepared, st: Settings, mix: Mix, built: Built, sqn
                 range_min=r.lo if uniform else None,
                 range_max=r.hi if uniform else None,
                 sqnr_db=sqnr.per_pair.get(Pair(v, built.qname[v])),
-                analysis=mix.analysis.get((v, "activation")),
+                analysis=_analysis(mix, v, "activation"),
             )
         )
     for s in built.shifts:
@@ -148,7 +159,7 @@ def _notes(
     else:
         notes.append("shift-negative correction: off")
     for kind in ("weights", "activation"):
-        chosen = [a["chosen"] for (_, k), a in mix.analysis.items() if k == kind]
+        chosen = [a.chosen for (_, k), a in mix.analysis.items() if k == kind]
         if chosen:
             tally = ", ".join(f"{m} {chosen.count(m)}" for m in dict.fromkeys(chosen))
             notes.append(f"auto ({kind}): chosen per layer: {tally}")

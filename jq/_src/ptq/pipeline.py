@@ -4,32 +4,32 @@
 params and a batch source (``jq_torch`` for PyTorch models). Each pass is a function of typed
 records in its own module; in the order the code runs them:
 
-=======================  ==================================  ==================================
-pass                     function                            record out
-=======================  ==================================  ==================================
-check the settings       ``prepare.settings``                ``Settings`` (rules parsed)
-shard                    ``shard.resolve_mesh``              ``Shards``, the searches' ``Mesh``
-open the data            ``data.open_calibration_data``      ``CalibrationData``
-rewrite (in prepare)     ``prepare.float_rewrites``          ``Rewritten`` (folded, collapsed)
-place (in prepare)       ``placement.place``                 ``Plan``: every quantizer, its
-                                                             settings (platform, policy,
-                                                             steering ``Steering``)
-prepare                  ``prepare.prepare``                 ``Prepared`` (rewritten, planned)
-probe                    ``pipeline.probe_spec``             ``ProbeSpec`` (one forward program)
-start kernel searches    ``searches.KernelSearches``         searches without Hessian scores,
-                                                             begun in a thread
-statistics               ``calibrate.stats_step``            ``Statistics`` + ``Retained``
-masks                    ``placement.without_masks``         ``Plan`` (final: mask values off)
-select kernels           ``searches.select_kernels``         ``KernelChoice`` (Hessian scores
-                                                             first, then the searches' results)
-select activations       ``searches.select_activations``     ``ActChoice``
-choose per layer         ``auto_select.choose_per_layer``    ``Mix`` (AUTO only)
-build                    ``build.build_quantized``           ``Built``
-check the mix            ``auto_select.check_mix``           ``Mix``, ``Built`` (AUTO only)
-measure SQNR             ``sqnr.measure_sqnr``               ``Sqnr``
-check finite             ``sqnr.check_finite``               raises on NaN/inf outputs
-make the info            ``info.make_info``                  ``QuantizationInfo``
-=======================  ==================================  ==================================
+=======================  ====================================  ==================================
+pass                     function                              record out
+=======================  ====================================  ==================================
+check the settings       ``settings.settings``                 ``Settings`` (rules parsed)
+shard                    ``shard.resolve_mesh``                ``Shards``, the searches' ``Mesh``
+open the data            ``data.open_calibration_data``        ``CalibrationData``
+rewrite (in prepare)     ``prepare.float_rewrites``            ``Rewritten`` (folded, collapsed)
+place (in prepare)       ``placement.place``                   ``Plan``: every quantizer, its
+                                                               settings (platform, policy,
+                                                               steering ``Steering``)
+prepare                  ``prepare.prepare``                   ``Prepared`` (rewritten, planned)
+probe                    ``pipeline.probe_spec``               ``ProbeSpec`` (one forward program)
+start kernel searches    ``plan_searches.KernelSearches``      searches without Hessian scores,
+                                                               begun in a thread
+statistics               ``calibrate.stats_step``              ``Statistics`` + ``Retained``
+masks                    ``placement.without_masks``           ``Plan`` (final: mask values off)
+select kernels           ``plan_searches.select_kernels``      ``KernelChoice`` (Hessian scores
+                                                               first, then the searches' results)
+select activations       ``plan_searches.select_activations``  ``ActChoice``
+choose per layer         ``auto_select.choose_per_layer``      ``Mix`` (AUTO only)
+build                    ``build.build_quantized``             ``Built``
+check the mix            ``auto_select.check_mix``             ``Mix``, ``Built`` (AUTO only)
+measure SQNR             ``sqnr.measure_sqnr``                 ``Sqnr``
+check finite             ``sqnr.check_finite``                 raises on NaN/inf outputs
+make the info            ``info.make_info``                    ``QuantizationInfo``
+=======================  ====================================  ==================================
 
 Placement is the plan's one owner: no later pass changes a quantizer's settings, and only the
 masks pass (the one decision that needs statistics) drops quantizers. The kernel searches
@@ -62,9 +62,10 @@ from .data import CalibrationData, Shapes, accumulate, open_calibration_data, re
 from .hessian import N_SAMPLES
 from .info import make_info
 from .placement import without_masks
-from .prepare import Prepared, Settings, prepare, settings
+from .plan_searches import KernelSearches, select_activations, select_kernels
+from .prepare import Prepared, prepare
 from .probe import BIASED_OPS, ProbeSpec
-from .searches import KernelSearches, select_activations, select_kernels
+from .settings import Settings, settings
 from .shard import (
     Shards,
     check_single_process_options,

@@ -1,10 +1,10 @@
-"""The first PTQ pass: check the settings, rewrite the float graph, plan the quantizers.
+"""The first PTQ pass: rewrite the float graph, plan the quantizers.
 
-:func:`settings` checks the configuration once; :func:`prepare` rewrites the float graph as
-MCT does before statistics (:func:`float_rewrites`: batch-norm folding, then linear and
-residual collapsing), traces it abstractly on the first batch's shapes (which values are
-floats) and places the quantizers (:func:`plan_quantization`). :class:`FloatGraphs` gives the
-rewritten float graph for any input shapes, the one place where graphs for new shapes are made.
+:func:`prepare` rewrites the float graph as MCT does before statistics (:func:`float_rewrites`:
+batch-norm folding, then linear and residual collapsing), traces it abstractly on the first
+batch's shapes (which values are floats) and places the quantizers (``placement.place``).
+:class:`FloatGraphs` gives the rewritten float graph for any input shapes, the one place where
+graphs for new shapes are made.
 """
 
 from __future__ import annotations
@@ -17,83 +17,13 @@ import jax.numpy as jnp
 
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
-from ..select.enums import AutoErrorMethod, ErrorMethod
 from .collapse import Collapse, collapse_linear, collapse_residual
-from .config import CoreConfig, QuantizationConfig, TargetPlatform
+from .config import QuantizationConfig
 from .data import CalibrationData, Shapes, check_shapes
 from .fold import fold_batch_norm
-from .front_door import check_core_config
 from .placement import BOUNDED_OPS, Plan, place
-from .steering import Rule, bn_aliases
-
-
-class Settings(NamedTuple):
-    """The checked configuration of one PTQ call.
-
-    Attributes:
-      qc: the quantization config (error methods, bias correction, shift-negative, ...).
-      tp: the target platform (bit widths, quantization methods, per-channel kernels).
-      fn: the entry point's name, used in error messages.
-      progress: show tqdm progress bars.
-      rules: the per-layer steering rules (``CoreConfig.rules``); placement applies them
-        (each quantizer's settings are ``Prepared.plan``'s).
-    """
-
-    qc: QuantizationConfig
-    tp: TargetPlatform
-    fn: str
-    progress: bool
-    rules: tuple[Rule, ...] = ()
-
-    @property
-    def compat(self) -> bool:
-        """MCT 2.6.1's numbers exactly (``mct_compat``)."""
-        return self.qc.mct_compat
-
-    def _methods(self, kind: str) -> set:
-        """Every error method ``kind``'s quantizers may get before placement: the global one
-        and every rule's (``Plan`` has the methods each quantizer gets)."""
-        field = f"{kind}_error_method"
-        found = {getattr(self.qc, field)}
-        return found | {getattr(r.override, field) for r in self.rules} - {None}
-
-    @property
-    def act_auto(self) -> bool:
-        return AutoErrorMethod.AUTO in self._methods("activation")
-
-    @property
-    def w_auto(self) -> bool:
-        return AutoErrorMethod.AUTO in self._methods("weights")
-
-    @property
-    def w_hmse(self) -> bool:
-        """Whether some kernel's error method is HMSE (not counting AUTO's candidate)."""
-        return ErrorMethod.HMSE in self._methods("weights")
-
-    @property
-    def needs_scores(self) -> bool:
-        """Whether kernels need Hessian scores (HMSE, or AUTO's HMSE candidate)."""
-        return self.w_hmse or self.w_auto
-
-
-def settings(
-    core_config: CoreConfig | None, target_platform: TargetPlatform | None, fn: str
-) -> Settings:
-    """Check ``core_config`` and ``target_platform`` (``None``: MCT's defaults).
-
-    Raises:
-      TypeError: either is of the wrong type.
-    """
-    core_config = check_core_config(core_config, fn)
-    tp = TargetPlatform() if target_platform is None else target_platform
-    if not isinstance(tp, TargetPlatform):
-        raise TypeError(
-            f"{fn}: target_platform must be None or a jq.core.TargetPlatform, got "
-            f"{type(tp).__name__}"
-        )
-    return Settings(
-        core_config.quantization_config, tp, fn, core_config.progress, core_config.rules
-    )
+from .settings import Settings
+from .steering import bn_aliases
 
 
 class Rewritten(NamedTuple):

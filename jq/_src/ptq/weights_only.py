@@ -23,8 +23,9 @@ from .calibrate import Statistics
 from .data import Retained, Shapes
 from .info import make_info
 from .placement import place
-from .prepare import FloatGraphs, Prepared, Settings
-from .searches import ActChoice, KernelSearches, select_kernels
+from .plan_searches import ActChoice, KernelSearches, select_kernels
+from .prepare import FloatGraphs, Prepared
+from .settings import Settings
 from .sqnr import Sqnr
 from .steering import bn_aliases
 

@@ -44,7 +44,7 @@ class LayerInfo:
         ``inf`` if identical.
       analysis: with the error method ``"auto"``: every candidate method's parameters, layer
         output SQNR and normalised error curve, the choice, and (activations) the histogram,
-        as built by ``jq._src.ptq.auto.layer_analysis``; what ``jq.report`` draws. ``None``
+        as built by ``jq._src.ptq.auto_analysis.layer_analysis``; what ``jq.report`` draws. ``None``
         otherwise.
     """
 

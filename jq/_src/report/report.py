@@ -2,12 +2,12 @@
 
 The page has a summary table at the top (one row per quantized tensor: chosen error method,
 SQNR of every candidate method, the best marked) and one section per layer with, when the
-``quantization_info`` carries AUTO's analysis (``LayerInfo.analysis``, see ``jq/_src/ptq/auto.py``):
-the activation histogram with every method's threshold marked, the error curves of every method
-over its candidates (normalised per method so they share an axis), and the SQNR per method with
-the choice highlighted. Plots are matplotlib PNGs embedded as base64, so the page is one file
-that opens anywhere. Layers without an analysis (a single-method run) get their parameters and
-SQNR only.
+``quantization_info`` carries AUTO's analysis (``LayerInfo.analysis``, see
+``jq/_src/ptq/auto_analysis.py``): the activation histogram with every method's threshold
+marked, the error curves of every method over its candidates (normalised per method so they
+share an axis), and the SQNR per method with the choice highlighted. Plots are matplotlib PNGs
+embedded as base64, so the page is one file that opens anywhere. Layers without an analysis (a
+single-method run) get their parameters and SQNR only.
 
 matplotlib is imported inside :func:`report` (Agg backend), so ``import jq`` stays light.
 """

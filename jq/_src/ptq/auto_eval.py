@@ -5,7 +5,7 @@ method and kind, as for a single method), then makes ONE extra compiled pass ove
 calibration data with :func:`auto_sqnr`: each batch runs the float graph once, capturing the
 values it needs, and evaluates, vmapped over the ``M`` methods, every quantized tensor's layer
 output with each method's parameters. :func:`choose` keeps, per layer, the method with the
-highest SQNR. :func:`layer_analysis` packs what the report (``jq.report``) draws.
+highest SQNR. ``auto_analysis`` records what each layer's choice saw, for the report.
 
 What "the layer's output SQNR" measures (on the calibration data, against the float model,
 with the layer's *float* inputs so that the layers are judged independently and in one pass):
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -318,126 +318,3 @@ def choose(signal, noise, *, tie_db: float = TIE_DB) -> tuple[np.ndarray, np.nda
     best = np.max(db, axis=1, keepdims=True)
     close = (db >= best - tie_db) | (db == best)  # the latter catches inf == inf
     return np.argmax(close, axis=1), db
-
-
-def error_curve(errors, candidates, reference, *, n_points: int = 48):
-    """A method's error over its candidates, normalised so methods share one axis.
-
-    ``x`` is the candidate's scale relative to the no-clipping scale of its channel (threshold,
-    or range width ``max - min``), ``y`` the error min-max normalised per channel to [0, 1]
-    (0 = the channel's best candidate); channels are merged by binning ``x`` and taking the
-    median ``y`` per bin. Non-finite errors (rounds not run, KL on an empty range) are dropped.
-
-    Args:
-      errors: ``(..., C)`` errors (``QParams.errors``: ``(rounds, K, C)`` or ``(K, C)``).
-      candidates: ``errors.shape`` thresholds, or ``errors.shape + (2,)`` ranges.
-      reference: ``(C,)`` (or broadcastable) no-clipping scale per channel.
-      n_points: at most this many points.
-
-    Returns:
-      ``(x, y)`` lists of floats (empty if nothing is finite).
-    """
-    e = np.asarray(errors, np.float64)
-    c = np.asarray(candidates, np.float64)
-    if c.ndim == e.ndim + 1:
-        c = c[..., 1] - c[..., 0]
-    if e.size == 0:
-        return [], []
-    n_ch = e.shape[-1]
-    e = e.reshape(-1, n_ch)
-    c = c.reshape(-1, n_ch)
-    ref = np.broadcast_to(np.abs(np.asarray(reference, np.float64)).ravel(), (n_ch,))
-    ok = np.isfinite(e) & np.isfinite(c) & (ref > 0)
-    if not ok.any():
-        return [], []
-    lo = np.min(np.where(ok, e, np.inf), axis=0)
-    hi = np.max(np.where(ok, e, -np.inf), axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.abs(c) / ref
-        y = (e - lo) / span
-    x, y = x[ok], y[ok]
-    # Channels share candidate ratios (the grids scale with the channel): merge equal ratios;
-    # more distinct ratios than n_points are binned. Host-side plotting data, not traced code.
-    key = np.round(x, 9)
-    uniq = np.unique(key)
-    if len(uniq) <= n_points:
-        idx = np.searchsorted(uniq, key)
-        n = len(uniq)
-    else:
-        edges = np.linspace(x.min(), x.max(), n_points + 1)
-        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n_points - 1)
-        n = n_points
-    xs, ys = [], []
-    for b in range(n):
-        sel = idx == b
-        if sel.any():
-            xs.append(float(np.median(x[sel])))
-            ys.append(float(np.median(y[sel])))
-    return xs, ys
-
-
-def rebin(edges, counts, n_bins: int = 256):
-    """Merge a histogram's bins into at most ``n_bins`` (for the report), as float lists."""
-    e = np.asarray(edges, np.float64)
-    k = np.asarray(counts, np.float64)
-    factor = max(1, -(-len(k) // n_bins))
-    pad = (-len(k)) % factor
-    if pad:  # extend with empty bins of the same width
-        w = e[-1] - e[-2] if len(e) > 1 else 1.0
-        e = np.concatenate([e, e[-1] + w * np.arange(1, pad + 1)])
-        k = np.concatenate([k, np.zeros(pad)])
-    return e[::factor].tolist(), k.reshape(-1, factor).sum(1).tolist()
-
-
-def params_dict(threshold=None, range_min=None, range_max=None, signed=None) -> dict:
-    out: dict[str, Any] = {}
-    for key, v in (("threshold", threshold), ("range_min", range_min), ("range_max", range_max)):
-        if v is not None:
-            a = np.asarray(v, np.float64)
-            out[key] = float(a) if a.ndim == 0 else a.ravel().tolist()
-    if signed is not None:
-        out["signed"] = bool(signed)
-    return out
-
-
-def layer_analysis(
-    methods: Sequence[ErrorMethod | str],
-    db,
-    choice: int,
-    *,
-    params: Sequence[dict],
-    curves: Sequence[tuple[list, list]] | None = None,
-    histogram: tuple | None = None,
-) -> dict:
-    """The JSON-able record of one layer's AUTO selection (``LayerInfo.analysis``).
-
-    Args:
-      methods: the ``M`` candidate methods, in order.
-      db: ``(M,)`` SQNR (dB) of each.
-      choice: index of the chosen method.
-      params: ``M`` dicts ``{"threshold" | "range_min", "range_max", "signed"}`` (see
-        :func:`params_dict`).
-      curves: ``M`` ``(x, y)`` from :func:`error_curve` (empty for NOCLIPPING).
-      histogram: ``(edges, counts)`` of an activation (rebinned with :func:`rebin`).
-
-    Returns:
-      ``{"methods", "sqnr_db", "chosen", "params", "curves", "histogram"}`` (names are the
-      methods' values, e.g. ``"mse"``; infinities stay floats, JSON writes them as Infinity).
-    """
-    names = [m.value if isinstance(m, ErrorMethod) else str(m) for m in methods]
-    db = [float(v) for v in np.asarray(db, np.float64).ravel()]
-    if len(db) != len(names) or len(params) != len(names):
-        raise ValueError("layer_analysis: methods, db and params must have the same length")
-    out: dict[str, Any] = {
-        "methods": names,
-        "sqnr_db": dict(zip(names, db, strict=True)),
-        "chosen": names[int(choice)],
-        "params": dict(zip(names, params, strict=True)),
-    }
-    if curves is not None:
-        out["curves"] = {n: [list(x), list(y)] for n, (x, y) in zip(names, curves, strict=True)}
-    if histogram is not None:
-        e, k = rebin(*histogram)
-        out["histogram"] = {"edges": e, "counts": k}
-    return out

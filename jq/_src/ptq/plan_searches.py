@@ -1,4 +1,5 @@
-"""The search passes: every kernel's and every activation's quantization parameters.
+"""The searches of the plan: every planned kernel's and activation's quantization parameters
+(the batched searches of ``jq._src.select``, once per candidate error method).
 
 Kernels: one ``weights_qparams_batch`` call per candidate error method (one, or AUTO's list).
 Searches that need only the weights start in a thread before the statistics pass
@@ -25,11 +26,12 @@ from ..select.enums import AutoErrorMethod, ErrorMethod, QuantizationMethod
 from ..select.quantizers import pot
 from ..select.types import QParams
 from ..select.weights import weights_qparams_batch
-from .auto import candidate_methods
+from .auto_eval import candidate_methods
 from .calibrate import Statistics
 from .data import CalibrationData, Retained
 from .placement import BOUNDED_OPS, Plan, kernel_group_size
-from .prepare import Prepared, Settings
+from .prepare import Prepared
+from .settings import Settings
 
 
 class KernelChoice(NamedTuple):
