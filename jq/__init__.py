@@ -6,10 +6,8 @@ The import name is ``jq``; the distribution is ``jq-quant`` (``jq`` on PyPI is a
 from . import core as core
 from . import exporter as exporter
 from . import ptq as ptq
-from ._src.frontend import ops as _frontend_ops  # noqa: F401  (registers the lax-level ops)
 from ._src.frontend.convert import from_jax as from_jax
 from ._src.frontend.errors import UnsupportedPrimitiveError as UnsupportedPrimitiveError
-from ._src.graph import index_ops as _index_ops  # noqa: F401  (registers where, index, ...)
 from ._src.graph.apply import apply as apply
 from ._src.graph.graph import Graph as Graph
 from ._src.graph.graph import Node as Node

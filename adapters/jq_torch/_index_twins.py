@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from jq._src.graph.index_ops import resize_matrix
+from jq._src.graph.ops import resize_matrix
 
 from ._to_torch import register_torch_op
 

@@ -12,12 +12,12 @@ import pytest
 
 from jq import Graph, Node
 from jq._src.graph.ops import get_op
+from jq._src.graph.ops.hooks import _conv_as_dot
 from jq._src.ptq.hessian import (
     DRAWS_PER_PASS,
     MAX_ITER,
     MIN_ITER,
     TOL,
-    _conv_as_dot,
     _outputs_flat,
     _run_passes,
     exact_weight_diag,

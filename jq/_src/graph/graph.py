@@ -170,7 +170,7 @@ class Graph:
     outputs: tuple[str, ...]
     input_shapes: tuple[tuple[int, ...] | None, ...] = dataclasses.field(default=(), compare=False)
     pinned_by: str = dataclasses.field(default="", compare=False)
-    _index: dict = dataclasses.field(init=False, compare=False)
+    _index: dict[str, int] = dataclasses.field(init=False, compare=False)
     _hash: int = dataclasses.field(init=False, compare=False)
 
     if TYPE_CHECKING:  # what the constructor accepts; __post_init__ normalises it to the fields
@@ -227,7 +227,7 @@ class Graph:
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Graph], tuple[Any, ...]]:
         # Rebuild on unpickling: the cached hash of strings is only valid in this process.
         return (Graph, (self.inputs, self.nodes, self.outputs, self.input_shapes, self.pinned_by))
 

@@ -33,7 +33,7 @@ from jax.sharding import PartitionSpec
 
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
-from ..graph.ops import register_op
+from ..graph.ops.hooks import PERTURB_OP
 from ..runtime.jit import jit
 from ..select.buckets import bucket
 from ..select.histogram import (
@@ -51,16 +51,7 @@ from .probe import ProbeSpec
 from .shard import Reduce, Shards, for_batch, local_shapes, put_batch
 from .stats_tiled import probe_step
 
-PERTURB_OP = "ptq_perturb"
 PERTURB_SUFFIX = "#hmse"
-
-
-@register_op(PERTURB_OP)
-def _ptq_perturb(params, x):
-    """``x + params["delta"]``: a zero-valued hook; its gradient is the gradient w.r.t. ``x``
-    (used for Hessian scores of activations). Without ``delta`` it is the identity. Not
-    quantized, never exported."""
-    return x + params["delta"] if "delta" in params else x
 
 
 class Statistics(NamedTuple):

@@ -66,11 +66,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
-from ..graph.ops import get_op, register_op
+from ..graph.ops import get_op
+from ..graph.ops.hooks import HESSIAN_CONV_OP as _CONV_OP
+from ..graph.ops.hooks import HESSIAN_PROBE_OP as _PROBE_OP
+from ..graph.ops.hooks import conv_patches as _taps
 from ..runtime.jit import jit
 
 MAX_ITER = 100  # MCT HESSIAN_NUM_ITERATIONS
@@ -90,48 +92,7 @@ IM2COL_MAX_POSITIONS = 16
 # Passes per compiled call are unrolled (compile time grows with them): at most this many.
 MAX_PASSES_PER_CALL = 4
 
-_PROBE_OP = "ptq_hessian_probe"
-_CONV_OP = "ptq_hessian_conv"
 _PROBE_SUFFIX = "#hessian"
-
-
-@register_op(_PROBE_OP)
-def _probe(params, x):
-    """``x + params["delta"]``: a zero-valued hook; the cotangent of ``delta`` is that of the
-    layer output ``x``. Only in graphs built by :func:`weight_scores`."""
-    return x + params["delta"]
-
-
-def _taps(x, kernel, stride, padding, dilation):
-    """Patches of ``x`` (N, C, *spatial) for a conv: (N, C, taps, *out), taps in row-major
-    kernel order (matching ``weight.reshape(O, C, -1)``)."""
-    pads = ((0, 0, 0), (0, 0, 0)) + tuple((lo, hi, 0) for lo, hi in padding)
-    xp = lax.pad(x, jnp.array(0, x.dtype), pads)
-    out = [
-        (n - d * (k - 1) - 1) // s + 1
-        for n, k, s, d in zip(xp.shape[2:], kernel, stride, dilation, strict=True)
-    ]
-    cols = []
-    for tap in itertools.product(*(range(k) for k in kernel)):
-        start = [t * d for t, d in zip(tap, dilation, strict=True)]
-        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, stride, strict=True)]
-        cols.append(lax.slice(xp, [0, 0, *start], [*xp.shape[:2], *limit], [1, 1, *stride]))
-    return jnp.stack(cols, axis=2)
-
-
-@register_op(_CONV_OP)
-def _conv_as_dot(params, x, *, stride, padding, dilation, groups):
-    """``conv`` with one group as patches and one dot (same attrs and result as ``conv``).
-
-    Used for small output maps in graphs built by :func:`weight_scores`, where XLA:CPU's
-    convolution (and its transposes) is slow."""
-    del groups  # always 1 here
-    w = params["weight"]
-    patches = _taps(x, w.shape[2:], stride, padding, dilation)
-    y = jnp.einsum("nct...,oct->no...", patches, jnp.reshape(w, w.shape[:2] + (-1,)))
-    if "bias" in params:
-        y = y + jnp.reshape(params["bias"], (1, -1) + (1,) * (y.ndim - 2))
-    return y
 
 
 @dataclasses.dataclass(frozen=True)
