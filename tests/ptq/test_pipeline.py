@@ -10,7 +10,7 @@ import jq
 import jq.core
 import jq.ptq
 from jq._src.ptq.calibrate import StatsSpec, stats_finalize, stats_init, stats_merge, stats_step
-from jq._src.ptq.data import accumulate, retaining
+from jq._src.ptq.data import accumulate, nothing_retained, retain
 
 QUIET = jq.core.CoreConfig(progress=False)
 CONV = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1)
@@ -119,23 +119,30 @@ def test_statistics_states_of_shards_merge(rng):
         np.testing.assert_array_equal(again.histograms[v][1], five.histograms[v][1])
 
 
+def _retained(batches, shapes, **kw):
+    kept = nothing_retained(len(shapes))
+    for arrays in batches:
+        kept = retain(kept, arrays, shapes=shapes, **kw)
+    return kept
+
+
 def test_retaining_keeps_batches_of_the_first_shapes_and_single_samples(rng):
     batches = [(np.full((n, 2), i, np.float32),) for i, n in enumerate((3, 2, 3, 3))]
-    it, kept = retaining(iter(batches), ((3, 2),), n_batches=2, n_samples=4)
-    assert [b[0][0, 0] for b in it] == [0, 1, 2, 3]  # every batch passes through
+    kept = _retained(batches, ((3, 2),), n_batches=2, n_samples=4)
     assert [b[0][0, 0] for b in kept.batches] == [0, 2]  # (2, 2) is not the first shape
     assert [s[0, 0] for s in kept.samples[0]] == [0, 0, 0, 1]
     assert all(s.shape == (1, 2) for s in kept.samples[0])
+    before = nothing_retained(1)
+    after = retain(before, batches[0], shapes=((3, 2),), n_batches=2, n_samples=4)
+    assert before == nothing_retained(1) and len(after.batches) == 1  # a new record
 
 
 def test_retaining_is_bounded_in_bytes_and_keeps_no_views(rng):
     batches = [(np.full((4, 8), i, np.float32),) for i in range(5)]  # 128 bytes each
-    it, kept = retaining(iter(batches), ((4, 8),), n_batches=8, n_samples=2, max_bytes=300)
-    assert len(list(it)) == 5
+    kept = _retained(batches, ((4, 8),), n_batches=8, n_samples=2, max_bytes=300)
     assert [b[0][0, 0] for b in kept.batches] == [0, 1]  # a third would pass 300 bytes
     assert all(s.base is None for s in kept.samples[0])  # copies, not views of a batch
-    it, kept = retaining(iter(batches), ((4, 8),), n_batches=8, n_samples=0, max_bytes=10)
-    list(it)
+    kept = _retained(batches, ((4, 8),), n_batches=8, n_samples=0, max_bytes=10)
     assert len(kept.batches) == 1  # the first batch, whatever its size
 
 

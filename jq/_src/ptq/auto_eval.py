@@ -44,7 +44,7 @@ from ..select.enums import AutoErrorMethod as AutoErrorMethod
 from ..select.enums import ErrorMethod
 from ..select.enums import is_auto as is_auto
 from ..select.quantizers import affine_fake_quant
-from .data import accumulate
+from .data import Arrays, Shapes, accumulate
 
 # Candidate methods in tie-break order (MSE, jq's default, first). HMSE needs Hessian scores:
 # for weights jq computes them (autodiff); for activations it needs Hessian-weighted histograms,
@@ -163,9 +163,9 @@ def _auto_step(
 
 
 def auto_sqnr(
-    graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph],
+    graphs: Callable[[Shapes], Graph],
     params,
-    batches: Iterable[Sequence[np.ndarray]],
+    batches: Iterable[Arrays],
     *,
     act_values: Sequence[str] = (),
     act_grids=None,
@@ -177,7 +177,7 @@ def auto_sqnr(
     """One compiled pass over the calibration data: every method's layer-output noise.
 
     Args:
-      graph_for: the float graph for a tuple of input shapes (as in the pipeline).
+      graphs: the float graph for each tuple of input shapes (``Prepared.graphs``).
       params: the float params pytree.
       batches: the calibration batches, each a sequence of arrays (one per graph input).
       act_values: ``La`` quantized values to evaluate.
@@ -227,7 +227,7 @@ def auto_sqnr(
         act_values=act_values,
         kernels=kernels,
     )
-    sums, count = accumulate(batches, graph_for, step, zeros)
+    sums, count = accumulate(batches, graphs, step, zeros)
     if count == 0:
         raise ValueError(f"{fn}: the representative dataset yielded no batch")
     return sums._replace(n_batches=count)

@@ -249,7 +249,8 @@ RETAIN_BYTES = 256 * 2**20  # whole batches kept for SQNR and AUTO's check: at m
 
 
 class Retained(NamedTuple):
-    """What the first pass keeps of the data for later passes.
+    """What the first pass keeps of the data for later passes (immutable; :func:`retain`
+    returns the next one).
 
     Attributes:
       batches: up to ``n_batches`` whole batches of the first batch's shapes, at most
@@ -258,52 +259,58 @@ class Retained(NamedTuple):
       samples: per input, up to ``n_samples`` single samples ``(1, ...)`` (Hessian scores).
     """
 
-    batches: list[Arrays]
-    samples: list[list[np.ndarray]]
+    batches: tuple[Arrays, ...]
+    samples: tuple[tuple[np.ndarray, ...], ...]
 
 
-def retaining(
-    batches: Iterable[Arrays],
+def nothing_retained(n_inputs: int) -> Retained:
+    """The :class:`Retained` record before any batch, for ``n_inputs`` graph inputs."""
+    return Retained((), tuple(() for _ in range(n_inputs)))
+
+
+def retain(
+    kept: Retained,
+    arrays: Arrays,
+    *,
     shapes: Shapes,
     n_batches: int,
     n_samples: int,
     max_bytes: int = RETAIN_BYTES,
-) -> tuple[Iterator[Arrays], Retained]:
-    """``batches`` passed through, and the :class:`Retained` record they fill as they go
-    (memory: at most ``max_bytes`` of batches, or the first batch, and ``n_samples``
-    samples, however many batches pass)."""
-    kept = Retained([], [[] for _ in shapes])
-
-    def gen() -> Iterator[Arrays]:
-        for arrays in batches:
-            used = sum(a.nbytes for b in kept.batches for a in b)
-            fits = not kept.batches or used + sum(a.nbytes for a in arrays) <= max_bytes
-            same = tuple(a.shape for a in arrays) == shapes
-            if len(kept.batches) < n_batches and same and fits:
-                kept.batches.append(arrays)
-            have = len(kept.samples[0]) if kept.samples else 0
-            take = min(n_samples - have, arrays[0].shape[0]) if have < n_samples else 0
-            for j, a in enumerate(arrays):  # copies: a view would keep its whole batch alive
-                kept.samples[j].extend(a[k : k + 1].copy() for k in range(take))
-            yield arrays
-
-    return gen(), kept
+) -> Retained:
+    """``kept`` after batch ``arrays``: the batch joins ``kept.batches`` if it has the first
+    batch's ``shapes`` and fits (at most ``n_batches`` batches and ``max_bytes``, or the first
+    batch), and its first samples join ``kept.samples`` up to ``n_samples`` (copies: a view
+    would keep its whole batch alive)."""
+    batches = kept.batches
+    used = sum(a.nbytes for b in batches for a in b)
+    fits = not batches or used + sum(a.nbytes for a in arrays) <= max_bytes
+    same = tuple(a.shape for a in arrays) == shapes
+    if len(batches) < n_batches and same and fits:
+        batches = (*batches, arrays)
+    have = len(kept.samples[0]) if kept.samples else 0
+    take = min(n_samples - have, arrays[0].shape[0]) if have < n_samples else 0
+    samples = tuple(
+        (*s, *(a[k : k + 1].copy() for k in range(take)))
+        for s, a in zip(kept.samples, arrays, strict=True)
+    )
+    return Retained(batches, samples)
 
 
 def accumulate(
-    batches: Iterable[Sequence[np.ndarray]],
-    graph_for: Callable[[Shapes], Graph],
-    step: Callable[[S, Graph, Sequence[np.ndarray]], S],
+    batches: Iterable[Arrays],
+    graphs: Callable[[Shapes], Graph],
+    step: Callable[[S, Graph, Arrays], S],
     state: S,
 ) -> tuple[S, int]:
     """The per-batch loop of every pass: ``state = step(state, graph, arrays)`` for each batch,
-    ``graph`` the float graph for the batch's shapes (the step puts the arrays on the device).
+    ``graph = graphs(shapes)`` the float graph the batch runs through (the step puts the arrays
+    on the device).
 
     Returns ``(state, number of batches)``.
     """
     count = 0
     for arrays in batches:
-        graph = graph_for(tuple(tuple(a.shape) for a in arrays))
+        graph = graphs(tuple(tuple(a.shape) for a in arrays))
         state = step(state, graph, arrays)
         count += 1
     return state, count

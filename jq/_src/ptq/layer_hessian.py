@@ -200,14 +200,14 @@ def _chunks(arrays: tuple[np.ndarray, ...], size: int):
 
 
 def accumulate_scores(
-    graph_for: Callable[[Shapes], Graph],
+    graphs: Callable[[Shapes], Graph],
     params,
     batches: Iterable[Sequence[np.ndarray]],
     layers: Sequence[str],
     *,
     fn: str = "layer_scores",
 ) -> dict[str, jax.Array]:
-    """:func:`layer_scores` with a graph per input shapes (``graph_for``): the form the PTQ
+    """:func:`layer_scores` with a graph per input shapes (``graphs``): the form the PTQ
     pipeline calls with its float graphs."""
     plan: tuple[_Layer, ...] | None = None
     acc = None
@@ -222,7 +222,7 @@ def accumulate_scores(
             size = arrays[0].shape[0]
         for chunk in _chunks(arrays, size):
             shapes = tuple(tuple(a.shape) for a in chunk)
-            graph = graph_for(shapes)
+            graph = graphs(shapes)
             if plan is None:
                 plan = plan_layers(graph, params, layers, fn)
                 acc = _zeros(plan)

@@ -56,9 +56,25 @@ from ..runtime.timing import StageClock
 from ..select.enums import ErrorMethod
 from .auto_select import Mix, check_mix, choose_per_layer
 from .build import build_quantized, out_channels
-from .calibrate import StatsSpec, stats_finalize, stats_init, stats_step
+from .calibrate import (
+    Statistics,
+    StatsSpec,
+    StatsState,
+    stats_finalize,
+    stats_init,
+    stats_step,
+)
 from .config import CoreConfig, TargetPlatform
-from .data import CalibrationData, Shapes, accumulate, open_calibration_data, retaining
+from .data import (
+    Arrays,
+    CalibrationData,
+    Retained,
+    Shapes,
+    accumulate,
+    nothing_retained,
+    open_calibration_data,
+    retain,
+)
 from .hessian import N_SAMPLES
 from .info import make_info
 from .placement import without_masks
@@ -166,12 +182,14 @@ def quantize_graph(
     if representative_data_gen is None:  # weights only: the kernels' searches alone
         from .weights_only import quantize_without_data
 
-        prep, built, info = quantize_without_data(_check_graph(graph, fn), params, st, graph_for)
+        prep, built, info = quantize_without_data(
+            _check_graph(graph, fn), params, st, source_graphs=graph_for
+        )
         return _result(prep, built, info, graph_for is not None)
     shards, local = _shards(mesh, st)
     data = _open(_check_graph(graph, fn), representative_data_gen, fn)
     with _stage(clock, "prepare"):
-        prep = prepare(graph, params, data, st, graph_for)  # the quantizer plan included
+        prep = prepare(graph, params, data, st, source_graphs=graph_for)  # the plan included
     probe = probe_spec(prep)  # one forward program for the statistics and SQNR passes
     with KernelSearches(prep, st, clock, local) as searches:  # searches start in a thread
         with _stage(clock, "statistics"):
@@ -241,15 +259,15 @@ def _shards(mesh: Any, st: Settings) -> tuple[Shards | None, Mesh | None]:
 
 def _statistics(
     prep: Prepared, data: CalibrationData, st: Settings, shards: Shards | None, probe: ProbeSpec
-):
+) -> tuple[Statistics, Retained]:
     """The statistics pass over the data (opened once, each batch split over ``shards``),
     keeping what later passes need: whole batches (SQNR, AUTO's check) and single samples
     (Hessian scores)."""
     plan = prep.plan
     n_keep = AUTO_CHECK_BATCHES if plan.act_auto or plan.w_auto else SQNR_BATCHES
     n_samples = N_SAMPLES if plan.needs_scores else 0
-    raw = lockstep(data.batches(progress=st.progress, desc="jq statistics"), st.fn)
-    batches, retained = retaining(raw, data.shapes, n_keep, n_samples)
+    batches = lockstep(data.batches(progress=st.progress, desc="jq statistics"), st.fn)
+    keep = functools.partial(retain, shapes=data.shapes, n_batches=n_keep, n_samples=n_samples)
     spec = StatsSpec(
         hist_names=tuple(prep.plan.activations),
         mean_specs=prep.mean_specs,
@@ -259,9 +277,16 @@ def _statistics(
         fn=st.fn,
         probe=probe,
     )
-    step = functools.partial(stats_step, spec, prep.params)
-    state, _ = accumulate(
-        batches, lambda shapes: prep.graphs(spec.graph_shapes(shapes)), step, stats_init(spec)
+
+    def step(
+        state: tuple[StatsState, Retained], graph: Graph, arrays: Arrays
+    ) -> tuple[StatsState, Retained]:
+        stats, kept = state
+        return stats_step(spec, prep.params, stats, graph, arrays), keep(kept, arrays)
+
+    start = (stats_init(spec), nothing_retained(len(data.shapes)))
+    (state, retained), _ = accumulate(
+        batches, lambda shapes: prep.graphs(spec.graph_shapes(shapes)), step, start
     )
     return stats_finalize(spec, state, st.fn), retained
 

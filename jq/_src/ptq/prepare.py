@@ -59,8 +59,9 @@ class FloatGraphs:
     """The rewritten float graph for each tuple of input shapes (built once per shapes).
 
     A graph serves the shapes its ``input_shapes`` accept (``-1``: a dynamic batch axis, as
-    ``jq_torch.from_torch`` records where the model allows it). ``graph_for(shapes)``, when
-    given, makes the graph for other shapes (a front end whose graphs bake shapes in).
+    ``jq_torch.from_torch`` records where the model allows it). ``source_graphs(shapes)``, when
+    given, is the front end's float graph (before the rewrites) for other shapes (a front end
+    whose graphs bake shapes in; ``quantize_graph``'s ``graph_for``).
     """
 
     def __init__(
@@ -69,13 +70,13 @@ class FloatGraphs:
         params,
         *,
         qc: QuantizationConfig,
-        graph_for: Callable[[Shapes], Graph] | None,
+        source_graphs: Callable[[Shapes], Graph] | None,
         first_shapes: Shapes,
         fn: str,
     ) -> None:
         self._params = params
         self._qc = qc
-        self._graph_for = graph_for
+        self._source_graphs = source_graphs
         self._source = graph
         self._fn = fn
         self.rewritten = float_rewrites(graph, params, qc)
@@ -89,7 +90,7 @@ class FloatGraphs:
         return self._cache[shapes]
 
     def _make(self, shapes: Shapes) -> Graph:
-        if self._graph_for is None:
+        if self._source_graphs is None:
             source = self._source
             if not source.accepts(shapes):
                 why = f" ({source.pinned_by})" if source.pinned_by else ""
@@ -98,7 +99,7 @@ class FloatGraphs:
                     f"{source.input_shapes}{why}; give every batch the same shape"
                 )
             return self.graph
-        return float_rewrites(self._graph_for(shapes), self._params, self._qc).graph
+        return float_rewrites(self._source_graphs(shapes), self._params, self._qc).graph
 
 
 class Prepared(NamedTuple):
@@ -148,7 +149,7 @@ def prepare(
     params,
     data: CalibrationData,
     st: Settings,
-    graph_for: Callable[[Shapes], Graph] | None = None,
+    source_graphs: Callable[[Shapes], Graph] | None = None,
 ) -> Prepared:
     """Rewrite ``graph`` (fold, collapse) and plan its quantizers (see :class:`Prepared`).
 
@@ -163,7 +164,7 @@ def prepare(
     if graph.input_shapes:
         check_shapes(data.first, graph.input_shapes, 0, fn)
     graphs = FloatGraphs(
-        graph, params, qc=st.qc, graph_for=graph_for, first_shapes=data.shapes, fn=fn
+        graph, params, qc=st.qc, source_graphs=source_graphs, first_shapes=data.shapes, fn=fn
     )
     fgraph, fparams = graphs.graph, graphs.params
     float_values = _float_values(fgraph, fparams, data, fn)

@@ -6,6 +6,7 @@ One compiled step per retained batch runs the float and the quantized graph and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -54,7 +55,7 @@ _sqnr_sums_jit = jit(_sqnr_sums, static_argnames=("fgraph", "qgraph", "pairs"))
 
 
 def sqnr_totals(
-    fparams, built: Built, batches: list[Arrays], fgraph: Graph, pairs: tuple[Pair, ...]
+    fparams, built: Built, batches: Sequence[Arrays], fgraph: Graph, pairs: tuple[Pair, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(signal, noise)`` per pair, summed over ``batches`` (float64)."""
 
@@ -74,7 +75,11 @@ def sqnr_totals(
 
 
 def probe_totals(
-    prep: Prepared, built: Built, batches: list[Arrays], spec: ProbeSpec, pairs: tuple[Pair, ...]
+    prep: Prepared,
+    built: Built,
+    batches: Sequence[Arrays],
+    spec: ProbeSpec,
+    pairs: tuple[Pair, ...],
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(signal, noise)`` per pair (float64) from two runs of the probe program per batch;
     ``None`` where the quantized params do not fit the probe's (then the quantized graph
@@ -112,7 +117,7 @@ def db(sig: float, noise: float) -> float:
     return float(10.0 * np.log10(sig / noise))
 
 
-def output_db(prep: Prepared, built: Built, batches: list[Arrays], outputs: list[str]) -> float:
+def output_db(prep: Prepared, built: Built, batches: Sequence[Arrays], outputs: list[str]) -> float:
     """SQNR (dB) of the float outputs ``outputs`` of ``built`` against the float graph."""
     qouts = dict(zip(prep.graph.outputs, built.graph.outputs, strict=True))
     pairs = tuple(Pair(f, qouts[f]) for f in outputs)

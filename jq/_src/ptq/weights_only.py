@@ -20,7 +20,7 @@ from ..runtime.timing import StageClock
 from .auto_select import Mix
 from .build import build_quantized
 from .calibrate import Statistics
-from .data import Retained, Shapes
+from .data import Shapes, nothing_retained
 from .info import make_info
 from .placement import place
 from .plan_searches import ActChoice, KernelSearches, select_kernels
@@ -59,14 +59,14 @@ def check_data_free(st: Settings) -> Settings:
 
 
 def prepare_without_data(
-    graph: Graph, params, st: Settings, graph_for: Callable[[Shapes], Graph] | None
+    graph: Graph, params, st: Settings, source_graphs: Callable[[Shapes], Graph] | None
 ) -> Prepared:
     """:func:`.prepare.prepare` without a first batch: the same rewrites and kernel plan
     (steering rules applied); every value counts as float (only activation quantizers would
     read that, and there are none)."""
     shapes = tuple(tuple(s) for s in graph.input_shapes if s is not None)
     graphs = FloatGraphs(
-        graph, params, qc=st.qc, graph_for=graph_for, first_shapes=shapes, fn=st.fn
+        graph, params, qc=st.qc, source_graphs=source_graphs, first_shapes=shapes, fn=st.fn
     )
     fgraph, rw = graphs.graph, graphs.rewritten
     aliases = bn_aliases(graph, rw.folded)
@@ -77,7 +77,7 @@ def prepare_without_data(
 
 
 def quantize_without_data(
-    graph: Graph, params, st: Settings, graph_for: Callable[[Shapes], Graph] | None
+    graph: Graph, params, st: Settings, source_graphs: Callable[[Shapes], Graph] | None
 ) -> tuple[Prepared, Any, Any]:
     """The quantized kernels of a weights-only call without data.
 
@@ -87,10 +87,10 @@ def quantize_without_data(
     """
     total, clock = StageClock(), StageClock()
     st = check_data_free(st)  # per-layer rules' methods included
-    prep = prepare_without_data(graph, params, st, graph_for)
+    prep = prepare_without_data(graph, params, st, source_graphs)
     clock.lap("prepare")
     with KernelSearches(prep, st, clock) as searches:
-        kernels = select_kernels(searches, prep, Retained([], []), clock)
+        kernels = select_kernels(searches, prep, nothing_retained(0), clock)
     clock.lap("weights")
     acts = ActChoice({}, [], [], ())
     stats = Statistics({}, {}, {}, {}, 0)
