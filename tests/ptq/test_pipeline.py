@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stats_helpers import stats_merge
 
 import jq
 import jq.core
 import jq.ptq
-from jq._src.ptq.calibrate import StatsSpec, stats_finalize, stats_init, stats_merge, stats_step
+from jq._src.ptq.calibrate import StatsSpec, stats_finalize, stats_init, stats_step
 from jq._src.ptq.data import accumulate, nothing_retained, retain
 
 QUIET = jq.core.CoreConfig(progress=False)

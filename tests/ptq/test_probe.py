@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stats_helpers import collect_statistics
 
 import jq
 import jq.core
 import jq.ptq
 from jq._src.ptq import calibrate, probe, sqnr
 from jq._src.ptq.build import ACT_QUANT_SUFFIX
-from jq._src.ptq.calibrate import StatsSpec, collect_statistics
+from jq._src.ptq.calibrate import StatsSpec
 from jq._src.runtime.programs import program_store
 from jq._src.select import histogram_rows
 

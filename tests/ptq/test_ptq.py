@@ -9,13 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from stats_helpers import collect_statistics
 
 import jq
 import jq.core
 import jq.ptq
 from jq import Graph, Node, apply, histogram_finalize, histogram_init, histogram_update
 from jq._src.ptq.build import bias_correction as _bias_correction
-from jq._src.ptq.calibrate import collect_statistics
 from jq._src.ptq.fold import fold_batch_norm
 from jq._src.ptq.hessian import exact_weight_diag, weight_scores
 from jq._src.ptq.placement import plan_quantization

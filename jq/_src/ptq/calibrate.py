@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -43,10 +43,8 @@ from ..select.histogram import (
     _state_add,
     histogram_finalize,
     histogram_init,
-    histogram_merge,
     widen_constant,
 )
-from .data import _progress, accumulate
 from .probe import ProbeSpec
 from .shard import Reduce, Shards, for_batch, local_shapes, put_batch
 from .stats_tiled import probe_step
@@ -422,32 +420,6 @@ def _probe_step(
     return StatsState(hists, out.sums, out.minimum, out.maximum, key, state.n_batches + 1)
 
 
-def stats_merge(spec: StatsSpec, a: StatsState, b: StatsState) -> StatsState:
-    """The state of ``a``'s batches and ``b``'s together (shards of one dataset).
-
-    Histograms, minima and maxima merge exactly; channel-mean sums add (float rounding may
-    differ from one sequential pass). The merged key is ``a``'s.
-    """
-    if spec.mct_compat:
-        hists = {
-            n: a.hists[n]._replace(
-                bins=a.hists[n].bins + b.hists[n].bins,
-                counts=a.hists[n].counts + b.hists[n].counts,
-            )
-            for n in spec.hist_names
-        }
-    else:
-        ha, hb = _per_value(a.hists), _per_value(b.hists)
-        hists = {n: histogram_merge(ha[n], hb[n]) for n in spec.hist_names}
-    if a.sums is None or b.sums is None:
-        sums = a.sums if b.sums is None else b.sums
-    else:
-        sums = {k: a.sums[k] + b.sums[k] for k in a.sums}
-    mins = {n: min(a.minimum[n], b.minimum[n]) for n in spec.hist_names}
-    maxs = {n: max(a.maximum[n], b.maximum[n]) for n in spec.hist_names}
-    return StatsState(hists, sums, mins, maxs, a.key, a.n_batches + b.n_batches)
-
-
 def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
     """The :class:`Statistics` of ``state``.
 
@@ -472,51 +444,6 @@ def stats_finalize(spec: StatsSpec, state: StatsState, fn: str) -> Statistics:
             hists[n] = (np.asarray(e), np.asarray(c))
     means = {n: np.asarray(s) / state.n_batches for n, s in (state.sums or {}).items()}
     return Statistics(hists, state.minimum, state.maximum, means, state.n_batches)
-
-
-def collect_statistics(
-    graph_for: Callable[[tuple[tuple[int, ...], ...]], Graph],
-    params,
-    batches: Iterable[tuple[np.ndarray, ...]],
-    *,
-    hist_names: Sequence[str],
-    mean_specs: Sequence[tuple[str, tuple[str, int]]] = (),
-    hmse: bool = False,
-    mct_compat: bool = False,
-    n_bins: int = 2048,
-    seed: int = 0,
-    progress: bool = True,
-    fn: str = "collect_statistics",
-) -> Statistics:
-    """Run every batch through the float graph once, collecting statistics.
-
-    The pass is :func:`stats_init`, :func:`stats_step` per batch and :func:`stats_finalize`
-    (states of shards merge with :func:`stats_merge`).
-
-    Args:
-      graph_for: returns the float graph for a tuple of input shapes (graphs may bake the
-        batch size into reshapes; a new batch size can need a new graph).
-      params: the params pytree.
-      batches: checked batches (tuples of arrays, see ``data.check_batch``).
-      hist_names, mean_specs, hmse, mct_compat, n_bins: see :class:`StatsSpec`.
-      seed: seed of the Rademacher draws (``hmse``).
-      progress: tqdm progress bar.
-      fn: name used in error messages.
-
-    Returns:
-      :class:`Statistics`.
-
-    Raises:
-      ValueError: no batch, or a non-finite activation (naming the value).
-    """
-    spec = StatsSpec(tuple(hist_names), tuple(mean_specs), hmse, mct_compat, n_bins)
-    state, _ = accumulate(
-        _progress(batches, progress, "jq statistics"),
-        graph_for,
-        functools.partial(stats_step, spec, params),
-        stats_init(spec, seed),
-    )
-    return stats_finalize(spec, state, fn)
 
 
 def _value_shapes(graph, params, inputs, shards: Shards | None, spec: StatsSpec) -> dict:
