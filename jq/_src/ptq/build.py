@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..graph.graph import Graph, Node
+from ..names import Names
 from ..runtime.jit import jit
 from ..select.enums import QuantizationMethod
 from ..select.fake_quant import expand_groups
@@ -209,7 +210,7 @@ def build_quantized(
             if b in ranges:
                 ranges[b] = ranges[b]._replace(signed=False)
     qparams, n_corrected = _layer_params(prep, stats, kernels, shifts, st)
-    names = _Names(set(prep.graph.inputs) | set(prep.nodes))
+    names = Names([*prep.graph.inputs, *prep.nodes])
     qname = {v: names.new(v + ACT_QUANT_SUFFIX) for v in prep.plan.activations}
     for v in prep.plan.activations:
         qparams[qname[v]] = _grid_params(act_grid(ranges[v], act_bits[v]))
@@ -262,19 +263,6 @@ def _layer_params(
     return qparams, n_corrected
 
 
-class _Names:
-    """Fresh node names: ``base``, or ``base`` with ``_`` appended until unused."""
-
-    def __init__(self, taken: set[str]) -> None:
-        self._taken = taken
-
-    def new(self, base: str) -> str:
-        while base in self._taken:
-            base += "_"
-        self._taken.add(base)
-        return base
-
-
 class _Wiring(NamedTuple):
     """Nodes inserted after / before a node, reader inputs swapped, layers replaced."""
 
@@ -285,7 +273,7 @@ class _Wiring(NamedTuple):
     shifts: list[ShiftNodes]
 
 
-def _shift_wiring(prep: Prepared, shifts, qname, qparams, names: _Names, st: Settings) -> _Wiring:
+def _shift_wiring(prep: Prepared, shifts, qname, qparams, names: Names, st: Settings) -> _Wiring:
     """SNC rewiring: value -> quantizer (16 bits) -> add(shift) -> quantizer (unsigned, the
     value's own bit width) -> ..."""
     w = _Wiring({}, {}, {}, {}, [])
