@@ -37,6 +37,7 @@ from ._src.ptq.front_door import adapter, check_call
 from ._src.ptq.pipeline import PTQResult as PTQResult
 from ._src.ptq.pipeline import quantize_graph as quantize_graph
 from ._src.ptq.pipeline import rebase_graph as rebase_graph
+from ._src.report.quant_info import QuantizationInfo
 
 __all__ = [
     "CalibrationData",
@@ -61,7 +62,7 @@ def pytorch_post_training_quantization(
     target_platform_capabilities: Any = None,
     *,
     mesh: Any = None,
-):
+) -> tuple[Any, QuantizationInfo]:
     """Quantize a PyTorch model after training, with MCT's call and defaults.
 
     The arguments are checked here (the front door every front end shares); the model is
@@ -116,7 +117,7 @@ def flax_post_training_quantization(
     variables: Any = None,
     apply_kwargs: Any = None,
     mesh: Any = None,
-):
+) -> tuple[Any, QuantizationInfo]:
     """Quantize a Flax model (NNX, or Linen with ``variables``) after training, with MCT's call
     and defaults.
 

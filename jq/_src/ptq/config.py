@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..select.enums import (
@@ -69,7 +70,7 @@ def _check_bits(obj: Any, field: str) -> None:
     bit_width(getattr(obj, field), f"{type(obj).__name__}: {field}")
 
 
-def _enum_field(obj: Any, field: str, parse) -> None:
+def _enum_field(obj: Any, field: str, parse: Callable[[Any, str], Any]) -> None:
     # The parser's messages start with the name it is given: "QuantizationConfig:
     # activation_error_method: unknown ...", the prefix once.
     member = parse(getattr(obj, field), f"{type(obj).__name__}: {field}")

@@ -20,11 +20,13 @@ import numpy as np
 from ..graph.graph import Graph
 
 S = TypeVar("S")
+T = TypeVar("T")
 Arrays = tuple[np.ndarray, ...]
 Shapes = tuple[tuple[int, ...], ...]
 
 
-def _progress(iterable, enabled: bool, desc: str):
+def _progress(iterable: Iterable[T], enabled: bool, desc: str) -> Iterable[T]:
+    """``iterable`` behind a tqdm bar when ``enabled`` (and tqdm is installed)."""
     if not enabled:
         return iterable
     try:

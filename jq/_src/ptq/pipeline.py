@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from jax.sharding import Mesh
@@ -55,7 +55,7 @@ from ..runtime.cache import ensure_compilation_cache
 from ..runtime.timing import StageClock
 from ..select.enums import ErrorMethod
 from .auto_select import Mix, check_mix, choose_per_layer
-from .build import build_quantized, out_channels
+from .build import Built, build_quantized, out_channels
 from .calibrate import (
     Statistics,
     StatsSpec,
@@ -125,7 +125,7 @@ def _stage(clock: StageClock, name: str) -> Iterator[None]:
 
 def quantize_graph(
     graph: Graph,
-    params,
+    params: Mapping[str, Any],
     representative_data_gen: Callable[[], Any] | CalibrationData | None,
     *,
     core_config: CoreConfig | None = None,
@@ -212,7 +212,15 @@ def quantize_graph(
     return _result(prep, built, info, graph_for is not None)
 
 
-def _build(prep: Prepared, stats, mix: Mix, data, retained, st: Settings, clock: StageClock):
+def _build(
+    prep: Prepared,
+    stats: Statistics,
+    mix: Mix,
+    data: CalibrationData,
+    retained: Retained,
+    st: Settings,
+    clock: StageClock,
+) -> tuple[Mix, Built]:
     """``(mix, built)``: AUTO's per-layer choice (when asked for), the quantized graph, and
     AUTO's whole-model check of the mix."""
     if mix.acts.auto or mix.kernels.auto:
@@ -226,7 +234,7 @@ def _build(prep: Prepared, stats, mix: Mix, data, retained, st: Settings, clock:
     return mix, built
 
 
-def _result(prep: Prepared, built, info: QuantizationInfo, rebase: bool) -> PTQResult:
+def _result(prep: Prepared, built: Built, info: QuantizationInfo, rebase: bool) -> PTQResult:
     """The :class:`PTQResult`; with ``rebase``, its ``graph_for`` for other input shapes."""
     rebased = functools.partial(_rebased, built.graph, prep) if rebase else None
     return PTQResult(built.graph, built.params, info, prep.graph, prep.params, rebased)
@@ -238,7 +246,7 @@ def _check_graph(graph: Any, fn: str) -> Graph:
     return graph
 
 
-def _open(graph: Graph, representative_data_gen, fn: str) -> CalibrationData:
+def _open(graph: Graph, representative_data_gen: Any, fn: str) -> CalibrationData:
     """:func:`open_calibration_data` for ``graph``'s inputs; in a job of several processes a
     failure here reaches the others (waiting at the statistics pass's first step) too."""
     try:
