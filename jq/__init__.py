@@ -6,14 +6,14 @@ The import name is ``jq``; the distribution is ``jq-quant`` (``jq`` on PyPI is a
 from . import core as core
 from . import exporter as exporter
 from . import ptq as ptq
-from ._src.frontend.convert import from_jax as from_jax
-from ._src.frontend.errors import UnsupportedPrimitiveError as UnsupportedPrimitiveError
 from ._src.graph.apply import apply as apply
 from ._src.graph.graph import Graph as Graph
 from ._src.graph.graph import Node as Node
 from ._src.graph.graph import summary as summary
 from ._src.graph.ops import register_op as register_op
 from ._src.graph.ops import registered_ops as registered_ops
+from ._src.jax_frontend.convert import from_jax as from_jax
+from ._src.jax_frontend.errors import UnsupportedPrimitiveError as UnsupportedPrimitiveError
 from ._src.ptq.quality import SQNR_FLOOR_DB as SQNR_FLOOR_DB
 from ._src.ptq.quality import QualityWarning as QualityWarning
 from ._src.report.report import report as report

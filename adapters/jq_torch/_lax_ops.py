@@ -1,4 +1,4 @@
-"""Torch twins of the lax-level ops that ``jq.from_jax`` emits (``jq/_src/frontend/ops.py``),
+"""Torch twins of the lax-level ops that ``jq.from_jax`` emits (``jq/_src/graph/ops/``),
 so graphs converted from JAX programs (and their quantized forms) run with ``to_torch`` too; and
 of the ops added for torch's Core ATen opset (``jq/_src/graph/ops.py``, ``index_ops.py``)."""
 

@@ -16,7 +16,7 @@ import jq_torch  # noqa: E402
 
 
 def _fn(p, x, idx):
-    """x (2, 6, 5); idx (2,) int32: most lax-level ops of jq._src.frontend.ops."""
+    """x (2, 6, 5); idx (2,) int32: most lax-level ops of jq._src.graph.ops."""
     y = jnp.maximum(x, p["c"][None, None]) - jnp.minimum(x, 0.5) + lax.erfc(x) + x**3
     y = jnp.where(y > 0.1, y, jnp.abs(y) ** 1.5) + jnp.remainder(x, 0.7) + jnp.floor(x)
     z = jnp.exp(-jnp.square(x)) * jnp.sign(x)

@@ -4,7 +4,7 @@ outputs``, registered with :func:`converter`.
 ``args`` are the equation's inputs as :class:`Val` (graph values) or :class:`Const` (known at
 conversion); an equation whose inputs are all constants never reaches the table (it is
 evaluated). Elementwise and per-channel ops keep their operand's storage permutation
-(:mod:`jq._src.frontend.layout`); shape ops work on the logical layout.
+(:mod:`jq._src.jax_frontend.layout`); shape ops work on the logical layout.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ HINTS = {
 }
 DEFAULT_HINT = (
     "no jq conversion for this primitive; rewrite that line with supported ones, or add a "
-    "converter (jq._src.frontend.primitives.converter)"
+    "converter (jq._src.jax_frontend.primitives.converter)"
 )
 
 
@@ -229,7 +229,7 @@ def _argmax(b: Builder, eqn, args):
 @converter("reduce_window_max", "reduce_window_sum")
 def _reduce_window(b: Builder, eqn, args):
     """``lax.reduce_window`` max or sum, stored channels-first when its window spares the
-    batch and channel axes (:mod:`jq._src.frontend.pooling`): a max is jq's ``max_pool``; a
+    batch and channel axes (:mod:`jq._src.jax_frontend.pooling`): a max is jq's ``max_pool``; a
     sum stays a ``reduce_window`` (``recognise.avg_pools`` makes it and its division an
     ``avg_pool``)."""
     (x,) = args

@@ -8,7 +8,7 @@ The kernel is canonicalised here, once: a Flax ``HWIO`` conv kernel is stored ``
 stored ``(out, in)``, a ``DenseGeneral`` kernel ``(in, heads, dim)`` as ``(heads * dim, in)``
 followed by a reshape. The data keep the program's layout: the conv reads its input stored as
 ``lhs_spec`` says and its output is stored ``out_spec`` (a lazy permutation, see
-:mod:`jq._src.frontend.layout`).
+:mod:`jq._src.jax_frontend.layout`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from .layout import Perm
 
 class Val(NamedTuple):
     """A value computed by the graph: node (or input) ``name`` holds
-    ``transpose(logical, perm)`` (:mod:`jq._src.frontend.layout`).
+    ``transpose(logical, perm)`` (:mod:`jq._src.jax_frontend.layout`).
 
     Attributes:
       name: the graph value's name.

@@ -15,7 +15,7 @@
 - :func:`flattens`: a flatten of a channels-first stored value into a ``linear`` (Flax's
   ``x.reshape(n, -1)`` of an NHWC value) reshapes the stored value and permutes the linear's
   input columns instead, so the graph reads ``silu -> reshape -> linear`` as torch's does.
-  Softmax, GELU and layer norm are matched in :mod:`jq._src.frontend.patterns`.
+  Softmax, GELU and layer norm are matched in :mod:`jq._src.jax_frontend.patterns`.
 - :func:`prune`: drop nodes nothing reads (constants absorbed by the passes above).
 
 Each pass is ``(graph, params) -> (graph, params)``; nodes keep their order.
@@ -222,7 +222,7 @@ def _divisor(graph: Graph, params: dict, div: Node) -> np.ndarray | None:
 
 def avg_pools(graph: Graph, params: dict) -> tuple[Graph, dict]:
     """``reduce_window(sum) -> div`` by torch's window counts -> ``avg_pool`` (see
-    :func:`jq._src.frontend.pooling.avg_pool_attrs`), named after the pool's scope."""
+    :func:`jq._src.jax_frontend.pooling.avg_pool_attrs`), named after the pool's scope."""
     readers, shapes = reader_map(graph), shape_map(graph)
     replace: dict[str, Node] = {}
     drop: set[str] = set()
