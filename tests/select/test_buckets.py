@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import jq
-from jq._src.select import activations as _activations
 from jq._src.select import fake_quant as _fake_quant
 from jq._src.select import histogram as _histogram
-from jq._src.select import weights as _weights
+from jq._src.select import packing as _packing
+from jq._src.select import weight_stacks as _weights
 from jq._src.select.buckets import bucket
 
 HERE = Path(__file__).parent
@@ -29,7 +29,7 @@ HERE = Path(__file__).parent
 def _exact(monkeypatch):
     """Compile for exact shapes: every bucket is the size itself."""
     monkeypatch.setattr(_weights, "_bucket_shape", lambda shape, per_channel: tuple(shape))
-    for mod in (_activations, _fake_quant, _histogram):
+    for mod in (_packing, _fake_quant, _histogram):
         monkeypatch.setattr(mod, "bucket", lambda n, minimum=8: max(int(n), 1))
 
 
@@ -55,10 +55,18 @@ WEIGHT_CASES = [
 ]
 
 
-# The compat KL cell compiles NumPy-order sums for KL's 8-bit grid: 40 s on 2 cores, so it runs
-# in `make test-all`; its default-mode twin stays in `make test`.
+# `make test` keeps every default-mode cell but KL's and one compat cell (power-of-two LP); the
+# other compat cells compile NumPy-order sums (15-40 s each on 2 cores) and run in
+# `make test-all` (compat's padding is also exercised by every bucketed case of
+# test_parity_mct.py, which pads to the bucket ladder and must match MCT bit for bit).
+def _weight_cell_is_slow(case: tuple, compat: bool) -> bool:
+    return case[2] == "kl" or (compat and case[1:3] != ("power_of_two", "lp"))
+
+
 _WEIGHT_CELLS = [
-    pytest.param(*case, compat, marks=[pytest.mark.slow] if case[2] == "kl" and compat else [])
+    pytest.param(
+        *case, compat, marks=[pytest.mark.slow] if _weight_cell_is_slow(case, compat) else []
+    )
     for case in WEIGHT_CASES
     for compat in (False, True)
 ]
@@ -103,7 +111,8 @@ def test_weights_batch_groups_share_buckets(rng):
 
 
 @pytest.mark.parametrize("compat", [False, True])
-@pytest.mark.parametrize("err", ["mse", "kl", "lp"])
+# KL's cells (35-60 s on 2 cores) run in `make test-all`.
+@pytest.mark.parametrize("err", ["mse", pytest.param("kl", marks=pytest.mark.slow), "lp"])
 def test_activation_batch_padding_is_exact(monkeypatch, rng, err, compat):
     data = [rng.standard_normal(300 + 50 * i) * (i + 1) for i in range(5)]
     hists = [jq.histogram(d, n_bins=256) for d in data]

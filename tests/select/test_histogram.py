@@ -214,6 +214,7 @@ def test_state_weighted_and_jit():
     _assert_states_equal(jitted, histogram_update(histogram_init(32), x))
 
 
+@pytest.mark.slow  # past 2^24 counts takes 2^24+ samples: ~30 s on 2 cores
 def test_integer_counts_equal_float_counts_and_stay_exact_past_2_24():
     """``integer_counts=True``: the same histogram as float counts while those are exact, the
     same state for any grouping (merge included), and exact counts where float32 rounds."""
