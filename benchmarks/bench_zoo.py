@@ -9,7 +9,10 @@ activations. SQNR = 10 log10(sum y^2 / sum (y - y_q)^2) over the evaluation batc
 jq runs its default mode; MCT its defaults (its own torch.fx front end), at W8A8 only.
 
 jq's persistent compilation cache is pointed at an empty folder per process (``--warm`` adds
-a second jq process on the filled folder).
+a second jq process on the filled folder). "jq again" is a second W8A8 call in the first
+process (the steady state). ``--fused`` runs jq without the model's probe program (the per-model
+fused statistics program and the quantized graph's SQNR program, the path before issue 21's
+item 3), to compare both.
 
 Run: ``PYTHONPATH=.:adapters python benchmarks/bench_zoo.py [--models gpt2 unet] [--no-mct]``
 """
@@ -51,7 +54,7 @@ def _data(name: str):
     return (lambda: (list(b) for b in batches)), zoo_models.inputs(name, BATCH, EVAL_SEED)
 
 
-def _run_jq(name: str, bits: int):
+def _run_jq(name: str, bits: int, again: bool = False):
     import torch
     import zoo_models
 
@@ -67,9 +70,16 @@ def _run_jq(name: str, bits: int):
         model, gen, core_config=core, target_platform_capabilities=tp
     )
     seconds = time.perf_counter() - t
+    out = {"seconds": seconds, "timings": dict(info.timings)}
+    if again:
+        t = time.perf_counter()
+        qm, _ = jq.ptq.pytorch_post_training_quantization(
+            model, gen, core_config=core, target_platform_capabilities=tp
+        )
+        out["again"] = time.perf_counter() - t
     with torch.no_grad():
         ref, got = model(*x), qm(*x)
-    return {"sqnr": _sqnr(ref, got), "seconds": seconds, "timings": dict(info.timings)}
+    return {"sqnr": _sqnr(ref, got), **out}
 
 
 def _run_mct(name: str):
@@ -90,13 +100,17 @@ def _run_mct(name: str):
     return {"sqnr": _sqnr(ref, got), "seconds": seconds}
 
 
-def child(name: str, lib: str, w4: bool = True) -> None:
+def child(name: str, lib: str, w4: bool = True, fused: bool = False) -> None:
     warnings.filterwarnings("ignore")
+    if fused:  # no probe program: statistics and SQNR take their own per-model programs
+        from jq._src.ptq import pipeline
+
+        pipeline.probe_spec = lambda prep: None  # type: ignore[assignment]
     try:
         if lib == "mct":
             out = {"W8A8": _run_mct(name)}
         else:
-            out = {"W8A8": _run_jq(name, 8)}
+            out = {"W8A8": _run_jq(name, 8, again=True)}
             if w4:
                 out["W4A8"] = _run_jq(name, 4)
     except Exception as e:  # reported in the table
@@ -104,9 +118,12 @@ def child(name: str, lib: str, w4: bool = True) -> None:
     print("RESULT " + json.dumps(out))
 
 
-def _spawn(name: str, lib: str, cache: str, timeout: float, w4: bool = True) -> dict:
+def _spawn(
+    name: str, lib: str, cache: str, timeout: float, w4: bool = True, fused: bool = False
+) -> dict:
     env = {**os.environ, "JQ_COMPILATION_CACHE_DIR": cache, "TQDM_DISABLE": "1"}
-    cmd = [sys.executable, "-u", __file__, "--child", name, lib] + ([] if w4 else ["--no-w4"])
+    flags = ([] if w4 else ["--no-w4"]) + (["--fused"] if fused else [])
+    cmd = [sys.executable, "-u", __file__, "--child", name, lib, *flags]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -154,6 +171,7 @@ def main(argv=None) -> None:
     p.add_argument("--no-jq", action="store_true", help="MCT's column only")
     p.add_argument("--warm", action="store_true", help="a second jq process on the filled cache")
     p.add_argument("--no-w4", action="store_true", help="W8A8 only (the speed table)")
+    p.add_argument("--fused", action="store_true", help="jq without the model's probe program")
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument(
         "--write-docs",
@@ -167,7 +185,8 @@ def main(argv=None) -> None:
         _page.record_stdout("zoo")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     head = "| model | jq W8A8 dB | MCT W8A8 dB | jq W4A8 dB | jq call (W8A8) | MCT call |"
-    extra = " MCT / jq cold |" + (" jq warm | MCT / jq warm |" if args.warm else "")
+    extra = " MCT / jq cold | jq again |"
+    extra += " jq warm | MCT / jq warm |" if args.warm else ""
     print(head + extra + " jq stages, s (compiling) |")
     print("|" + "---|" * (head.count("|") - 1 + extra.count("|") + 1))
     for name in args.models:
@@ -175,9 +194,11 @@ def main(argv=None) -> None:
             jq_res = (
                 {"error": "not run"}
                 if args.no_jq
-                else _spawn(name, "jq", cache, args.timeout, not args.no_w4)
+                else _spawn(name, "jq", cache, args.timeout, not args.no_w4, args.fused)
             )
-            warm = _spawn(name, "jq", cache, args.timeout, not args.no_w4) if args.warm else None
+            warm = None
+            if args.warm:
+                warm = _spawn(name, "jq", cache, args.timeout, not args.no_w4, args.fused)
         mct_res = {"error": "not run"} if args.no_mct else _spawn(name, "mct", "", args.timeout)
         row = [
             name,
@@ -187,7 +208,7 @@ def main(argv=None) -> None:
             _cell(jq_res, "W8A8", "seconds"),
             _cell(mct_res, "W8A8", "seconds"),
         ]
-        row.append(_ratio(mct_res, jq_res))
+        row += [_ratio(mct_res, jq_res), _cell(jq_res, "W8A8", "again")]
         if warm is not None:
             row += [_cell(warm, "W8A8", "seconds"), _ratio(mct_res, warm)]
         print("| " + " | ".join(row) + f" | {_split(jq_res)} |", flush=True)
@@ -197,7 +218,8 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) in (4, 5) and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], w4=sys.argv[4:] != ["--no-w4"])
+    if len(sys.argv) >= 4 and sys.argv[1] == "--child":
+        flags = sys.argv[4:]
+        child(sys.argv[2], sys.argv[3], w4="--no-w4" not in flags, fused="--fused" in flags)
     else:
         main()
