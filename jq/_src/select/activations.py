@@ -8,27 +8,30 @@ with the outlier filter and signedness rules of ``qparams_activations_computatio
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.typing import ArrayLike
 
 from ..runtime.cache import ensure_compilation_cache
 from ..runtime.jit import jit
-from ..runtime.mesh import check_mesh, padded_length, split_leading
+from ..runtime.mesh import check_mesh, split_leading
 from . import metrics as _metrics
-from .buckets import bucket
 from .enums import ErrorMethod, QuantizationMethod
 from .kl import kl_hist
 from .options import parse_options, x64
+from .packing import first_rows, padded_rows
 from .quantizers import (
     MIN_THRESHOLD,
     pot,
     threshold_quantize_levels,
     uniform_quantize,
 )
-from .search import SearchResult, pot_search, symmetric_search, uniform_search
+from .search import LossFn, SearchResult, pot_search, symmetric_search, uniform_search
 from .types import QParams
 from .validate import check_histogram
 
@@ -42,7 +45,12 @@ def auto_signed(edges: jax.Array, counts: jax.Array) -> jax.Array:
     return jnp.any((edges[:-1] < 0) & (counts > 0))
 
 
-def _mct_signed(edges, counts, method, error_method):
+def _mct_signed(
+    edges: jax.Array,
+    counts: jax.Array,
+    method: QuantizationMethod,
+    error_method: ErrorMethod,
+) -> jax.Array:
     """MCT's three auto-signedness rules [quirk], per selection function: power-of-two (and
     no-clipping symmetric) histograms read every edge, the others the non-empty bins' left edges
     (MCT 2.6.1's ``*_selection_histogram``)."""
@@ -52,7 +60,7 @@ def _mct_signed(edges, counts, method, error_method):
     return auto_signed(edges, counts)
 
 
-def outlier_filter(edges: jax.Array, counts: jax.Array, z_threshold) -> jax.Array:
+def outlier_filter(edges: jax.Array, counts: jax.Array, z_threshold: ArrayLike) -> jax.Array:
     """MCT's z-score filter on left edges (MCT 2.6.1's ``z_score_filter``,
     ``outlier_filter.py``); ``z_threshold = inf`` is a no-op."""
     x = edges[:-1]
@@ -71,10 +79,20 @@ def kl_range_asserts(edges: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Arra
     return jnp.any(ge) & jnp.any(lt) & (jnp.maximum(k_lo - 1, 0) > i1)
 
 
-def _loss_fn(edges, counts, signed, p, *, method, error_method, n_bits, compat):
+def _loss_fn(
+    edges: jax.Array,
+    counts: jax.Array,
+    signed: jax.Array,
+    p: float,
+    *,
+    method: QuantizationMethod,
+    error_method: ErrorMethod,
+    n_bits: int,
+    compat: bool,
+) -> LossFn:
     """Per-candidate histogram loss: ``(1,)`` thresholds or ``(1, 2)`` ranges -> ``(1,)``."""
 
-    def loss(param):
+    def loss(param: jax.Array) -> jax.Array:
         if method is QuantizationMethod.UNIFORM:
             lo, hi = param[0, 0], param[0, 1]
             q, level = uniform_quantize(edges, lo, hi, n_bits, exact=compat)
@@ -101,8 +119,18 @@ def _loss_fn(edges, counts, signed, p, *, method, error_method, n_bits, compat):
 
 
 def _search_activation(
-    edges, counts, signed_in, p, min_threshold, z_threshold, *, method, error_method, n_bits, compat
-):
+    edges: jax.Array,
+    counts: jax.Array,
+    signed_in: jax.Array,
+    p: float,
+    min_threshold: jax.Array,
+    z_threshold: jax.Array,
+    *,
+    method: QuantizationMethod,
+    error_method: ErrorMethod,
+    n_bits: int,
+    compat: bool,
+) -> tuple[SearchResult, jax.Array, jax.Array]:
     """Search one histogram. ``signed_in``: -1 auto, 0 unsigned, 1 signed.
 
     Returns ``(SearchResult, signed, mct_would_assert)``.
@@ -170,19 +198,19 @@ def _search_activation(
 
 @functools.partial(jit, static_argnames=("p", "method", "error_method", "n_bits", "compat", "mesh"))
 def _search_activation_batch(
-    edges,
-    counts,
-    signed_in,
-    min_threshold,
-    z_threshold,
+    edges: jax.Array,
+    counts: jax.Array,
+    signed_in: jax.Array,
+    min_threshold: jax.Array,
+    z_threshold: jax.Array,
     *,
-    p,
-    method,
-    error_method,
-    n_bits,
-    compat,
-    mesh=None,
-):
+    p: float,
+    method: QuantizationMethod,
+    error_method: ErrorMethod,
+    n_bits: int,
+    compat: bool,
+    mesh: Mesh | None = None,
+) -> tuple[SearchResult, jax.Array, jax.Array]:
     """:func:`_search_activation` over ``edges[L, B+1]``, ``counts[L, B]``, ``signed_in[L]``
     (with a ``mesh``, the ``L`` histograms split over its devices)."""
     search = functools.partial(
@@ -193,21 +221,30 @@ def _search_activation_batch(
         compat=compat,
     )
 
-    def batch(e, c, s, mt, zt):
-        return jax.vmap(search, in_axes=(0, 0, 0, None, None, None))(e, c, s, p, mt, zt)
+    def batch(
+        e: jax.Array, c: jax.Array, s: jax.Array, mt: jax.Array, zt: jax.Array
+    ) -> tuple[SearchResult, jax.Array, jax.Array]:
+        out: tuple[SearchResult, jax.Array, jax.Array] = jax.vmap(
+            search, in_axes=(0, 0, 0, None, None, None)
+        )(e, c, s, p, mt, zt)
+        return out
 
-    return split_leading(batch, mesh, 3, 2)(edges, counts, signed_in, min_threshold, z_threshold)
+    run = split_leading(batch, mesh, 3, 2)
+    res: tuple[SearchResult, jax.Array, jax.Array] = run(
+        edges, counts, signed_in, min_threshold, z_threshold
+    )
+    return res
 
 
 def activation_qparams_batch(
-    bins,
-    counts,
+    bins: ArrayLike,
+    counts: ArrayLike,
     *,
     n_bits: int = 8,
-    method="power_of_two",
-    error_method="mse",
+    method: QuantizationMethod | str = "power_of_two",
+    error_method: ErrorMethod | str = "mse",
     p: float = 2.0,
-    is_signed=None,
+    is_signed: bool | Sequence[bool] | np.ndarray | None = None,
     mct_compat: bool = False,
     min_threshold: float = MIN_THRESHOLD,
     z_threshold: float = float("inf"),
@@ -245,8 +282,7 @@ def activation_qparams_batch(
     # per histogram), so one compiled search serves every count of histograms; with a mesh,
     # to a multiple of its devices too, each searching its share.
     mesh = check_mesh(mesh, fn)
-    rows = np.arange(padded_length(bucket(n_hist, minimum=1), mesh)) % n_hist
-    rows[n_hist:] = 0
+    rows = padded_rows(n_hist, mesh)
     with x64(mct_compat):
         res, signed, asserts = _search_activation_batch(
             jnp.asarray(np.asarray(bins)[rows], dtype),
@@ -259,8 +295,7 @@ def activation_qparams_batch(
             **static,
         )
         res, signed, asserts = jax.device_get((res, signed, asserts))
-    res = jax.tree_util.tree_map(lambda a: a[:n_hist], res)
-    signed, asserts = signed[:n_hist], asserts[:n_hist]
+    res, signed, asserts = first_rows((res, signed, asserts), n_hist)
     if mct_compat and np.any(asserts):
         _raise_mct_assert(asserts, fn)
     return _qparams(res, signed, method, return_errors)
@@ -306,12 +341,12 @@ def _qparams(
 
 
 def activation_qparams(
-    bins,
-    counts,
+    bins: ArrayLike,
+    counts: ArrayLike,
     *,
     n_bits: int = 8,
-    method="power_of_two",
-    error_method="mse",
+    method: QuantizationMethod | str = "power_of_two",
+    error_method: ErrorMethod | str = "mse",
     p: float = 2.0,
     is_signed: bool | None = None,
     mct_compat: bool = False,
@@ -372,4 +407,5 @@ def activation_qparams(
         _fn=fn,
     )
     # Index on the host: an eager jax index would compile one small program per shape.
-    return jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a)[0]), batch)
+    one: QParams = jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a)[0]), batch)
+    return one

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from typing import cast
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -11,16 +11,26 @@ import numpy as np
 MAX_BITS = 16
 
 
-def check_n_bits(n_bits, fn: str) -> int:
-    """``n_bits`` must be an int in ``[1, 16]``."""
-    if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral):
-        raise TypeError(f"{fn}: n_bits must be an int, got {type(n_bits).__name__}")
-    if not 1 <= int(n_bits) <= MAX_BITS:
-        raise ValueError(f"{fn}: n_bits={n_bits} is outside the supported range [1, {MAX_BITS}]")
-    return int(n_bits)
+def check_bit_width(value: Any, where: str) -> int:
+    """``value`` as a bit width: an int in ``1..MAX_BITS``; ``where`` names the function and
+    the field in the error (``"jq.fake_quant: n_bits"``, ``"TargetPlatform: weights_n_bits"``).
+
+    Raises:
+      TypeError: not an int (a bool is not); ValueError: out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: must be an int bit width, got {type(value).__name__} {value!r}")
+    if not 1 <= int(value) <= MAX_BITS:
+        raise ValueError(f"{where}: must be in 1..{MAX_BITS}, got {value}")
+    return int(value)
 
 
-def check_p(p, fn: str) -> float:
+def check_n_bits(n_bits: Any, fn: str) -> int:
+    """``n_bits`` must be an int in ``[1, 16]`` (:func:`check_bit_width`)."""
+    return check_bit_width(n_bits, f"{fn}: n_bits")
+
+
+def check_p(p: Any, fn: str) -> float:
     """``p`` (the Lp exponent) must be a finite number > 0."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"{fn}: p must be a real number, got {type(p).__name__}")
@@ -29,7 +39,7 @@ def check_p(p, fn: str) -> float:
     return float(p)
 
 
-def check_min_threshold(m, fn: str) -> float:
+def check_min_threshold(m: Any, fn: str) -> float:
     """``min_threshold`` must be a finite number > 0."""
     if (
         isinstance(m, bool)
@@ -41,7 +51,9 @@ def check_min_threshold(m, fn: str) -> float:
     return float(m)
 
 
-def as_float_array(x, name: str, fn: str, *, allow_empty: bool = False) -> np.ndarray | jax.Array:
+def as_float_array(
+    x: Any, name: str, fn: str, *, allow_empty: bool = False
+) -> np.ndarray | jax.Array:
     """Check that ``x`` is a real floating array with finite values; return it as an array.
 
     Raises:
@@ -62,10 +74,11 @@ def as_float_array(x, name: str, fn: str, *, allow_empty: bool = False) -> np.nd
         raise ValueError(f"{fn}: {name} is empty (shape {tuple(x.shape)})")
     if not bool(np.all(np.isfinite(np.asarray(x)))):
         raise ValueError(f"{fn}: {name} contains NaN or inf values")
-    return x
+    arr: np.ndarray | jax.Array = x
+    return arr
 
 
-def check_axis(axis, ndim: int, name: str, fn: str) -> int:
+def check_axis(axis: Any, ndim: int, name: str, fn: str) -> int:
     """Normalise a (possibly negative) axis; raise if out of range."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{fn}: {name} must be an int, got {type(axis).__name__}")
@@ -74,7 +87,7 @@ def check_axis(axis, ndim: int, name: str, fn: str) -> int:
     return int(axis) % ndim
 
 
-def check_histogram(bins, counts, fn: str):
+def check_histogram(bins: Any, counts: Any, fn: str) -> tuple[np.ndarray | jax.Array, np.ndarray]:
     """Check a histogram: sorted ``bins`` of ``len(counts) + 1`` edges, counts >= 0, not all 0.
 
     Accepts a leading batch axis (``bins[L, B+1]``, ``counts[L, B]``).

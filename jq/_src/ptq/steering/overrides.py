@@ -21,7 +21,7 @@ from ...select.enums import (
     parse_error_method,
     parse_method,
 )
-from ...select.validate import MAX_BITS
+from ...select.validate import check_bit_width
 
 WEIGHTS = "weights"
 ACTIVATION = "activation"
@@ -45,11 +45,7 @@ def bit_width(value: Any, where: str) -> int:
     Raises:
       TypeError: not an int (a bool is not); ValueError: out of range.
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: must be an int bit width, got {value!r}")
-    if not 1 <= value <= MAX_BITS:
-        raise ValueError(f"{where}: must be in 1..{MAX_BITS}, got {value}")
-    return value
+    return check_bit_width(value, where)
 
 
 def _flag(value: Any, where: str) -> bool:
