@@ -131,7 +131,14 @@ def test_every_page_with_code_runs_some():
     )
 
 
-@pytest.mark.parametrize("page", RUNNABLE)
+# Two guides run whole PTQ calls per error method / per Flax model (40-50 s each on 2 cores):
+# `make test-all` runs them; every other page's examples run in `make test`.
+HEAVY_PAGES = {"docs/guides/error-methods.md", "docs/guides/flax-jax.md"}
+
+
+@pytest.mark.parametrize(
+    "page", [pytest.param(p, marks=pytest.mark.slow) if p in HEAVY_PAGES else p for p in RUNNABLE]
+)
 def test_page_examples_run(page, tmp_path, monkeypatch):
     todo = [b for b in blocks((ROOT / page).read_text(), page) if b.lang in RUN]
     monkeypatch.chdir(tmp_path)

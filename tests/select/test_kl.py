@@ -274,7 +274,14 @@ def _mct():
 @pytest.mark.mct
 @pytest.mark.parametrize(
     ("seed", "kind", "n_batches"),
-    [(0, "normal", 1), (1, "relu", 1), (2, "heavy", 3), (3, "relu", 2)],
+    [
+        (0, "normal", 1),
+        # 12-15 s each on 2 cores: `make test-all` runs the other three.
+        *(
+            pytest.param(*c, marks=pytest.mark.slow)
+            for c in [(1, "relu", 1), (2, "heavy", 3), (3, "relu", 2)]
+        ),
+    ],
 )
 def test_compat_kl_hist_matches_mct(seed, kind, n_batches):
     """Bit for bit on single-batch (integer) histograms; multi-batch (interpolated float)
@@ -310,7 +317,8 @@ def test_compat_kl_hist_matches_mct(seed, kind, n_batches):
 
 
 @pytest.mark.mct
-@pytest.mark.parametrize("n_bits", [2, 4, 8])
+# 11-16 s each on 2 cores: 8 bits in `make test`, 2 and 4 in `make test-all`.
+@pytest.mark.parametrize("n_bits", [*(pytest.param(b, marks=pytest.mark.slow) for b in (2, 4)), 8])
 def test_compat_kl_tensor_matches_mct(n_bits):
     _, ef, _ = _mct()
     r = np.random.default_rng(n_bits)

@@ -445,9 +445,11 @@ _HEAVY = {("symmetric", "kl"), ("uniform", "kl")}
 # The symmetric and uniform per-tensor weight cells (every error method but NOCLIPPING) compile
 # one compat program each (10-25 s per cell on 2 cores): `make test-all` runs them; their
 # per-channel twins (MCT's default for kernels) and every power-of-two cell stay in `make test`.
+# Likewise the uniform activation cells but MSE (40-60 s each: MCT's uniform range search).
 def _is_heavy(c: tuple) -> bool:
     per_tensor_search = len(c) == 3 and c[2] is False and c[0] != "power_of_two"
-    return c[:2] in _HEAVY or (per_tensor_search and c[1] != "noclipping")
+    uniform_activation = len(c) == 2 and c[0] == "uniform" and c[1] not in ("noclipping", "mse")
+    return c[:2] in _HEAVY or uniform_activation or (per_tensor_search and c[1] != "noclipping")
 
 
 def _cells(combos: list) -> list:
@@ -515,7 +517,11 @@ def test_uniform_kl_activation_raises_where_mct_raises(data):
         )
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize(
+    # 30-40 s per method on 2 cores: power-of-two in `make test`, the others in `make test-all`.
+    "method",
+    [m if m == "power_of_two" else pytest.param(m, marks=pytest.mark.slow) for m in METHODS],
+)
 def test_per_tensor_results_broadcast(method):
     """Per-tensor results are one value that broadcasts against the tensor, for every shape."""
     for shape in cases.SHAPES.values():
