@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, TypeVar
 
 
 class QuantizationMethod(enum.Enum):
@@ -53,7 +53,10 @@ def is_auto(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() == AUTO
 
 
-def _parse(enum_type, value, arg: str, fn: str):
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _parse(enum_type: type[_E], value: Any, arg: str, fn: str) -> _E:
     if isinstance(value, enum_type):
         return value
     # Accept MCT's own enum members (same names) without importing MCT.
@@ -69,11 +72,11 @@ def _parse(enum_type, value, arg: str, fn: str):
     raise ValueError(f"{fn}: unknown {arg}={value!r}; expected one of {valid}")
 
 
-def parse_method(value, fn: str = "jq") -> QuantizationMethod:
+def parse_method(value: Any, fn: str = "jq") -> QuantizationMethod:
     """Return a ``QuantizationMethod`` from an enum member or a (case-insensitive) name."""
     return _parse(QuantizationMethod, value, "method", fn)
 
 
-def parse_error_method(value, fn: str = "jq") -> ErrorMethod:
+def parse_error_method(value: Any, fn: str = "jq") -> ErrorMethod:
     """Return an ``ErrorMethod`` from an enum member or a (case-insensitive) name."""
     return _parse(ErrorMethod, value, "error_method", fn)

@@ -69,14 +69,17 @@ def mul_add(a: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
     return mul(a, b) + c
 
 
-def div(a: jax.Array, n) -> jax.Array:
+def div(a: jax.Array, n: ArrayLike) -> jax.Array:
     """``a / n`` as a true division, rounded on its own.
 
     XLA rewrites ``x / const`` as ``x * (1 / const)`` and ``y / (x / c)`` as ``y * c / x``; a
     guarded divisor stops the first, an optimisation barrier around the quotient the second.
     """
     n = jnp.asarray(n, a.dtype)
-    return jax.lax.optimization_barrier(a / jnp.where(jnp.isnan(a), jnp.ones_like(n), n))
+    q: jax.Array = jax.lax.optimization_barrier(  # type: ignore[no-untyped-call]
+        a / jnp.where(jnp.isnan(a), jnp.ones_like(n), n)
+    )
+    return q
 
 
 def linspace(first: jax.Array, last: jax.Array, num: int) -> jax.Array:
@@ -127,7 +130,9 @@ def _tree(n: int) -> tuple[list[tuple[int, int]], list[tuple[int, int, int]]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _plan(n: int):
+def _plan(
+    n: int,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """Static gather plan of NumPy's pairwise sum of ``n >= 8`` elements.
 
     Returns:
@@ -159,7 +164,9 @@ def _plan(n: int):
     return main, tail, levels
 
 
-def _leaf_gathers(leaves, n_leaves: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+def _leaf_gathers(
+    leaves: list[tuple[int, int]], n_leaves: int, pad: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``main[n_leaves, 16, 8]`` / ``tail[n_leaves, 7]`` element indices of each leaf block;
     unused slots (and leaves past ``len(leaves)``) point at ``pad``, a zero."""
     main = np.full((n_leaves, _BLOCK // _UNROLL, _UNROLL), pad, np.int64)
@@ -255,7 +262,9 @@ def _plan_sizes(length: int) -> tuple[int, int]:
     return n_leaves, n_leaves.bit_length() + 1
 
 
-def _levels(nodes, n_leaves: int, n_levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _levels(
+    nodes: list[tuple[int, int, int]], n_leaves: int, n_levels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(left, right, copy)``, each ``(n_levels, n_leaves)``: the tree's levels, deepest first
     (see :class:`SumPlan`), the deepest real one placed last but one."""
     zero = 2 * n_leaves
@@ -453,7 +462,7 @@ def mean(x: jax.Array) -> jax.Array:
 # slices with traced bounds
 
 
-def _slice_leaf_sums(v: jax.Array, start: jax.Array, n: jax.Array, rnd: Round | None):
+def _slice_leaf_sums(v: jax.Array, start: jax.Array, n: jax.Array, rnd: Round | None) -> jax.Array:
     """NumPy's sum of each segment ``v[start[i] : start[i] + n[i]]``, all ``n <= 128``.
 
     Each segment is gathered into one ``(16, 8)`` block of its whole groups of 8 and a ``(7,)``

@@ -14,7 +14,8 @@ from .validate import check_min_threshold, check_n_bits, check_p
 def x64(compat: bool) -> AbstractContextManager[Any]:
     """Context manager of the search's precision: float64 for ``mct_compat``, else JAX's own
     setting (so a user's ``jax_enable_x64`` is kept)."""
-    return jax.enable_x64(True) if compat else jax.enable_x64(jax.enable_x64.value)
+    cm: AbstractContextManager[Any] = jax.enable_x64(True if compat else jax.enable_x64.value)
+    return cm
 
 
 def parse_options(

@@ -85,7 +85,9 @@ def uniform_quantize(
     # ulp off NumPy's quotient for about a quarter of the elements, which flips exact rounding
     # ties (the minimum of a symmetric float32 start lies on one).
     shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(delta))
-    delta_full = jax.lax.optimization_barrier(jnp.broadcast_to(delta, shape))
+    delta_full = jax.lax.optimization_barrier(  # type: ignore[no-untyped-call]
+        jnp.broadcast_to(delta, shape)
+    )
     level = jnp.round((jnp.clip(x, a, b) - a) / delta_full)
     return mul_add(delta, level, a), level
 
@@ -97,7 +99,7 @@ def uniform_quantize_aligned(x: Any, a: Any, b: Any, steps: Any) -> tuple[jax.Ar
     return level * ((b - a) / steps) + a, level
 
 
-def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.Array]:
+def threshold_range(t: jax.Array, n_bits: int, signed: ArrayLike) -> tuple[jax.Array, jax.Array]:
     """The ``[a, b]`` range of the threshold grid: ``[-t*signed, t - t/2^(n-signed)]``
     (the range MCT 2.6.1's ``quantize_tensor`` passes on)."""
     # Python powers of two keep delta exact (a traced ``2.0 ** k`` may go through exp/log).
@@ -106,7 +108,7 @@ def threshold_range(t: jax.Array, n_bits: int, signed) -> tuple[jax.Array, jax.A
 
 
 def threshold_quantize_levels(
-    x: jax.Array, t: jax.Array, n_bits: int, signed, *, exact: bool = True
+    x: jax.Array, t: jax.Array, n_bits: int, signed: ArrayLike, *, exact: bool = True
 ) -> tuple[jax.Array, jax.Array]:
     """Threshold (power-of-two / symmetric) quantize-dequantize, ``Q(x; t, n, signed)``.
 
@@ -133,7 +135,7 @@ def threshold_quantize_levels(
 
 
 def threshold_quantize(
-    x: jax.Array, t: jax.Array, n_bits: int, signed, *, exact: bool = True
+    x: jax.Array, t: jax.Array, n_bits: int, signed: ArrayLike, *, exact: bool = True
 ) -> jax.Array:
     """The dequantized values of :func:`threshold_quantize_levels` (``x``'s shape)."""
     return threshold_quantize_levels(x, t, n_bits, signed, exact=exact)[0]
@@ -161,14 +163,14 @@ def absmax_factor(n_bits: int, uniform: bool) -> float:
         return 1.0
     if n_bits == 1:
         return 0.0
-    return 2 ** (n_bits - 1) / (2 ** (n_bits - 1) - 1)
+    return float(2 ** (n_bits - 1) / (2 ** (n_bits - 1) - 1))
 
 
 def affine_grid(
     n_bits: int,
     *,
     threshold: jax.Array | None = None,
-    signed=True,
+    signed: ArrayLike = True,
     range_min: jax.Array | None = None,
     range_max: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:

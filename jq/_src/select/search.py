@@ -58,7 +58,8 @@ def evaluate(loss_fn: LossFn, cands: jax.Array, batch_size: int | None) -> jax.A
     """
     if batch_size is None:
         return jax.vmap(loss_fn)(cands)
-    return lax.map(loss_fn, cands, batch_size=batch_size)
+    losses: jax.Array = lax.map(loss_fn, cands, batch_size=batch_size)
+    return losses
 
 
 def argmin_first(losses: jax.Array, *, compat: bool) -> jax.Array:
@@ -80,7 +81,7 @@ def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
     return jnp.take_along_axis(a, idx, axis=0)[0]
 
 
-def _blend(new, old, take, compat: bool):
+def _blend(new: jax.Array, old: jax.Array, take: jax.Array, compat: bool) -> jax.Array:
     """MCT's ``new * take + old * (1 - take)`` (compat) or ``where(take, new, old)``.
 
     The compat form keeps NumPy's ``inf * 0 = NaN``: the result is NaN whenever the side not
@@ -97,7 +98,9 @@ def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
     return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
 
 
-def pick(cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool):
+def pick(
+    cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool
+) -> tuple[jax.Array, jax.Array]:
     """Choose one candidate per channel (as MCT 2.6.1's ``search_fixed_range_intervals`` /
     ``search_dynamic_range`` do).
 
@@ -112,7 +115,9 @@ def pick(cands: jax.Array, losses: jax.Array, *, per_channel: bool, compat: bool
     """
     if per_channel and compat:
 
-        def step(carry, kl):
+        def step(
+            carry: tuple[jax.Array, jax.Array], kl: tuple[jax.Array, jax.Array]
+        ) -> tuple[tuple[jax.Array, jax.Array], None]:
             best_p, best_l = carry
             p_k, l_k = kl
             better = l_k < best_l
@@ -162,8 +167,19 @@ class _LoopState(NamedTuple):
 
 
 def _iterate(
-    loss_fn, x0, make_cands, shrink, *, rounds, n_cand, per_channel, compat, loss0, batch_size, mean
-):
+    loss_fn: LossFn,
+    x0: jax.Array,
+    make_cands: Callable[[jax.Array, jax.Array], jax.Array],
+    shrink: tuple[int, Callable[[jax.Array], jax.Array]],
+    *,
+    rounds: int,
+    n_cand: int,
+    per_channel: bool,
+    compat: bool,
+    loss0: jax.Array | None,
+    batch_size: int | None,
+    mean: Callable[[jax.Array], jax.Array] | None,
+) -> SearchResult:
     """Common round loop of the symmetric and uniform searches (MCT 2.6.1's
     ``qparams_symmetric_iterative_minimization`` / ``iterative_uniform_dynamic_range_search``)."""
     if mean is None:
@@ -246,7 +262,7 @@ def symmetric_search(
         order in compat mode, else ``jnp.mean``); a padded search passes a masked one.
     """
 
-    def make_cands(centre, scale):
+    def make_cands(centre: jax.Array, scale: jax.Array) -> jax.Array:
         return _npsum.linspace(_npsum.mul(centre, scale[0]), _npsum.mul(centre, scale[1]), n_cand)
 
     return _iterate(
@@ -297,7 +313,7 @@ def uniform_search(
     """
     scalers = jnp.asarray(scaler_grid(grid), start.dtype)
 
-    def make_cands(centre, scale):
+    def make_cands(centre: jax.Array, scale: jax.Array) -> jax.Array:
         del scale  # the uniform grid never narrows
         return _npsum.mul(centre[None, :, :], scalers[:, None, :])
 

@@ -41,7 +41,7 @@ def search_tiled(
     p: float,
     min_threshold: float,
     return_errors: bool,
-    devices: list | None = None,
+    devices: list[Any] | None = None,
 ) -> list[SearchResult]:
     """Every tensor's search result (host arrays, its own ``C`` rows), as the bucketed
     default-mode search returns them. ``devices``: the tiles go to them in turn (the same
@@ -66,7 +66,14 @@ def search_tiled(
     return [out[i] for i in range(len(x2ds))]
 
 
-def _options(method, error_method, n_bits, per_channel, p, min_threshold):
+def _options(
+    method: QuantizationMethod,
+    error_method: ErrorMethod,
+    n_bits: int,
+    per_channel: bool,
+    p: float,
+    min_threshold: float,
+) -> tuple[_ts.Options, int]:
     """The runtime :class:`~.tile_search.Options` and the round count of the record."""
     if method is QuantizationMethod.UNIFORM:
         rounds, freq = UNIFORM_ROUNDS[per_channel], 1
@@ -84,14 +91,22 @@ def _options(method, error_method, n_bits, per_channel, p, min_threshold):
     return opts, rounds
 
 
-def _device_rows(tile: _tiles.Tile, device=None) -> _ts._Rows:
+def _device_rows(tile: _tiles.Tile, device: Any = None) -> _ts._Rows:
     x = jax.device_put(tile.x, device)
     w = x if tile.w is None else jax.device_put(tile.w, device)
     rest = (tile.row, tile.cols, tile.n, tile.tensor, tile.channels, tile.active)
     return _ts._Rows(x, w, *jax.device_put(rest, device))
 
 
-def _rows_of(res, slot, c, method, error_method, rounds, return_errors) -> Any:
+def _rows_of(
+    res: SearchResult,
+    slot: int,
+    c: int,
+    method: QuantizationMethod,
+    error_method: ErrorMethod,
+    rounds: int,
+    return_errors: bool,
+) -> Any:
     """One tensor's rows of a tile's result, shaped as the bucketed search's."""
     rows = slice(slot, slot + c)
     param: Any = np.asarray(res.param[rows])
@@ -121,7 +136,7 @@ def warmup(keep_errors: bool = False) -> int:
             tile = _tiles.pack([row], None, width, size)[0]
             for method in QuantizationMethod:
                 opts, _ = _options(method, ErrorMethod.MSE, 8, True, 2.0, 2.0**-16)
-                jax.block_until_ready(
+                jax.block_until_ready(  # type: ignore[no-untyped-call]
                     _ts.search_tile(
                         _device_rows(tile), opts, method=method, keep_errors=keep_errors
                     )

@@ -16,7 +16,7 @@ largest tile is not tiled (the caller searches it another way).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -123,7 +123,13 @@ def _renumber(tiles: list[Tile], idx: list[int]) -> list[Tile]:
     return [t._replace(members=[(idx[m], s, c) for m, s, c in t.members]) for t in tiles]
 
 
-def _fill(arrays, weights, members: list[int], width: int, capacity: int) -> Tile:
+def _fill(
+    arrays: list[np.ndarray],
+    weights: list[np.ndarray] | None,
+    members: list[int],
+    width: int,
+    capacity: int,
+) -> Tile:
     """One tile of ``capacity`` tile rows holding ``arrays[i]`` for ``i`` in ``members``."""
     m = min(capacity, MAX_ROWS - 1) + 1
     x = np.zeros((capacity, width), np.float32)
@@ -142,7 +148,7 @@ def _fill(arrays, weights, members: list[int], width: int, capacity: int) -> Til
         span = slice(pos, pos + c * per_row)
         _place(x, span, arrays[i], per_row, width)
         if w is not None:
-            _place(w, span, weights[i], per_row, width)
+            _place(w, span, cast("list[np.ndarray]", weights)[i], per_row, width)
         row[span] = np.repeat(np.arange(slot, slot + c, dtype=np.int32), per_row)
         last = length - (per_row - 1) * width
         cols[span] = np.tile(np.r_[np.full(per_row - 1, width), last].astype(np.int32), c)
