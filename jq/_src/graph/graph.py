@@ -2,7 +2,7 @@
 
 A model is a :class:`Graph` (what to compute; hashable, so ``jax.jit`` can treat it as static)
 plus a params pytree ``dict[node_name, dict[param_name, jax.Array]]`` (the numbers). Ops are names
-from the table in ``jq/_src/graph/ops.py``; ``jq.apply`` (``jq/_src/graph/apply.py``) runs a graph.
+from the table in ``jq/_src/graph/ops/``; ``jq.apply`` (``jq/_src/graph/apply.py``) runs a graph.
 
 Layouts follow PyTorch, since that is where most graphs come from: data is channels-first
 (``NCHW``), conv weights ``(out, in/groups, *kernel)``, linear weights ``(out, in)``,
@@ -66,7 +66,7 @@ class Node:
     Args:
       name: unique name of the node and of its output value (PyTorch graphs use the module
         path, e.g. ``"layer1.0.conv1"``). Its params live at ``params[name]``.
-      op: op name from the op table (``jq/_src/graph/ops.py``), e.g. ``"conv"``.
+      op: op name from the op table (``jq/_src/graph/ops/``), e.g. ``"conv"``.
       inputs: names of the values (graph inputs or earlier nodes) passed positionally.
       attrs: static attributes: a mapping or ``(key, value)`` pairs, stored as a tuple sorted
         by key; lists become tuples; values must be hashable.
