@@ -1,6 +1,6 @@
 """Torch twins of the lax-level ops that ``jq.from_jax`` emits (``jq/_src/graph/ops/``),
 so graphs converted from JAX programs (and their quantized forms) run with ``to_torch`` too; and
-of the ops added for torch's Core ATen opset (``jq/_src/graph/ops.py``, ``index_ops.py``)."""
+of the ops added for torch's Core ATen opset (registered in the same package)."""
 
 from __future__ import annotations
 
