@@ -48,6 +48,7 @@ def test_kl_does_not_collapse_to_a_few_bins_at_low_bits(rng, n_bits):
     assert 2.0 <= float(default.threshold) <= 8.0  # N(0, 1): a threshold of a few sigma
 
 
+@pytest.mark.slow  # KL searches in both modes, 30-55 s on 2 cores: make test-all
 def test_per_tensor_power_of_two_kl_uses_the_float_tensor(rng):
     """MCT's per-tensor POT KL histograms the quantized candidate (swapped arguments)."""
     w = (rng.standard_t(2, size=(16, 27)) * 0.05).astype(np.float32)
@@ -143,6 +144,7 @@ def test_zero_width_uniform_range():
     np.testing.assert_array_equal(jq.fake_quant(w, default, n_bits=8), w)
 
 
+@pytest.mark.slow  # KL searches in both modes, 30-55 s on 2 cores: make test-all
 def test_uniform_weights_kl_uses_n_bits(rng):
     """MCT never forwards n_bits to the uniform-weights KL (it always scores an 8-bit grid)."""
     w = rng.normal(size=(1, 64)).astype(np.float32)
@@ -153,6 +155,7 @@ def test_uniform_weights_kl_uses_n_bits(rng):
     assert not np.allclose(default2.range_max, compat2.range_max)
 
 
+@pytest.mark.slow  # KL searches in both modes, 30-55 s on 2 cores: make test-all
 def test_uniform_kl_on_one_signed_narrow_data():
     """MCT's uniform KL histogram search asserts on one-signed narrow data; jq compat raises a
     clear ValueError, default mode scores such candidates +inf and returns a range."""

@@ -45,7 +45,12 @@ def _loss(w, qp, n_bits, axis):
     return ((q - w) ** 2).reshape(w.shape[0], -1).mean(axis=1) if axis else ((q - w) ** 2).mean()
 
 
-@pytest.mark.parametrize("method", ["power_of_two", "symmetric", "uniform"])
+@pytest.mark.parametrize(
+    # symmetric and uniform search grids of candidates (50-150 s each on 2 cores, both routes
+    # compiled for many shapes): `make test-all`; power-of-two stays in `make test`.
+    "method",
+    ["power_of_two", *(pytest.param(m, marks=pytest.mark.slow) for m in ("symmetric", "uniform"))],
+)
 def test_tiled_equals_the_bucketed_search_up_to_summation_order(monkeypatch, rng, method):
     """No clipping and power-of-two choose as the bucketed default-mode search; the iterative
     searches' losses differ from it in float32 summation order, which can tip a near tie to
