@@ -1,4 +1,4 @@
-"""Torch twins of jq's position ops (``jq/_src/graph/index_ops.py``: ``where``, ``index``,
+"""Torch twins of jq's position ops (``jq/_src/graph/ops/indexing.py``: ``where``, ``index``,
 ``roll``, ``resize``, ``arange``), so graphs that use them run with ``to_torch``."""
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ def _masked_softmax(params, x, mask, *, axis, fill):
     return torch.softmax(torch.where(mask, x, torch.tensor(fill, dtype=x.dtype)), dim=axis)
 
 
-# --- twins of the ops added for torch's Core ATen opset (jq/_src/graph/ops.py, index_ops.py) --
+# --- twins of the ops added for torch's Core ATen opset (jq/_src/graph/ops/) -----------------
 
 for _name, _fn in (
     ("tan", torch.tan),

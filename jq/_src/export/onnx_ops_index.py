@@ -1,5 +1,5 @@
 """ONNX emitters for jq's ops that select, move and combine values by position
-(``index_ops.py``, the ``lax``-shaped ops of ``frontend/ops.py``): gathers and scatters,
+(``jq/_src/graph/ops/indexing.py``, ``shapes.py``, ``resampling.py``): gathers and scatters,
 sort and top-k, flips, rolls, tiles, diagonals, slices, paddings, resizing, sampling grids.
 
 Sizes the emitters need (an axis length, a broadcast shape) come from the abstract trace on

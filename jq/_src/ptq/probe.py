@@ -22,21 +22,12 @@ import numpy as np
 
 from ..graph.apply import apply
 from ..graph.graph import Graph, Node
-from ..graph.ops import register_op
+from ..graph.ops.quantization import GATE_OP
 from ..runtime.jit import jit
-from ..select.quantizers import affine_fake_quant
 
-GATE_OP = "ptq_gate"
 GATE_SUFFIX = "#gate"
 BIASED_OPS = ("conv", "conv_transpose", "linear")
 _OFF = {"scale": 1.0, "q_min": -1.0, "q_max": 1.0, "on": 0.0}
-
-
-@register_op(GATE_OP)
-def _ptq_gate(params, x):
-    """A quantizer that is switched by ``params["on"]``; never exported."""
-    q = affine_fake_quant(x, params["scale"], params["q_min"], params["q_max"])
-    return jnp.where(params["on"] > 0, q, x)
 
 
 class Probe(NamedTuple):

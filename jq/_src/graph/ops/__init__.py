@@ -6,8 +6,7 @@ node's static attributes. Layouts are PyTorch's (data channels-first). Ops broad
 operands explicitly, so they run under ``jax_numpy_rank_promotion="raise"``.
 
 Each module registers its ops when it is imported, and importing this package imports them
-all, so the table is complete once ``jq._src.graph.ops`` is imported (only the PTQ probe's
-``ptq_gate`` is registered by ``jq/_src/ptq/probe.py``). By family (attrs in brackets;
+all, so the table is complete once ``jq._src.graph.ops`` is imported. By family (attrs in brackets;
 ``params`` in braces):
 
 - ``registry``: ``register_op``, ``get_op``, ``registered_ops``.
@@ -52,7 +51,8 @@ all, so the table is complete once ``jq._src.graph.ops`` is imported (only the P
 - ``quantization``: ``fake_quant`` {scale, q_min, q_max}: quantize-dequantize as a deployed
   quantizer computes it, ``clip(round(x * (1/scale)), q_min, q_max) * scale``
   (``torch.fake_quantize_*``'s arithmetic; ``jq._src.select.quantizers.affine_grid`` gives the
-  three values of a threshold or range).
+  three values of a threshold or range); ``ptq_gate`` {scale, q_min, q_max, on}: the PTQ
+  probe's switchable quantizer, never exported.
 - ``hooks``: the PTQ passes' own hooks (``ptq_perturb``, ``ptq_hessian_probe``,
   ``ptq_hessian_conv``), never exported.
 

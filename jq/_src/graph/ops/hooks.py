@@ -7,7 +7,7 @@ exported (the ONNX writer refuses them, naming why).
 - ``ptq_hessian_conv``: a one-group ``conv`` as patches and one dot, for the small output maps
   of the Hessian scoring graph, where XLA:CPU's convolution (and its transposes) is slow.
 
-The probe's ``ptq_gate`` is registered by ``jq/_src/ptq/probe.py``.
+The probe's ``ptq_gate`` is a quantizer: it lives in ``quantization.py``.
 """
 
 from __future__ import annotations
