@@ -127,7 +127,11 @@ def test_exact_weight_diag_oracle():
     np.testing.assert_allclose(oracle(g, p, [x], "c2"), want["c2"], rtol=1e-5)
 
 
-@pytest.mark.parametrize("tol,chunk", [(TOL, 10), (0.02, 2 * DRAWS_PER_PASS)])
+@pytest.mark.parametrize(
+    # The second cell (draws past one pass) takes ~10 s on 2 cores: `make test-all`.
+    "tol,chunk",
+    [(TOL, 10), pytest.param(0.02, 2 * DRAWS_PER_PASS, marks=pytest.mark.slow)],
+)
 def test_same_draws_as_mct_loop(tol, chunk):
     # tol 0.02 stops mid-pass (the draws after the stop are masked out); TOL runs to 100.
     # The draws do not depend on chunk (two passes per call in the second case).

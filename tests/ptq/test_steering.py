@@ -173,6 +173,7 @@ def test_methods_per_channel_and_switching_quantization_off(plain):
     _same(info.layer("fc"), plain.info.layer("fc"))
 
 
+@pytest.mark.slow  # AUTO's evaluation of every method on the steered layers: ~20 s on 2 cores
 def test_auto_on_some_layers_and_fixed_on_others():
     """Global activation AUTO with one value pinned to MSE, and AUTO on one kernel only: the
     AUTO quantizers get an analysis, the check's uniform options change only them."""

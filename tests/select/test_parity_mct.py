@@ -449,7 +449,24 @@ _HEAVY = {("symmetric", "kl"), ("uniform", "kl")}
 def _is_heavy(c: tuple) -> bool:
     per_tensor_search = len(c) == 3 and c[2] is False and c[0] != "power_of_two"
     uniform_activation = len(c) == 2 and c[0] == "uniform" and c[1] not in ("noclipping", "mse")
-    return c[:2] in _HEAVY or uniform_activation or (per_tensor_search and c[1] != "noclipping")
+    # Per channel, LP at p=3 repeats p=2's program with another p, and symmetric HMSE is also
+    # in test_parity_hmse_uniform.py: `make test-all` runs them.
+    heavy_channel = (
+        len(c) == 3
+        and c[2] is True
+        and c[:2]
+        in {
+            ("symmetric", "lp3"),
+            ("uniform", "lp3"),
+            ("symmetric", "hmse"),
+        }
+    )
+    return (
+        c[:2] in _HEAVY
+        or uniform_activation
+        or heavy_channel
+        or (per_tensor_search and c[1] != "noclipping")
+    )
 
 
 def _cells(combos: list) -> list:
