@@ -29,3 +29,13 @@ def rng():
 def key():
     """A seeded JAX key."""
     return jax.random.key(0)
+
+
+# Files that spend minutes in a subprocess of their own start first, so that under
+# `pytest -n 2 --dist loadfile` the other worker runs the rest meanwhile (at the end of the
+# order, the long-process test ran ~3 min alone after every other file had finished).
+_FIRST = ("tests/select/test_long_process.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(_FIRST))
