@@ -1,6 +1,7 @@
 """Strict defaults for the whole suite (docstring examples included: tests/test_doctests.py)."""
 
 import atexit
+import collections
 import os
 import shutil
 import tempfile
@@ -32,10 +33,17 @@ def key():
 
 
 # Files that spend minutes in a subprocess of their own start first, so that under
-# `pytest -n 2 --dist loadfile` the other worker runs the rest meanwhile (at the end of the
-# order, the long-process test ran ~3 min alone after every other file had finished).
+# `pytest -n 2 --dist loadfile` the other worker runs the rest meanwhile (last, the long-process
+# test ran ~3 min alone after every other file had finished). The rest run largest file first,
+# as xdist's own reordering does; the Makefile passes --no-loadscope-reorder to keep this order.
 _FIRST = ("tests/select/test_long_process.py",)
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: not item.nodeid.startswith(_FIRST))
+    per_file = collections.Counter(item.nodeid.split("::")[0] for item in items)
+    items.sort(
+        key=lambda item: (
+            not item.nodeid.startswith(_FIRST),
+            -per_file[item.nodeid.split("::")[0]],
+        )
+    )
