@@ -94,7 +94,10 @@ def test_search_programs_do_not_depend_on_shape_or_options(rng):
     """Every shape x error method x n_bits x granularity x p of a method compiles at most the
     method's tile programs (2 widths x 3 sizes, with and without the error record): no program
     per shape or option."""
+    from jq._src.runtime.programs import program_store
     from jq._src.select import tile_search
+
+    program_store().clear()  # count this test's programs, not those of earlier files' methods
 
     def search_programs():
         return tile_search.search_tile._cache_size()
